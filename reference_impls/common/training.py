@@ -1,0 +1,177 @@
+"""A minimal, seeded training loop that every method plugs into.
+
+Any ``nn.Module`` whose ``forward(x, y)`` returns a dict of named loss terms
+with the total under ``"loss"`` can be trained (mdistiller's ``forward_train``
+contract). Optional hooks on that module:
+
+* ``configure_optimizers(lr) -> list[Optimizer]``: methods that need several
+  optimisers or parameter groups (default: one SGD over trainable parameters);
+* ``on_epoch_start(epoch, epochs)``: schedules that depend on the epoch (PS-KD).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference_impls.common.data import DataSplit, iterate_minibatches
+from reference_impls.common.models import ModelOutput
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a generator for data shuffling."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def logits_of(output: ModelOutput | torch.Tensor) -> torch.Tensor:
+    return output.logits if isinstance(output, ModelOutput) else output
+
+
+class Supervised(nn.Module):
+    """Plain cross-entropy training of one model (teachers, baselines)."""
+
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = logits_of(self.model(x))
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        return {"loss": loss, "ce": loss.detach()}
+
+
+@dataclass
+class History:
+    """Mean of every loss term per epoch, and test accuracy of the evaluated model."""
+
+    losses: list[dict[str, float]] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.test_accuracy[-1] if self.test_accuracy else math.nan
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    outputs = [logits_of(model(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(outputs)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    return (predict_logits(model, x).argmax(1) == y).float().mean().item()
+
+
+def agreement(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> float:
+    """Fraction of inputs where student and teacher predict the same class."""
+    same = predict_logits(student, x).argmax(1) == predict_logits(teacher, x).argmax(1)
+    return same.float().mean().item()
+
+
+def kl_to_teacher(
+    student: nn.Module, teacher: nn.Module, x: torch.Tensor, temperature: float = 1.0
+) -> float:
+    """Mean KL(teacher || student) of the softened predictions: the distance distillation shrinks."""
+    log_p_student = F.log_softmax(predict_logits(student, x) / temperature, dim=1)
+    log_p_teacher = F.log_softmax(predict_logits(teacher, x) / temperature, dim=1)
+    return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean").item()
+
+
+def _default_optimizers(module: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)]
+
+
+def train(
+    module: nn.Module,
+    data: DataSplit,
+    epochs: int = 10,
+    lr: float = 0.05,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    evaluate: nn.Module | None = None,
+    progress: bool | Callable[[int, dict[str, float]], None] = False,
+) -> History:
+    """Train ``module`` on ``data``; returns per-epoch losses and test accuracy.
+
+    ``evaluate`` is the classifier whose test accuracy is logged (default: the
+    module's ``student`` attribute, or its ``model``). ``progress=True`` shows a
+    tqdm bar; a callable receives ``(epoch, mean_losses)`` after each epoch.
+    The learning rate follows a cosine schedule to zero.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    generator = set_seed(seed)
+    module.to(device)
+    data = data.to(device)
+    evaluated = evaluate or getattr(module, "student", None) or getattr(module, "model", None)
+    configure = getattr(module, "configure_optimizers", None)
+    optimizers = configure(lr) if configure else _default_optimizers(module, lr)
+    steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
+    schedulers = [
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        for opt in optimizers
+    ]
+    history = History()
+    epoch_range = range(epochs)
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        epoch_range = tqdm(epoch_range, desc=type(module).__name__, leave=False)
+    for epoch in epoch_range:
+        if hasattr(module, "on_epoch_start"):
+            module.on_epoch_start(epoch, epochs)
+        module.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        for x, y in iterate_minibatches(data.x_train, data.y_train, batch_size, True, generator):
+            terms = module(x, y)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            for opt, scheduler in zip(optimizers, schedulers, strict=True):
+                opt.step()
+                scheduler.step()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            batches += 1
+        means = {name: total / batches for name, total in sums.items()}
+        history.losses.append(means)
+        if evaluated is not None:
+            history.test_accuracy.append(accuracy(evaluated, data.x_test, data.y_test))
+        if callable(progress):
+            progress(epoch, means)
+    return history
+
+
+def train_supervised(model: nn.Module, data: DataSplit, **kwargs) -> History:
+    """Cross-entropy training of a single classifier (e.g. the teacher)."""
+    return train(Supervised(model), data, evaluate=model, **kwargs)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Put a (teacher) model in eval mode and stop its gradients for good."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model

@@ -1,0 +1,94 @@
+r"""The standard offline distillation pipeline: a frozen teacher, any loss, plus cross-entropy.
+
+Citation: ``hinton2015distilling`` (the teacher-student scheme); the interface
+follows mdistiller's ``Distiller`` (https://github.com/megvii-research/mdistiller).
+
+A pre-trained teacher $T$ is frozen; the student $S$ minimises
+
+$$
+\mathcal{L} = \lambda_{\mathrm{CE}}\, \mathrm{CE}\big(y, S(x)\big)
+            + \lambda_{\mathrm{KD}}\, \mathcal{L}_{\mathrm{distill}}\big(S(x), T(x)\big).
+$$
+
+Every loss in ``reference_impls.sources`` plugs in: it declares what it reads
+through its class attribute ``inputs`` (``"logits"``, ``"features"``,
+``"preact_features"`` or ``"embeddings"``) and whether it also needs the
+labels (``needs_target``). The teacher runs under ``torch.no_grad()`` and is
+kept in eval mode even when the distiller is put in training mode.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference_impls.common.models import ModelOutput
+from reference_impls.common.training import freeze, logits_of
+
+INPUT_KINDS = ("logits", "features", "preact_features", "embeddings")
+
+
+def select_inputs(output: ModelOutput, kind: str):
+    """Pick what a loss reads from a model's output."""
+    if kind == "logits":
+        return output.logits
+    if kind == "features":
+        return output.features
+    if kind == "preact_features":
+        return output.preact_features
+    if kind == "embeddings":
+        return output.embedding
+    raise ValueError(f"unknown loss input kind {kind!r}; expected one of {INPUT_KINDS}")
+
+
+class OfflineDistiller(nn.Module):
+    """Student + frozen teacher + one distillation loss (+ weighted cross-entropy).
+
+    Args:
+        student: the model being trained; returns a ``ModelOutput``.
+        teacher: a trained model; frozen here (eval mode, no gradients).
+        loss: a distillation loss module, or ``None`` for the cross-entropy baseline.
+            Its trainable connectors are parameters of this distiller and are
+            optimised with the student.
+        ce_weight: weight of the cross-entropy on labels.
+        kd_weight: weight of the distillation term.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        loss: nn.Module | None,
+        ce_weight: float = 1.0,
+        kd_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.teacher = freeze(teacher)
+        self.loss = loss
+        self.ce_weight = ce_weight
+        self.kd_weight = kd_weight
+
+    def train(self, mode: bool = True) -> OfflineDistiller:
+        super().train(mode)
+        self.teacher.eval()  # batch-norm statistics of the teacher never move
+        return self
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        student_out = self.student(x)
+        ce = F.cross_entropy(logits_of(student_out), y)
+        terms = {"ce": ce.detach()}
+        total = self.ce_weight * ce
+        if self.loss is not None:
+            with torch.no_grad():
+                teacher_out = self.teacher(x)
+            kind = getattr(self.loss, "inputs", "logits")
+            args = [select_inputs(student_out, kind), select_inputs(teacher_out, kind)]
+            if getattr(self.loss, "needs_target", False):
+                args.append(y)
+            kd = self.loss(*args)
+            terms["kd"] = kd.detach()
+            total = total + self.kd_weight * kd
+        terms["loss"] = total
+        return terms

@@ -1,0 +1,117 @@
+"""Suite-wide options: CUDA skipping and the GPU run record (``--gpu-record``).
+
+``pytest --gpu-record`` writes ``tests/gpu_runs/<date>-<device>.json`` holding the
+device name, torch and CUDA versions, the commit, and the outcome of every
+test, so the site can show which implementation passed on which device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORD_DIR = ROOT / "tests" / "gpu_runs"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--gpu-record",
+        action="store_true",
+        help="write a run record (device, versions, commit, outcome per test) to tests/gpu_runs/",
+    )
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def implementation_module(nodeid: str) -> str | None:
+    """``tests/reference_impls/sources/logit/test_kd.py::...`` -> ``reference_impls.sources.logit.kd``."""
+    match = re.match(r"tests/(reference_impls/.+)/test_(\w+)\.py", nodeid)
+    if not match:
+        return None
+    return f"{match.group(1).replace('/', '.')}.{match.group(2)}"
+
+
+class GpuRecorder:
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or report.outcome != "passed":
+            previous = self.outcomes.get(report.nodeid)
+            if previous in (None, "passed"):
+                self.outcomes[report.nodeid] = report.outcome
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        device = (
+            torch.cuda.get_device_name(0)
+            if cuda
+            else f"CPU ({platform.processor() or platform.machine()})"
+        )
+        commit = os.environ.get("KDATLAS_COMMIT")
+        if not commit:
+            try:
+                commit = subprocess.run(
+                    ["git", "rev-parse", "HEAD"],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.strip()
+            except (OSError, subprocess.CalledProcessError):
+                commit = "unknown"
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        tests = [
+            {"nodeid": nodeid, "outcome": outcome, "implementation": implementation_module(nodeid)}
+            for nodeid, outcome in sorted(self.outcomes.items())
+        ]
+        counts: dict[str, int] = {}
+        for test in tests:
+            counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
+        record = {
+            "date": now.isoformat(),
+            "device": device,
+            "cuda": cuda,
+            "torch": torch.__version__,
+            "cuda_version": torch.version.cuda,
+            "python": platform.python_version(),
+            "commit": commit,
+            "exit_status": int(exitstatus),
+            "counts": counts,
+            "tests": tests,
+        }
+        RECORD_DIR.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+        path = RECORD_DIR / f"{now:%Y%m%dT%H%M%SZ}-{slug}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"\n[gpu-record] wrote {path.relative_to(ROOT)}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--gpu-record"):
+        config.pluginmanager.register(GpuRecorder(), "kdatlas-gpu-recorder")
