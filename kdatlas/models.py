@@ -1,0 +1,95 @@
+"""The schema of the taxonomy files, as pydantic models.
+
+These models are the one definition of the format: the loader validates
+against them, ``kdatlas schema`` turns them into the JSON Schema that editors
+use while typing, and the site renders from them. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+BIB_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.+-]*$")
+OBJECT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+AREA_IDS = ("sources", "schemes", "algorithms", "modalities", "applications")
+
+
+def _slug(value: str) -> str:
+    if not SLUG.match(value):
+        raise ValueError(f"{value!r} is not a slug (lowercase letters, digits and single hyphens)")
+    return value
+
+
+def _bib_key(value: str) -> str:
+    if not BIB_KEY.match(value):
+        raise ValueError(f"{value!r} is not a valid BibTeX key")
+    return value
+
+
+def _object_path(value: str) -> str:
+    if not OBJECT_PATH.match(value):
+        raise ValueError(f"{value!r} is not an import path of the form 'package.module:Class'")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+BibKey = Annotated[str, AfterValidator(_bib_key)]
+ObjectPath = Annotated[str, AfterValidator(_object_path)]
+Summary = Annotated[str, Field(min_length=20, max_length=1500)]
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Implementation(Strict):
+    """A reference implementation of a method, by import path."""
+
+    id: Slug = Field(description="Permanent slug, unique over the taxonomy (a URL).")
+    title: Title = Field(description="Human-readable name, e.g. 'DKD (Zhao et al., 2022)'.")
+    object: ObjectPath = Field(description="Import path 'reference_impls.area.leaf.module:Class'.")
+    papers: list[BibKey] = Field(min_length=1, description="Bib keys of the paper(s) implemented.")
+
+
+class Topic(Strict):
+    """A sub-group of a leaf (depth 3), e.g. a task under 3D Input."""
+
+    id: Slug
+    title: Title
+    summary: Summary
+    papers: list[BibKey] = Field(default_factory=list)
+
+
+class Leaf(Strict):
+    """A leaf of the survey's taxonomy (depth 2): a page of the site."""
+
+    id: Slug = Field(description="Permanent slug, unique over all areas (a URL).")
+    title: Title
+    summary: Summary
+    notebook: str | None = Field(
+        default=None, description="Path of the leaf's jupytext notebook, from the repository root."
+    )
+    papers: list[BibKey] = Field(default_factory=list, description="Bib keys not under a topic.")
+    topics: list[Topic] = Field(default_factory=list)
+    implementations: list[Implementation] = Field(default_factory=list)
+
+    def all_papers(self) -> list[str]:
+        """Every bib key of the leaf, its own first, then by topic, without repeats."""
+        seen: dict[str, None] = dict.fromkeys(self.papers)
+        for topic in self.topics:
+            seen.update(dict.fromkeys(topic.papers))
+        return list(seen)
+
+
+class Area(Strict):
+    """One of the survey's five areas; one YAML file in taxonomy/."""
+
+    id: Slug
+    title: Title
+    summary: Summary
+    leaves: list[Leaf] = Field(min_length=1)
