@@ -75,6 +75,11 @@ class OfflineDistiller(nn.Module):
         self.teacher.eval()  # batch-norm statistics of the teacher never move
         return self
 
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Pass the epoch to losses with a schedule (e.g. DKD's warm-up)."""
+        if hasattr(self.loss, "on_epoch_start"):
+            self.loss.on_epoch_start(epoch, epochs)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         student_out = self.student(x)
         ce = F.cross_entropy(logits_of(student_out), y)
