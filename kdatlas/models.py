@@ -36,9 +36,15 @@ def _object_path(value: str) -> str:
     return value
 
 
-Slug = Annotated[str, AfterValidator(_slug)]
-BibKey = Annotated[str, AfterValidator(_bib_key)]
-ObjectPath = Annotated[str, AfterValidator(_object_path)]
+# The patterns are repeated in the JSON Schema (json_schema_extra) so editors flag bad values
+# while typing; validation itself stays in the validators, for their clearer messages.
+Slug = Annotated[str, AfterValidator(_slug), Field(json_schema_extra={"pattern": SLUG.pattern})]
+BibKey = Annotated[
+    str, AfterValidator(_bib_key), Field(json_schema_extra={"pattern": BIB_KEY.pattern})
+]
+ObjectPath = Annotated[
+    str, AfterValidator(_object_path), Field(json_schema_extra={"pattern": OBJECT_PATH.pattern})
+]
 Summary = Annotated[str, Field(min_length=20, max_length=1500)]
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 

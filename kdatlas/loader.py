@@ -1,0 +1,337 @@
+"""Load the knowledge base (``taxonomy/*.yaml`` and ``bib/*.bib``) into typed objects.
+
+Each file is parsed once. YAML is read with ruamel.yaml's round-trip loader so
+every problem can name the line it comes from: a pydantic error location such
+as ``("leaves", 2, "topics", 0, "id")`` is walked through the parsed nodes,
+whose ``.lc`` attributes carry their line numbers.
+
+``load_with_problems`` returns what the data itself says is wrong (syntax,
+schema, file layout, ids, references, bibliography fields); the checks that
+look outside the data (notebook files exist, implementation objects import)
+live in :mod:`kdatlas.checks` and are run by ``kdatlas check``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from kdatlas.bibliography import BibEntry, read_bib_dir
+from kdatlas.models import AREA_IDS, Area, Implementation, Leaf
+from kdatlas.problems import KnowledgeBaseError, Problem, Severity
+
+TAXONOMY_DIR = "taxonomy"
+BIB_DIR = "bib"
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# A pydantic location: field names and list indices from the top of a file.
+Location = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Where one paper is filed: an area, a leaf and (optionally) a topic of that leaf."""
+
+    area: str
+    leaf: str
+    topic: str | None
+
+
+@dataclass
+class KnowledgeBase:
+    """The loaded taxonomy and bibliography, with what is needed to point at source lines."""
+
+    root: Path
+    areas: list[Area]  # ordered as models.AREA_IDS
+    entries: dict[str, BibEntry]  # bib key -> entry
+    area_paths: dict[str, Path] = field(default_factory=dict)  # area id -> file, root-relative
+    documents: dict[str, Any] = field(default_factory=dict)  # area id -> ruamel document
+    _memberships: dict[str, list[Membership]] | None = field(default=None, repr=False)
+
+    def leaves(self) -> Iterator[tuple[Area, Leaf]]:
+        for area in self.areas:
+            for leaf in area.leaves:
+                yield area, leaf
+
+    def implementations(self) -> Iterator[tuple[Area, Leaf, Implementation]]:
+        for area, leaf in self.leaves():
+            for implementation in leaf.implementations:
+                yield area, leaf, implementation
+
+    def memberships(self, key: str) -> list[Membership]:
+        """Every place the paper ``key`` is filed (leaf papers and topic papers)."""
+        if self._memberships is None:
+            self._memberships = _index_memberships(self.areas)
+        return list(self._memberships.get(key, []))
+
+    def leaf(self, area_id: str, leaf_id: str) -> Leaf:
+        for area, leaf in self.leaves():
+            if area.id == area_id and leaf.id == leaf_id:
+                return leaf
+        raise KeyError(f"no leaf {area_id}/{leaf_id}")
+
+    def location(self, area_id: str, loc: Location) -> tuple[Path, int | None]:
+        """The file and 1-based line of ``loc`` inside the area file ``area_id``."""
+        path = self.area_paths.get(area_id, Path(TAXONOMY_DIR) / f"{area_id}.yaml")
+        document = self.documents.get(area_id)
+        return path, (yaml_line(document, loc) if document is not None else None)
+
+    def referenced_keys(self) -> set[str]:
+        """Every bib key the taxonomy mentions (papers of leaves, topics and implementations)."""
+        keys: set[str] = set()
+        for _area, leaf in self.leaves():
+            keys.update(leaf.all_papers())
+            for implementation in leaf.implementations:
+                keys.update(implementation.papers)
+        return keys
+
+
+def _index_memberships(areas: Sequence[Area]) -> dict[str, list[Membership]]:
+    index: dict[str, list[Membership]] = {}
+    for area in areas:
+        for leaf in area.leaves:
+            for key in dict.fromkeys(leaf.papers):
+                index.setdefault(key, []).append(Membership(area.id, leaf.id, None))
+            for topic in leaf.topics:
+                for key in dict.fromkeys(topic.papers):
+                    index.setdefault(key, []).append(Membership(area.id, leaf.id, topic.id))
+    return index
+
+
+# --------------------------------------------------------------------------- root
+
+
+def is_root(path: Path) -> bool:
+    return (path / TAXONOMY_DIR).is_dir() and (path / BIB_DIR).is_dir()
+
+
+def find_root(start: Path | None = None) -> Path | None:
+    """``start`` (default: the current directory) or its nearest parent holding taxonomy/ and bib/."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if is_root(candidate):
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def round_trip_yaml() -> YAML:
+    """The one YAML reader/writer: round-trip (comments kept), 2-space indent, no re-wrapping."""
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    yaml.preserve_quotes = False
+    return yaml
+
+
+def read_yaml(path: Path, display_path: Path | str) -> tuple[Any, list[Problem]]:
+    """Parse one YAML file; a syntax error becomes a Problem at its line, never an exception."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return None, [Problem(display_path, None, f"cannot read file: {error}")]
+    try:
+        return round_trip_yaml().load(text), []
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = error.problem or error.context or "invalid YAML"
+        return None, [Problem(display_path, line, f"YAML syntax error: {_one_line(what)}")]
+    except YAMLError as error:
+        return None, [Problem(display_path, None, f"YAML error: {_one_line(str(error))}")]
+
+
+def yaml_line(node: Any, loc: Location) -> int | None:
+    """1-based line of the deepest node of ``loc`` present in the parsed document."""
+    line = 1 if isinstance(node, CommentedMap | CommentedSeq) else None
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def plain(value: Any) -> Any:
+    """ruamel's commented containers and scalar strings as plain dicts, lists and strs."""
+    if isinstance(value, Mapping):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _pydantic_message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    if kind == "extra_forbidden":
+        return f"unknown key '{error['loc'][-1]}'"
+    if kind == "missing":
+        return f"missing required key '{error['loc'][-1]}'"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{loc}: {_one_line(message)}" if loc else _one_line(message)
+
+
+def parse_area(path: Path, display_path: Path | str) -> tuple[Area | None, Any, list[Problem]]:
+    """Parse and validate one area file: the model, the ruamel document, the problems."""
+    document, problems = read_yaml(path, display_path)
+    if problems:
+        return None, None, problems
+    if not isinstance(document, CommentedMap):
+        found = "an empty file" if document is None else f"a {type(document).__name__}"
+        return (
+            None,
+            None,
+            [Problem(display_path, 1, f"expected a mapping of area keys, found {found}")],
+        )
+    try:
+        area = Area.model_validate(plain(document))
+    except ValidationError as error:
+        problems = [
+            Problem(
+                display_path, yaml_line(document, tuple(detail["loc"])), _pydantic_message(detail)
+            )
+            for detail in error.errors()
+        ]
+        return None, document, problems
+    return area, document, []
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _load_taxonomy(root: Path) -> tuple[list[Area], dict[str, Path], dict[str, Any], list[Problem]]:
+    """Parse the area files; the layout must be exactly ``taxonomy/<id>.yaml`` for the five ids."""
+    taxonomy_dir = root / TAXONOMY_DIR
+    problems: list[Problem] = []
+    parsed: dict[str, Area] = {}
+    paths: dict[str, Path] = {}
+    documents: dict[str, Any] = {}
+    files = sorted(p for p in taxonomy_dir.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+    for path in files:
+        display = path.relative_to(root)
+        if path.suffix != ".yaml" or path.stem not in AREA_IDS:
+            expected = ", ".join(f"{area}.yaml" for area in AREA_IDS)
+            problems.append(
+                Problem(display, None, f"unexpected taxonomy file; the area files are {expected}")
+            )
+            continue
+        area, document, file_problems = parse_area(path, display)
+        problems.extend(file_problems)
+        if document is not None:
+            documents[path.stem] = document
+            paths[path.stem] = display
+        if area is None:
+            continue
+        if area.id != path.stem:
+            line = yaml_line(document, ("id",))
+            problems.append(
+                Problem(
+                    display, line, f"area id '{area.id}' must equal the file name '{path.stem}'"
+                )
+            )
+            continue
+        parsed[area.id] = area
+    for area_id in AREA_IDS:
+        if not (taxonomy_dir / f"{area_id}.yaml").is_file():
+            problems.append(
+                Problem(Path(TAXONOMY_DIR) / f"{area_id}.yaml", None, "missing area file")
+            )
+    areas = [parsed[area_id] for area_id in AREA_IDS if area_id in parsed]
+    return areas, paths, documents, problems
+
+
+def relative_path(path: Path | str, root: Path) -> Path | str:
+    """``path`` relative to ``root`` when it lies under it; otherwise unchanged."""
+    candidate = Path(path)
+    if candidate.is_absolute() and candidate.is_relative_to(root):
+        return candidate.relative_to(root)
+    return path
+
+
+def relative_problem(problem: Problem, root: Path) -> Problem:
+    """The same problem with its path made relative to the repository root where possible."""
+    return dataclasses.replace(problem, path=relative_path(problem.path, root))
+
+
+def read_bibliography(root: Path) -> tuple[list[BibEntry], list[Problem]]:
+    """Every entry of ``bib/*.bib`` and the parse problems, with root-relative paths."""
+    bib_entries, bib_problems = read_bib_dir(root / BIB_DIR)
+    entries = [
+        entry
+        if entry.path is None
+        else dataclasses.replace(entry, path=relative_path(entry.path, root))
+        for entry in bib_entries
+    ]
+    return entries, [relative_problem(p, root) for p in bib_problems]
+
+
+def _load_bibliography(root: Path) -> tuple[dict[str, BibEntry], list[Problem]]:
+    bib_entries, problems = read_bibliography(root)
+    entries: dict[str, BibEntry] = {}
+    for entry in bib_entries:
+        # The first definition wins; the bibliography module reports duplicate keys.
+        entries.setdefault(entry.key, entry)
+    return entries, problems
+
+
+def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]:
+    """Load everything that parses and report every problem the data holds.
+
+    Returns ``None`` for the knowledge base only when ``root`` holds no
+    ``taxonomy/`` and ``bib/``. Problems are sorted by file and line; paths are
+    relative to ``root``. Notebook files and implementation imports are not
+    looked at here (see :func:`kdatlas.checks.check`).
+    """
+    root = Path(root).resolve()
+    if not is_root(root):
+        return None, [
+            Problem(root, None, f"not a KD Atlas root: no {TAXONOMY_DIR}/ and {BIB_DIR}/")
+        ]
+    areas, paths, documents, problems = _load_taxonomy(root)
+    entries, bib_problems = _load_bibliography(root)
+    problems.extend(bib_problems)
+    kb = KnowledgeBase(
+        root=root, areas=areas, entries=entries, area_paths=paths, documents=documents
+    )
+    from kdatlas.checks import data_problems
+
+    problems.extend(data_problems(kb))
+    return kb, sort_problems(problems)
+
+
+def load(root: Path) -> KnowledgeBase:
+    """Load the knowledge base; raise :class:`KnowledgeBaseError` on any error-level problem."""
+    kb, problems = load_with_problems(root)
+    errors = [p for p in problems if p.severity is Severity.ERROR]
+    if kb is None or errors:
+        raise KnowledgeBaseError(errors or problems)
+    return kb
+
+
+def sort_problems(problems: Sequence[Problem]) -> list[Problem]:
+    """By file, then line (unknown lines first), without exact repeats."""
+    unique = dict.fromkeys(problems)
+    return sorted(
+        unique, key=lambda p: (str(p.path), p.line or 0, p.severity != "error", p.message)
+    )

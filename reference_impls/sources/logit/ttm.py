@@ -1,0 +1,100 @@
+r"""Transformed teacher matching: a power-transformed teacher, a student without temperature.
+
+Citation: ``zheng2024knowledge`` (Zheng and Yang, ICLR 2024).
+Authors' code: https://github.com/zkxufo/TTM (RepDistiller-based; classes ``TTM`` and
+``WTTM``; README example: ``--distill ttm --ttm_l 0.1 -r 1 -b 45 -a 0``).
+
+KD applies the temperature to both models. The paper shows that the
+temperature on the student acts as a regulariser that is better dropped: keep
+the teacher's transform only. With $p^t = \mathrm{softmax}(z^t)$ and exponent
+$\gamma = 1/T$, the transformed teacher is the power-normalised distribution
+
+$$
+\tilde p^{t}_i = \frac{(p^t_i)^{\gamma}}{\sum_j (p^t_j)^{\gamma}}
+             = \mathrm{softmax}(z^t / T)_i ,
+$$
+
+and TTM matches the *untempered* student to it:
+
+$$
+\mathcal{L}_{\mathrm{TTM}} = \frac{1}{B}\sum_b \mathrm{KL}\!\left(\tilde p^{t}_b \,\middle\|\, p^{s}_b\right).
+$$
+
+Weighted TTM (WTTM) weights each sample by the normaliser
+$U_\gamma(p^t) = \sum_j (p^t_j)^{\gamma}$, which is large when the teacher is
+uncertain (it equals $C^{1-\gamma}$ for a uniform teacher over $C$ classes and
+1 for a one-hot teacher), so ambiguous samples carry more weight:
+
+$$
+\mathcal{L}_{\mathrm{WTTM}} = \frac{1}{B}\sum_b U_\gamma(p^t_b)\,
+  \mathrm{KL}\!\left(\tilde p^{t}_b \,\middle\|\, p^{s}_b\right).
+$$
+
+There is no $T^2$ factor: the student's logits are not divided by anything.
+
+Defaults (authors' README, VGG13 → VGG8 on CIFAR-100): $\gamma = 0.1$, total loss
+$1\cdot\mathrm{CE} + 45\cdot\mathcal{L}_{\mathrm{TTM}}$ (``OfflineDistiller(...,
+ce_weight=1.0, kd_weight=45.0)``). The authors tune $\gamma$ and the weight per
+teacher-student pair (their WTTM example uses $\gamma = 0.2$).
+
+Deviation: the authors raise ``softmax`` to the power $\gamma$ and renormalise;
+we use the identity above and compute $\log\tilde p^t = \mathrm{log\_softmax}(\gamma\,
+\log p^t)$ and $\log U_\gamma = \mathrm{logsumexp}(\gamma \log p^t)$ in float32, which
+gives the same values without underflow of $(p^t_i)^\gamma$ for tiny $p^t_i$.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def transformed_teacher(
+    teacher_logits: torch.Tensor, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log of the power-transformed teacher distribution and of its normaliser $U_\\gamma$."""
+    powered = gamma * F.log_softmax(teacher_logits.detach().float(), dim=1)
+    return F.log_softmax(powered, dim=1), powered.logsumexp(dim=1)
+
+
+def ttm_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    gamma: float,
+    weighted: bool = False,
+) -> torch.Tensor:
+    """KL(transformed teacher || student) per sample, optionally weighted by $U_\\gamma$; batch mean."""
+    log_p_teacher, log_normaliser = transformed_teacher(teacher_logits, gamma)
+    log_p_student = F.log_softmax(student_logits.float(), dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(dim=1)
+    if weighted:
+        kl = log_normaliser.exp() * kl
+    return kl.mean()
+
+
+class TTMLoss(nn.Module):
+    """TTM, or WTTM with ``weighted=True``.
+
+    Args:
+        gamma: exponent of the power transform, $\\gamma = 1/T$ (authors: 0.1).
+        weighted: weight each sample by $U_\\gamma(p^t)$ (WTTM).
+    """
+
+    inputs: ClassVar[str] = "logits"
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, gamma: float = 0.1, weighted: bool = False) -> None:
+        super().__init__()
+        if gamma <= 0:
+            raise ValueError(f"gamma must be positive, got {gamma}")
+        self.gamma = gamma
+        self.weighted = weighted
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        return ttm_loss(student_logits, teacher_logits, self.gamma, self.weighted)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, weighted={self.weighted}"

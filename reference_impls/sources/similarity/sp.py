@@ -1,0 +1,91 @@
+r"""Similarity-preserving KD: inputs that look alike to the teacher should look alike to the student.
+
+Citation: ``tung2019similarity`` (Tung and Mori, ICCV 2019).
+Authors' code: none released by the authors; RepDistiller's ``distiller_zoo/SP.py``
+(https://github.com/HobbitLong/RepDistiller) is marked "verified by original
+author" and is the reference followed here.
+
+For a batch of $b$ inputs, flatten a stage's activation map into
+$Q \in \mathbb{R}^{b \times chw}$ and take its batch similarity matrix with each row
+L2-normalised:
+
+$$
+\tilde{G} = Q\,Q^{\top}, \qquad G_{[i,:]} = \tilde{G}_{[i,:]} \,/\, \lVert \tilde{G}_{[i,:]} \rVert_2 .
+$$
+
+The matrices are $b \times b$ whatever the widths, so student and teacher maps
+of any shape can be compared, without connectors:
+
+$$
+\mathcal{L}_{\mathrm{SP}} = \gamma\, \frac{1}{b^2} \sum_{l \in \mathcal{I}}
+  \big\lVert G^{(l)}_T - G^{(l)}_S \big\rVert_F^2 .
+$$
+
+Defaults: $\gamma = 3000$ (RepDistiller's CIFAR-100 setting, ``-b 3000`` with
+no KD term); one stage, the last one (RepDistiller taps the output of the last
+residual group, ``feat[-2]``), i.e. ``stages=(-1,)`` on our 3-stage models. The
+total loss is then $\mathrm{CE} + \mathcal{L}_{\mathrm{SP}}$
+(``OfflineDistiller(..., ce_weight=1.0, kd_weight=1.0)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def similarity_matrix(activations: torch.Tensor) -> torch.Tensor:
+    """Row-normalised ``[b, b]`` similarity of a batch of activation maps (any shape)."""
+    flat = activations.flatten(1)
+    return F.normalize(flat @ flat.t(), p=2, dim=1)
+
+
+class SPLoss(nn.Module):
+    """Tung and Mori's similarity-preserving loss on lists of activation maps.
+
+    Args:
+        gamma: weight $\\gamma$ (RepDistiller on CIFAR-100: 3000).
+        stages: indices of the tapped stages to use (default: the last one).
+    """
+
+    inputs: ClassVar[str] = "features"
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, gamma: float = 3000.0, stages: Sequence[int] = (-1,)) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"gamma must be non-negative, got {gamma}")
+        if not stages:
+            raise ValueError("stages must name at least one stage")
+        self.gamma = gamma
+        self.stages = tuple(stages)
+
+    def forward(
+        self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        if len(student_feats) != len(teacher_feats):
+            raise ValueError(
+                f"{len(student_feats)} student maps but {len(teacher_feats)} teacher maps"
+            )
+        for stage in self.stages:
+            if not -len(student_feats) <= stage < len(student_feats):
+                raise ValueError(f"stage {stage} out of range for {len(student_feats)} maps")
+        total = student_feats[0].new_zeros((), dtype=torch.float32)
+        # the b x b Gram sums chw products: compute it in float32 under autocast
+        with torch.autocast(device_type=student_feats[0].device.type, enabled=False):
+            for stage in self.stages:
+                student = student_feats[stage].float()
+                teacher = teacher_feats[stage].detach().float()
+                if student.shape[0] != teacher.shape[0]:
+                    raise ValueError(f"stage {stage}: batch sizes differ")
+                batch = student.shape[0]
+                difference = similarity_matrix(teacher) - similarity_matrix(student)
+                total = total + difference.pow(2).sum() / batch**2
+        return self.gamma * total
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, stages={self.stages}"

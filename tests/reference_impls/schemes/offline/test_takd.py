@@ -1,0 +1,141 @@
+"""TAKD (Mirzadeh et al., 2020): contract per step, the step loss by hand, the chain run, CUDA."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from reference_impls.common import (
+    ModelOutput,
+    TinyCNN,
+    kl_to_teacher,
+    student_cnn,
+    teacher_cnn,
+    train,
+)
+from reference_impls.common.testing import check_procedure_contract, digits_setup
+from reference_impls.schemes.offline.distiller import OfflineDistiller
+from reference_impls.schemes.offline.takd import TAKD
+
+
+class FixedLogits(nn.Module):
+    """A 'model' whose logits are one trainable row, repeated for every input."""
+
+    def __init__(self, row: list[float]) -> None:
+        super().__init__()
+        self.row = nn.Parameter(torch.tensor(row))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return ModelOutput(self.row.expand(len(x), -1))
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(8, 1, 8, 8, generator=generator), torch.randint(0, 10, (8,))
+
+
+@pytest.fixture
+def chain() -> TAKD:
+    torch.manual_seed(0)
+    return TAKD(teacher_cnn(), [TinyCNN((16, 32, 64))], student_cnn())
+
+
+def test_contract_of_each_step(chain, batch):
+    teacher, assistant, student = chain.chain
+    terms = check_procedure_contract(chain, *batch, frozen=[teacher])
+    assert set(terms) == {"ce", "kd", "loss"}
+    assert all(p.grad is None for p in student.parameters())  # not its turn yet
+    chain.zero_grad(set_to_none=True)
+    chain.start_step(1)
+    check_procedure_contract(chain, *batch, frozen=[teacher, assistant])
+    assert all(p.grad is not None for p in student.parameters())
+
+
+def test_each_step_is_an_offline_distiller_with_kd(chain):
+    teacher, assistant, student = chain.chain
+    assert chain.num_steps == 2
+    assert isinstance(chain.distiller, OfflineDistiller)
+    assert chain.distiller.teacher is teacher and chain.distiller.student is assistant
+    chain.start_step(1)
+    assert chain.distiller.teacher is assistant and chain.distiller.student is student
+    assert chain.student is student
+    assert chain.distiller.ce_weight == pytest.approx(0.5)
+    assert chain.distiller.loss.temperature == 5.0
+
+
+def test_frozen_models_stay_in_eval_mode(chain):
+    chain.start_step(1)
+    chain.train()
+    teacher, assistant, student = chain.chain
+    assert not teacher.training and not assistant.training and student.training
+
+
+def test_hand_computed_step_loss():
+    # teacher logits [2, 0], learner logits [0, 0], label 0, tau = 2, lambda = 0.25:
+    # CE = log 2; KD = tau^2 KL(softmax([1, 0]) || [1/2, 1/2])
+    procedure = TAKD(FixedLogits([2.0, 0.0]), [], FixedLogits([0.0, 0.0]), 2.0, 0.25)
+    p = math.exp(1) / (math.exp(1) + 1)
+    kl = p * math.log(p / 0.5) + (1 - p) * math.log((1 - p) / 0.5)
+    expected = 0.75 * math.log(2.0) + 0.25 * 4 * kl
+    terms = procedure(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+    assert terms["loss"].item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"temperature": 0.0}, "temperature"), ({"lambda_": 1.5}, "lambda_")],
+)
+def test_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TAKD(teacher_cnn(), [], student_cnn(), **kwargs)
+
+
+def test_rejects_bad_step_and_epoch_counts(chain):
+    with pytest.raises(ValueError, match="step"):
+        chain.start_step(2)
+    with pytest.raises(ValueError, match="epoch counts"):
+        chain.run(None, epochs=[1, 2, 3])
+
+
+def test_chain_run_distils_teacher_to_assistant_to_student():
+    data, teacher, student = digits_setup(seed=0)
+    baseline_data, _, baseline = digits_setup(seed=0)
+    torch.manual_seed(1)
+    assistant = TinyCNN((16, 32, 64))
+    teacher_before = copy.deepcopy(teacher.state_dict())
+    procedure = TAKD(teacher, [assistant], student, temperature=4.0, lambda_=0.9)
+    histories = procedure.run(data, epochs=3, seed=0, device="cpu")
+    assert len(histories) == 2
+    for name, value in teacher.state_dict().items():
+        torch.testing.assert_close(value, teacher_before[name], msg=f"teacher changed: {name}")
+    assert not any(p.requires_grad for p in assistant.parameters())  # frozen for step 2
+    train(OfflineDistiller(baseline, teacher, None), baseline_data, epochs=3, seed=0, device="cpu")
+    # the student, taught through the assistant, is closer to the original teacher than CE alone
+    distilled_gap = kl_to_teacher(student, teacher, data.x_test, temperature=4.0)
+    baseline_gap = kl_to_teacher(baseline, teacher, data.x_test, temperature=4.0)
+    assert distilled_gap < 0.8 * baseline_gap
+
+
+@pytest.mark.gpu
+def test_cpu_cuda_agreement(chain, batch):
+    x, y = batch
+    cpu_terms = copy.deepcopy(chain)(x, y)
+    cuda_terms = copy.deepcopy(chain).to("cuda")(x.cuda(), y.cuda())
+    for name in ("ce", "kd", "loss"):
+        torch.testing.assert_close(cuda_terms[name].cpu(), cpu_terms[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_bf16_autocast(chain, batch):
+    chain.to("cuda")
+    x, y = batch
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        terms = chain(x.cuda(), y.cuda())
+    assert torch.isfinite(terms["loss"].float())
+    terms["loss"].float().backward()
+    assert all(torch.isfinite(p.grad).all() for p in chain.student.parameters())
