@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import filecmp
 import os
 import pstats
 import statistics
@@ -26,6 +27,7 @@ ENV = {
     "NO_MKDOCS_2_WARNING": "1",
     "DISABLE_MKDOCS_2_WARNING": "true",
     "KDATLAS_NOTEBOOKS": "source",
+    "SOURCE_DATE_EPOCH": "0",  # the sitemap's date: otherwise the build day
 }
 
 
@@ -38,6 +40,16 @@ def build_once(out: Path) -> float:
         check=True,
     )
     return time.perf_counter() - start
+
+
+def differing_files(first: Path, second: Path) -> list[str]:
+    """Files that differ between two builds (a determinism check on the real data, for free)."""
+    names = sorted(
+        {p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file()}
+        | {p.relative_to(second).as_posix() for p in second.rglob("*") if p.is_file()}
+    )
+    _, mismatch, errors = filecmp.cmpfiles(first, second, names, shallow=False)
+    return mismatch + errors
 
 
 def profile_once(out: Path, top: int) -> None:
@@ -64,9 +76,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         times = [build_once(Path(tmp) / f"site{i}") for i in range(args.runs)]
         pages = sum(1 for _ in (Path(tmp) / "site0").rglob("*.html"))
-        print(f"full strict build, {pages} HTML pages, notebooks not executed, {os.cpu_count()} CPUs")
+        print(
+            f"full strict build, {pages} HTML pages, notebooks not executed, {os.cpu_count()} CPUs"
+        )
         print("runs (s): " + ", ".join(f"{t:.2f}" for t in times))
         print(f"median {statistics.median(times):.2f} s, min {min(times):.2f} s")
+        for i in range(1, args.runs):
+            differ = differing_files(Path(tmp) / "site0", Path(tmp) / f"site{i}")
+            print(
+                f"build {i} vs build 0: "
+                + (f"{len(differ)} files differ: {differ[:5]}" if differ else "identical")
+            )
         if args.profile:
             profile_once(Path(tmp) / "profiled", args.top)
 

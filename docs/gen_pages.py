@@ -24,7 +24,7 @@ from kdatlas.site.vendor import ensure
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 kb = load_knowledge_base(Path(os.environ.get("KDATLAS_ROOT", REPO_ROOT)))
-site = generate(kb, REPO_ROOT, notebook_renderer(REPO_ROOT, os.environ.get("KDATLAS_NOTEBOOKS", "execute")))
+site = generate(kb, REPO_ROOT, notebook_renderer(os.environ.get("KDATLAS_NOTEBOOKS", "execute")))
 for path, content in sorted(site.files.items()):
     data = content.read_bytes() if isinstance(content, Path) else content
     mode = "wb" if isinstance(data, bytes) else "w"

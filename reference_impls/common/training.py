@@ -97,6 +97,17 @@ def kl_to_teacher(
     return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean").item()
 
 
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA of two representations of the same samples (rows): 1 = equal up to rotation and scale.
+
+    Kornblith et al. (2019); used to measure how close a student's features are to
+    the teacher's when their widths differ.
+    """
+    x, y = x.flatten(1).double(), y.flatten(1).double()
+    x, y = x - x.mean(0), y - y.mean(0)
+    return ((x.T @ y).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm())).item()
+
+
 def _default_optimizers(module: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
     params = [p for p in module.parameters() if p.requires_grad]
     return [torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)]

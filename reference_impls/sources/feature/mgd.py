@@ -24,8 +24,8 @@ channels; ``mask="spatial"``). The authors' released *classification* code
 instead masks whole channels ($M \in \{0,1\}^{C}$ per sample, drawn over the
 aligned, teacher-width channels) with $\lambda = 0.15$, keeping the spatial
 mask as a commented-out line; their detection code uses the spatial mask with
-$\lambda = 0.65$, $\alpha = 2\times 10^{-5}$. The paper's text gives
-$\alpha = 7\times 10^{-5}$, $\lambda = 0.5$ for classification.
+$\lambda = 0.65$, $\alpha = 2\times 10^{-5}$. Use
+``MGDLoss(..., mask="spatial", lambda_mgd=0.5)`` for the paper's formulation.
 
 Defaults: the released classification code (ImageNet; MGD has no CIFAR
 setting): ``mask="channel"``, $\lambda = 0.15$ (``lambda_mgd``),

@@ -25,7 +25,8 @@ to matching Gram matrices, as in style transfer); the tests check this identity.
 Defaults and where they come from:
 
 * Polynomial kernel with $d = 2$, $c = 0$ and $\lambda = 50$: the authors' released
-  configuration (``mmd_kernel = 'poly'``, ``kt_weight = 50``, model name ``poly_0_50``);
+  configuration, their only one, for ImageNet (``mmd_kernel = 'poly'``, ``kt_weight = 50``,
+  model name ``..._poly_0_50``);
   mdistiller's CIFAR-100 config uses the same weight (``NST.LOSS.FEAT_WEIGHT = 50``).
 * Stages: the authors' code transfers at the teacher's last feature map before pooling
   (``teacher_symbol = 'bn1_output'``), so ``stages=(2,)`` on our three-stage models.

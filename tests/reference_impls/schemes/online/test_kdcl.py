@@ -176,9 +176,10 @@ def test_collaborative_learning_pulls_the_peers_toward_their_teacher_and_each_ot
     kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
     train(KDCL(peers), data, **kwargs)
     train(KDCL(apart, lambda_=0.0), data, **kwargs)
-    # seed 0, 3 epochs, when written: gap 0.037 vs 0.060, disagreement 0.35 vs 0.53
+    # seed 0, 3 epochs, when written: gap 0.037 vs 0.060, disagreement 0.35 vs 0.53;
+    # over training seeds 1-3 the ratios were 0.51-0.60 (gap) and 0.52-0.73 (disagreement)
     assert gap_to_min_logit_teacher(peers, data) < 0.8 * gap_to_min_logit_teacher(apart, data)
-    assert peer_disagreement(*peers, data.x_test) < 0.8 * peer_disagreement(*apart, data.x_test)
+    assert peer_disagreement(*peers, data.x_test) < 0.9 * peer_disagreement(*apart, data.x_test)
 
 
 @pytest.mark.gpu

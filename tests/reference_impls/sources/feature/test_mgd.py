@@ -148,26 +148,29 @@ def test_training_moves_student_features_toward_the_teacher():
     baseline_data, _, baseline = digits_setup(seed=0)
     kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
     train(OfflineDistiller(baseline, teacher, None), baseline_data, **kwargs)
-    # alpha scaled by the map size: ImageNet's 512x7x7 maps vs our 128x2x2 (about 49x)
-    loss = MGDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, alpha_mgd=7e-5 * 49, generator=seeded())
+    # the summed error of a 128x2x2 map is ~50x smaller than of ImageNet's 512x7x7 maps, for
+    # which alpha = 7e-5 was set; a 3-epoch run needs a larger weight to show its effect
+    loss = MGDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, alpha_mgd=1e-2, generator=seeded())
     train(OfflineDistiller(student, teacher, loss), data, **kwargs)
     with torch.no_grad():
         teacher_last = teacher(data.x_test).features[-1]
         distilled = linear_cka(student.eval()(data.x_test).features[-1], teacher_last)
         undistilled = linear_cka(baseline.eval()(data.x_test).features[-1], teacher_last)
-    print('MGDCKA', distilled, undistilled)
-    assert distilled > undistilled + 0.01
+    assert distilled > undistilled + 0.015
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("mask", ["spatial", "channel"])
 def test_cpu_cuda_agreement(feats, mask):
-    loss = MGDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, mask=mask, generator=seeded())
+    # every stage, so that every student input gets a gradient to compare
+    loss = MGDLoss(
+        STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(0, 1, 2), mask=mask, generator=seeded()
+    )
     check_cpu_cuda_agreement(loss, *feats)
 
 
 @pytest.mark.gpu
 def test_bf16_autocast(feats):
-    loss = MGDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, generator=seeded())
+    loss = MGDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(0, 1, 2), generator=seeded())
     value = check_autocast_bf16(loss, *feats)
     torch.testing.assert_close(value, loss(*feats).detach(), rtol=0.05, atol=1e-5)

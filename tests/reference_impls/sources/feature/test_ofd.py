@@ -105,14 +105,13 @@ def test_partial_l2_by_hand():
 
 
 def identity_connector_loss(margin: float) -> OFDLoss:
-    """One-channel, two-stage OFD whose connectors are exactly the identity (eval BN, eps=0)."""
+    """One-channel, two-stage OFD whose connectors are exactly the identity (1x1 conv of 1, no BN)."""
     loss = OFDLoss((1, 1), (1, 1), [torch.tensor([margin])] * 2, stages=(0, 1))
     for sequential in loss.connectors:
-        conv, bn = sequential
         with torch.no_grad():
-            conv.weight.fill_(1.0)
-        bn.eps = 0.0
-    return loss.eval()
+            sequential[0].weight.fill_(1.0)
+        sequential[1] = nn.Identity()
+    return loss
 
 
 def test_hand_computed_value_with_stage_weights_and_batch_mean():

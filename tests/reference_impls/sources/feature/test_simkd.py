@@ -164,10 +164,12 @@ def _run(procedure: SimKD, x: torch.Tensor, y: torch.Tensor, device: str):
 def test_cpu_cuda_agreement(batch):
     procedure = SimKD(*fresh_pair())
     cpu_loss, cpu_grads = _run(procedure, *batch, "cpu")
-    cuda_loss, cuda_grads = _run(procedure, *batch, "cuda")
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # compare full fp32
+        cuda_loss, cuda_grads = _run(procedure, *batch, "cuda")
     torch.testing.assert_close(cuda_loss, cpu_loss, rtol=1e-4, atol=1e-5)
     for got, want in zip(cuda_grads, cpu_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+        # relative to the tensor's scale: batch-norm backward sums in a different order on GPU
+        assert (got - want).abs().max() <= 1e-3 * want.abs().max()
 
 
 @pytest.mark.gpu

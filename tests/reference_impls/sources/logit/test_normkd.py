@@ -96,11 +96,12 @@ def test_training_moves_student_toward_teacher():
     loss = NormKDLoss()
     train(OfflineDistiller(student, teacher, loss, ce_weight=0.1, kd_weight=0.9), data, **kwargs)
     # measured in the method's own terms on held-out digits (each model at its own
-    # per-sample temperature): 0.47 vs 1.33 when written. A fixed-temperature KL is not
+    # per-sample temperature): 0.47 vs 1.33 when written; the ratio ranged 0.24-0.62
+    # over training seeds and machines, hence the margin. A fixed-temperature KL is not
     # the target here, since the student keeps its own logit scale.
     distilled_gap = loss(predict_logits(student, data.x_test), predict_logits(teacher, data.x_test))
     baseline_gap = loss(predict_logits(baseline, data.x_test), predict_logits(teacher, data.x_test))
-    assert distilled_gap.item() < 0.6 * baseline_gap.item()
+    assert distilled_gap.item() < 0.8 * baseline_gap.item()
 
 
 @pytest.mark.gpu

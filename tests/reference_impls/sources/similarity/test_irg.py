@@ -1,0 +1,131 @@
+"""IRG (Liu et al., 2019): contract, paper properties, hand values, training, CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reference_impls.common import train
+from reference_impls.common.models import student_cnn
+from reference_impls.common.testing import (
+    check_autocast_bf16,
+    check_cpu_cuda_agreement,
+    check_loss_contract,
+    digits_setup,
+    random_feature_pair,
+)
+from reference_impls.schemes.offline.distiller import OfflineDistiller
+from reference_impls.sources.similarity.irg import IRGDistiller, IRGLoss
+
+
+@pytest.fixture
+def inputs() -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    student, teacher = random_feature_pair(batch=8)
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(8, 10, generator=generator), torch.randn(8, 10, generator=generator)
+    # the default terms read the last two stages only
+    return student[1:], teacher[1:], *logits
+
+
+def test_contract(inputs):
+    student, teacher, student_logits, teacher_logits = inputs
+    check_loss_contract(IRGLoss(), student, teacher, student_logits, teacher_logits)
+
+
+def test_contract_without_the_vertex_term(inputs):
+    student, teacher, _, _ = inputs
+    check_loss_contract(IRGLoss(lambda_vertex=0.0), student, teacher)
+
+
+def test_zero_when_student_equals_teacher(inputs):
+    _, teacher, _, teacher_logits = inputs
+    value = IRGLoss()([t.clone() for t in teacher], teacher, teacher_logits.clone(), teacher_logits)
+    assert value.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_graphs_ignore_the_scale_of_each_network(inputs):
+    # edges and transformations are divided by their batch maximum
+    student, teacher, _, _ = inputs
+    loss = IRGLoss(lambda_vertex=0.0)
+    scaled = loss([5.0 * s for s in student], [0.1 * t for t in teacher])
+    torch.testing.assert_close(scaled, loss(student, teacher), rtol=1e-4, atol=1e-6)
+
+
+def test_hand_computed_edge_and_vertex():
+    # three examples, one-number maps: student 0, 1, 3; teacher 0, 2, 3
+    student = [torch.tensor([0.0, 1.0, 3.0]).view(3, 1, 1, 1)]
+    teacher = [torch.tensor([0.0, 2.0, 3.0]).view(3, 1, 1, 1)]
+    # squared distances (01, 02, 12): student 1, 9, 4 -> /9; teacher 4, 9, 1 -> /9
+    # two off-diagonal entries differ by 3/9 each way, twice each, over 9 entries
+    edge = 2 * ((1 / 9 - 4 / 9) ** 2 + (4 / 9 - 1 / 9) ** 2) / 9
+    student_logits = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    vertex = 1.0 / 6  # mean squared difference with zero teacher logits
+    loss = IRGLoss(
+        lambda_vertex=0.1,
+        lambda_edge=5.0,
+        lambda_transformation=0.0,
+        edge_stages=(0,),
+        embedding_edge=False,
+        transformation_stages=(0, 0),
+    )
+    value = loss(student, teacher, student_logits, torch.zeros(3, 2))
+    assert value.item() == pytest.approx(5.0 * edge + 0.1 * vertex, rel=1e-6)
+
+
+def test_hand_computed_transformation():
+    # earlier maps [2, 1, 2, 2] are pooled to 1x1; later maps [2, 2, 1, 1] average their 2 channels
+    student = [torch.tensor([1.0, 2.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2)]
+    student.append(torch.tensor([[3.0, 5.0], [2.0, 2.0]]).view(2, 2, 1, 1))
+    teacher = [torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2)]
+    teacher.append(torch.tensor([[1.0, 1.0], [2.0, 2.0]]).view(2, 2, 1, 1))
+    # student moves (1 - 4)^2 = 9 and (2 - 2)^2 = 0 -> [1, 0]; teacher 1 and 1 -> [1, 1]
+    loss = IRGLoss(lambda_vertex=0.0, lambda_edge=0.0, lambda_transformation=1.0)
+    assert loss(student, teacher).item() == pytest.approx(0.5, rel=1e-6)
+
+
+def test_rejects_bad_arguments(inputs):
+    student, teacher, _, _ = inputs
+    with pytest.raises(ValueError, match="logits"):
+        IRGLoss()(student, teacher)
+    with pytest.raises(ValueError, match="non-negative"):
+        IRGLoss(lambda_edge=-1.0)
+    with pytest.raises(ValueError, match="out of range"):
+        IRGLoss(lambda_vertex=0.0, edge_stages=(5,))(student, teacher)
+    with pytest.raises(TypeError, match="IRGLoss"):
+        IRGDistiller(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), torch.nn.MSELoss())
+
+
+def student_pair(seed: int = 0):
+    """Digits, the trained teacher, and two students with the same initial weights."""
+    data, teacher, _ = digits_setup(seed)
+    torch.manual_seed(seed)
+    student = student_cnn()
+    torch.manual_seed(seed)
+    return data, teacher, student, student_cnn()
+
+
+@torch.no_grad()
+def held_out_irg(student, teacher, x) -> float:
+    student.eval()
+    s, t = student(x), teacher(x)
+    return IRGLoss()(s.features, t.features, s.logits, t.logits).item()
+
+
+def test_training_moves_student_toward_teacher():
+    data, teacher, student, baseline = student_pair()
+    kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
+    train(OfflineDistiller(baseline, teacher, None), data, **kwargs)
+    train(IRGDistiller(student, teacher, IRGLoss()), data, **kwargs)
+    distilled = held_out_irg(student, teacher, data.x_test)
+    assert distilled < 0.6 * held_out_irg(baseline, teacher, data.x_test)
+
+
+@pytest.mark.gpu
+def test_cpu_cuda_agreement(inputs):
+    check_cpu_cuda_agreement(IRGLoss(), *inputs)
+
+
+@pytest.mark.gpu
+def test_bf16_autocast(inputs):
+    value = check_autocast_bf16(IRGLoss(), *inputs)
+    torch.testing.assert_close(value, IRGLoss()(*inputs), rtol=0.05, atol=0.05)
