@@ -113,5 +113,6 @@ class GpuRecorder:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--gpu-record"):
+    # under pytest-xdist only the controller (no ``workerinput``) writes the record
+    if config.getoption("--gpu-record") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(GpuRecorder(), "kdatlas-gpu-recorder")
