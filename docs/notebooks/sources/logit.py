@@ -46,6 +46,7 @@ from reference_impls.common import (
     accuracy,
     agreement,
     default_device,
+    freeze,
     kl_to_teacher,
     load_digits_split,
     predict_logits,
@@ -92,6 +93,7 @@ teacher = teacher_cnn()
 teacher_history = train_supervised(
     teacher, data, epochs=5, lr=0.1, batch_size=128, device=device, progress=True
 )
+freeze(teacher)  # eval mode from here on: its batch-norm statistics must not move
 teacher_accuracy = teacher_history.final_accuracy
 print(f"teacher test accuracy: {teacher_accuracy:.3f}")
 

@@ -45,7 +45,9 @@ from reference_impls.common import (
     accuracy,
     agreement,
     default_device,
+    freeze,
     kl_to_teacher,
+    linear_cka,
     load_digits_split,
     set_seed,
     student_cnn,
@@ -87,6 +89,7 @@ teacher = teacher_cnn()
 teacher_history = train_supervised(
     teacher, data, epochs=5, lr=0.1, batch_size=128, device=device, progress=True
 )
+freeze(teacher)  # eval mode from here on: its batch-norm statistics must not move
 teacher_accuracy = teacher_history.final_accuracy
 print(f"teacher test accuracy: {teacher_accuracy:.3f}")
 student_channels, teacher_channels = student_cnn().channels, teacher.channels
@@ -155,6 +158,16 @@ COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(METH
 # ## Training the students
 
 # %%
+with torch.no_grad():
+    teacher_embeddings = teacher(data.x_test).embedding
+
+
+def cka_to_teacher(model: torch.nn.Module) -> float:
+    """Linear CKA of the pooled embeddings: how alike the two Gram matrices of the test set are."""
+    with torch.no_grad():
+        return linear_cka(model.eval()(data.x_test).embedding, teacher_embeddings)
+
+
 results: dict[str, list[dict]] = {name: [] for name in METHODS}
 students: dict[str, torch.nn.Module] = {}
 runs = [(name, seed) for name in METHODS for seed in SEEDS]
@@ -169,6 +182,7 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
             "accuracy": accuracy(student, data.x_test, data.y_test),
             "agreement": agreement(student, teacher, data.x_test),
             "kl": kl_to_teacher(student, teacher, data.x_test, temperature=4.0),
+            "cka": cka_to_teacher(student),
         }
     )
     if seed == SEEDS[0]:
@@ -201,7 +215,11 @@ plt.show()
 # ## Accuracy, agreement with the teacher, distance to the teacher
 #
 # Final values, mean ± standard deviation over the seeds (only two seeds fit the time
-# budget, so the error bars are rough).
+# budget, so the error bars are rough). The last panel is linear CKA (Kornblith et al.,
+# 2019) between the student's and the teacher's pooled embeddings over the test set:
+# it compares the two networks' similarity matrices of the test images, which is what
+# most relation losses try to align, and it is 1 when they agree up to a rotation and
+# a scale.
 
 # %%
 names = list(results)
@@ -209,16 +227,19 @@ metrics = [
     ("accuracy", "test accuracy"),
     ("agreement", "agreement with teacher"),
     ("kl", "KL(teacher ‖ student), τ = 4"),
+    ("cka", "CKA to the teacher, embeddings"),
 ]
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
 for ax, (key, title) in zip(axes, metrics, strict=True):
     values = np.array([[r[key] for r in results[name]] for name in names])
     colors = [COLORS[name] for name in names]
     ax.bar(range(len(names)), values.mean(1), yerr=values.std(1), color=colors, capsize=3)
     ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
     ax.set_title(title, fontsize=10)
-    if key != "kl":
+    if key in ("accuracy", "agreement"):
         ax.set_ylim(0.7, 1.0)
+    if key == "cka":
+        ax.set_ylim(0.0, 1.0)
 fig.tight_layout()
 plt.show()
 

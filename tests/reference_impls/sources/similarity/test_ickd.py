@@ -105,7 +105,7 @@ def last_maps(model, x) -> torch.Tensor:
     return model(x).features[-1]
 
 
-def fitted_connector(student, teacher, data, steps: int = 300) -> ICKDLoss:
+def fitted_connector(student, teacher, data, steps: int = 150) -> ICKDLoss:
     """A fresh connector fitted to a frozen student's maps (Adam, minibatches of 64)."""
     torch.manual_seed(0)
     probe = ICKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS)
