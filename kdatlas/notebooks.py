@@ -50,7 +50,11 @@ def execute(notebook: Path, root: Path, timeout: int = 600):
         "language": "python",
     }
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(root)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(root)}},
+        coalesce_streams=True,  # one output per stream, not one per progress-bar update
     )
     client.execute()
     return nb

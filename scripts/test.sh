@@ -17,4 +17,7 @@ echo "[test] ruff"
 ruff check .
 ruff format --check .
 echo "[test] pytest"
-exec python -m pytest "$@"
+# one thread per process: pytest-xdist already runs one worker per core, and
+# oversubscribed torch threads made small CPU training runs ~10x slower here
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+exec python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

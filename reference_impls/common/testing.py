@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from reference_impls.common.data import DataSplit, load_digits_split
-from reference_impls.common.models import student_cnn, teacher_cnn
+from reference_impls.common.models import ModelOutput, student_cnn, teacher_cnn
 from reference_impls.common.training import freeze, train_supervised
 
 Tensors = torch.Tensor | Sequence[torch.Tensor]
@@ -205,3 +205,18 @@ def random_feature_pair(
         ]
 
     return maps(student_channels), maps(teacher_channels)
+
+
+class FixedLogits(nn.Module):
+    """A stand-in 'model' whose logits are one trainable row, repeated for every input.
+
+    Makes hand-computed values of procedures easy: every sample has the same,
+    known prediction.
+    """
+
+    def __init__(self, row: Sequence[float]) -> None:
+        super().__init__()
+        self.row = nn.Parameter(torch.tensor(list(row)))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return ModelOutput(self.row.expand(len(x), -1))

@@ -129,7 +129,9 @@ def train(
     ``evaluate`` is the classifier whose test accuracy is logged (default: the
     module's ``student`` attribute, or its ``model``). ``progress=True`` shows a
     tqdm bar; a callable receives ``(epoch, mean_losses)`` after each epoch.
-    The learning rate follows a cosine schedule to zero.
+    The learning rate follows a cosine schedule to zero. The module is left in
+    eval mode, so using a trained model afterwards cannot move its batch-norm
+    statistics by accident.
     """
     device = torch.device(device) if device is not None else default_device()
     generator = set_seed(seed)
@@ -172,6 +174,7 @@ def train(
             history.test_accuracy.append(accuracy(evaluated, data.x_test, data.y_test))
         if callable(progress):
             progress(epoch, means)
+    module.eval()
     return history
 
 

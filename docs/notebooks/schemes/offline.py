@@ -27,7 +27,9 @@
 # and from a teacher stopped after one epoch; TAKD's chain teacher → assistant →
 # student. Everything is imported from `reference_impls`.
 #
-# **Runtime.** RUNTIME_PLACEHOLDER
+# **Runtime.** 18 s, measured on a 2-core CPU with the kernel start included and
+# other jobs sharing the cores; the kernel itself used 17 s of CPU time. Seeded;
+# runs on CUDA when present (not timed there).
 
 # %%
 import copy
@@ -249,4 +251,21 @@ print(
 # %% [markdown]
 # ## What we saw
 #
-# To be written after the run.
+# * A good frozen teacher helps: KD from the 99% teacher lifts the student from about
+#   0.89 to about 0.92 test accuracy, raises its agreement with the teacher, and cuts
+#   its KL to the teacher about threefold. Its agreement curve lies above training
+#   alone from the first epochs, and the gap widens in the second half.
+# * The student inherits its teacher's quality. KD from the same network stopped
+#   after one epoch (85% accurate) ends slightly *below* training alone, and its
+#   student has the largest KL to the good teacher of all: it learned the weak
+#   teacher's distribution. The student still beats its weak teacher, because it also
+#   sees the labels.
+# * TAKD did not help here. Its assistant, four times the student's size, reaches about
+#   0.94, yet the student taught by it ends level with the student taught by the
+#   teacher directly. TAKD is meant for large capacity gaps; our teacher is 15 times
+#   the student's size on a task both can nearly solve, so this toy does not test
+#   the regime TAKD was made for.
+# * The offline contract held: after all the distillation runs the teacher's weights
+#   and batch-norm statistics were bit-for-bit unchanged.
+# * Caveats: 100 labelled 8x8 digits, 16 epochs per step, three seeds, and TAKD's
+#   default τ = 5, λ = 0.5 for both KD arms rather than tuned values.

@@ -26,7 +26,9 @@
 # **100 labelled** 8x8 digits from scikit-learn, tested on 450 held-out digits, over
 # three seeds. All methods are imported from `reference_impls`.
 #
-# **Runtime.** RUNTIME_PLACEHOLDER
+# **Runtime.** 19 s, measured on a 2-core CPU with the kernel start included and
+# other jobs sharing the cores; the kernel itself used 17 s of CPU time. Seeded;
+# runs on CUDA when present (not timed there).
 
 # %%
 import time
@@ -125,7 +127,9 @@ COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(NAME
 #
 # Besides accuracy we measure the expected calibration error (ECE): test predictions
 # are grouped in 10 bins of confidence, and ECE is the average gap between a bin's
-# confidence and its accuracy (0 for a perfectly calibrated model).
+# confidence and its accuracy (0 for a perfectly calibrated model). The mean confidence
+# beside the accuracy says in which direction a model errs: above the accuracy it is
+# over-confident, below it under-confident.
 
 # %%
 
@@ -141,7 +145,11 @@ def evaluate(model: nn.Module) -> dict:
         for b in range(10)
         if (bins == b).any()
     ]
-    return {"accuracy": correct.mean().item(), "ece": torch.stack(gaps).sum().item()}
+    return {
+        "accuracy": correct.mean().item(),
+        "confidence": confidence.mean().item(),
+        "ece": torch.stack(gaps).sum().item(),
+    }
 
 
 results: dict[str, list[dict]] = {name: [] for name in NAMES}
@@ -175,7 +183,11 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
 for name in NAMES:
     acc = np.array([r["accuracy"] for r in results[name]])
     ece = np.array([r["ece"] for r in results[name]])
-    print(f"{name:>22}: accuracy {acc.mean():.3f} ± {acc.std():.3f}, ECE {ece.mean():.3f}")
+    confidence = np.mean([r["confidence"] for r in results[name]])
+    print(
+        f"{name:>22}: accuracy {acc.mean():.3f} ± {acc.std():.3f}, "
+        f"mean confidence {confidence:.3f}, ECE {ece.mean():.3f}"
+    )
 
 # %% [markdown]
 # ## Learning curves
@@ -258,4 +270,19 @@ print(
 # %% [markdown]
 # ## What we saw
 #
-# To be written after the run.
+# * Accuracy: all six end within about two points of each other. DDGSD is highest (about
+#   0.91 against 0.90 alone), by about the spread over seeds; BAN, BYOT and PS-KD
+#   are level with training alone; instance-specific label smoothing is lowest.
+# * Calibration is where they differ. On this toy the network trained alone is already
+#   slightly *under*-confident (mean confidence below accuracy), so the methods built to
+#   curb over-confidence, PS-KD and above all instance-specific label smoothing (mean
+#   confidence about 0.67 at 0.88 accuracy), push it further the wrong way and raise the
+#   ECE two- to five-fold. BAN's students, taught by a plain-softmax copy of themselves,
+#   have the lowest ECE.
+# * Inside BYOT the shallow exits, fed by the deepest one, reach 0.85-0.86 against the
+#   deepest exit's 0.89. Across Born-Again generations accuracy stays flat, while the
+#   ensemble of the three generations (BANE) is the best model in the notebook: as in
+#   the online notebook, averaging networks helped more than distilling between them.
+# * Caveats: 100 labelled 8x8 digits, 20 epochs, three seeds, default hyper-parameters,
+#   and a weight decay that leaves the baseline under-confident. On CIFAR-scale training,
+#   where networks end over-confident, the calibration picture can be the reverse.

@@ -25,7 +25,9 @@
 # **100 labelled images**; tests on the 450 held-out digits. Both networks have three
 # stages with 8x8, 4x4 and 2x2 maps. Every method is imported from `reference_impls`.
 #
-# **Runtime.** RUNTIME_PLACEHOLDER
+# **Runtime.** 23 s, measured on a 2-core CPU with the kernel start included and
+# other jobs sharing the cores; the kernel itself used 22 s of CPU time. Seeded;
+# runs on CUDA when present (not timed there).
 
 # %%
 import time
@@ -311,4 +313,24 @@ print(
 # %% [markdown]
 # ## What we saw
 #
-# To be written after the run.
+# * Features do move toward the teacher's. AT makes the student's first-stage
+#   attention nearly identical to the teacher's (cosine similarity about 0.98 against
+#   0.79 without distillation), visible in the maps above; NST, which matches a
+#   different statistic of the same stage, raises it too (about 0.93); FitNets, whose
+#   hint sits at the middle stage, does not. In the CKA panels most methods (all but
+#   AB, OFD and SimKD) make the stage they act on more teacher-like than training
+#   alone does.
+# * Accuracy moves much less. Seven of the nine end above the undistilled student
+#   (0.88), by up to about two points, ReviewKD and AB highest, but with two seeds the
+#   error bars of almost every method overlap the baseline's. OFD and SimKD end below
+#   it; SimKD trains without labels (its feature loss only, as its authors do) through
+#   a borrowed classifier, which, with 100 images and 12 epochs, costs it here.
+# * So on this toy the clearest lesson is the gap between the two: a student can copy
+#   *where* or *how* the teacher's features respond quite closely and still gain
+#   little accuracy, because the 8x8 digits are easy for both and the labels already
+#   carry most of what the student can use.
+# * Several defaults had to change (AT and NST stages, FT and MGD weights, see above):
+#   feature losses are sums or means over map positions and channels, so weights tuned
+#   for 32x32 or 7x7 maps do not carry over to 2x2 ones. That sensitivity is itself a
+#   practical finding; the relative merit of the nine methods at scale is not
+#   something this notebook can show.

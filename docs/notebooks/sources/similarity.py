@@ -26,7 +26,9 @@
 # student 15x smaller trained on **100 labelled images**; tests on the 450 held-out
 # digits. Every method is imported from `reference_impls`.
 #
-# **Runtime.** RUNTIME_PLACEHOLDER
+# **Runtime.** 20 s, measured on a 2-core CPU with the kernel start included and
+# other jobs sharing the cores; the kernel itself used 19 s of CPU time. Seeded;
+# runs on CUDA when present (not timed there).
 
 # %%
 import time
@@ -60,7 +62,7 @@ from reference_impls.sources.similarity.cc import CCLoss
 from reference_impls.sources.similarity.dist import DISTLoss
 from reference_impls.sources.similarity.fsp import FSPLoss
 from reference_impls.sources.similarity.ickd import ICKDLoss
-from reference_impls.sources.similarity.irg import IRGDistiller, IRGLoss
+from reference_impls.sources.similarity.irg import IRGLoss
 from reference_impls.sources.similarity.pkt import PKTLoss
 from reference_impls.sources.similarity.rkd import RKDLoss
 from reference_impls.sources.similarity.sp import SPLoss, similarity_matrix
@@ -99,7 +101,7 @@ student_channels, teacher_channels = student_cnn().channels, teacher.channels
 #
 # Every loss runs with its authors' (or the CIFAR-100 benchmarks') weight, added to the
 # student's cross-entropy: SP γ = 3000, RKD λ_D = 25 and λ_A = 50, CC 0.02, PKT 30000,
-# IRG 1 (through `IRGDistiller`, which also passes the logits), DIST 1, ICKD 2.5. FSP is
+# IRG 1 (the distiller passes it both stage maps and logits), DIST 1, ICKD 2.5. FSP is
 # run as in its paper: an initialisation phase on the FSP loss alone, then
 # cross-entropy training; RepDistiller initialises for 30 of 240 epochs, we keep that
 # fraction (2 epochs). One deviation: FSP's paper reduction (a sum over the 2,048 and
@@ -148,7 +150,7 @@ METHODS = {
         lambda: CCLoss(student_channels[-1], teacher_channels[-1]), kd_weight=0.02
     ),
     "PKT": distiller_with(lambda: PKTLoss(), kd_weight=30000.0),
-    "IRG": lambda student, seed: IRGDistiller(student, teacher, IRGLoss()),
+    "IRG": lambda student, seed: OfflineDistiller(student, teacher, IRGLoss()),
     "DIST": distiller_with(lambda: DISTLoss()),
     "ICKD": distiller_with(lambda: ICKDLoss(student_channels, teacher_channels), kd_weight=2.5),
 }
@@ -283,4 +285,22 @@ print(
 # %% [markdown]
 # ## What we saw
 #
-# To be written after the run.
+# * Three outcomes, clearly apart. RKD and IRG lift the student above training alone
+#   (by about 2 and 3 points) and make its embeddings the most teacher-like (CKA about
+#   0.86-0.87 against 0.77). FSP, CC and ICKD end level with the baseline. SP, PKT and
+#   DIST end 4 to 8 points below it, beyond the spread of the two seeds.
+# * We did not tune the three that hurt. At their CIFAR-100 weights their relational
+#   term starts 4 to 17 times larger than the cross-entropy (measured in a trial run
+#   of this setting, first-epoch means: SP about 29, PKT about 11 after its weight,
+#   DIST about 56, against cross-entropies of 2.4 to 3.4). With 25-image batches and
+#   64 steps that balance is probably what is wrong for this toy, not the methods;
+#   we did not test it further.
+# * Matching relations is not the same as being accurate: the SP student's batch
+#   similarity matrix is closer to the teacher's than the undistilled student's (the
+#   distance under the matrices is lower), while its accuracy is lower.
+#   DIST matches correlations of predictions, not their values, so its students are
+#   far from the teacher in KL while agreeing with it about as often as PKT's.
+# * What a toy cannot show: relations are computed inside a batch, and 25 images of 10
+#   classes give each class two or three members per batch; the methods were designed
+#   for batches of 64-256 images and long schedules. The FSP initialisation also needed
+#   RepDistiller's scaling to stay finite.

@@ -13,7 +13,9 @@ $$
 Every loss in ``reference_impls.sources`` plugs in: it declares what it reads
 through its class attribute ``inputs`` (``"logits"``, ``"features"``,
 ``"preact_features"`` or ``"embeddings"``) and whether it also needs the
-labels (``needs_target``). The teacher runs under ``torch.no_grad()`` and is
+labels (``needs_target``). A loss that reads two kinds declares a tuple, e.g.
+IRG's ``("features", "logits")``, and is called
+``loss(student_features, teacher_features, student_logits, teacher_logits)``. The teacher runs under ``torch.no_grad()`` and is
 kept in eval mode even when the distiller is put in training mode.
 """
 
@@ -88,8 +90,10 @@ class OfflineDistiller(nn.Module):
         if self.loss is not None:
             with torch.no_grad():
                 teacher_out = self.teacher(x)
-            kind = getattr(self.loss, "inputs", "logits")
-            args = [select_inputs(student_out, kind), select_inputs(teacher_out, kind)]
+            kinds = getattr(self.loss, "inputs", "logits")
+            args = []
+            for kind in (kinds,) if isinstance(kinds, str) else kinds:
+                args += [select_inputs(student_out, kind), select_inputs(teacher_out, kind)]
             if getattr(self.loss, "needs_target", False):
                 args.append(y)
             kd = self.loss(*args)

@@ -32,12 +32,11 @@ $$
   + \lambda_3 \operatorname{MSE}(\Lambda_s, \Lambda_t) .
 $$
 
-Interface: ``IRGLoss`` declares ``inputs = "features"`` and takes the stage
-maps, plus the logits for the vertex term:
-``loss(student_feats, teacher_feats, student_logits, teacher_logits)``. The
-generic ``OfflineDistiller`` passes only the declared input, so use
-:class:`IRGDistiller` below (the same pipeline, also passing logits), or set
-``lambda_vertex=0`` to use the edge and transformation terms alone. The pooled
+Interface: ``IRGLoss`` declares ``inputs = ("features", "logits")``: it takes the
+stage maps, plus the logits for the vertex term,
+``loss(student_feats, teacher_feats, student_logits, teacher_logits)``, which is
+how the generic ``OfflineDistiller`` calls it. With ``lambda_vertex=0`` the
+logits may be left out (edge and transformation terms alone). The pooled
 embedding's graph is built from the last stage map (global average pooling,
 which is how our models form their embedding).
 
@@ -60,8 +59,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from reference_impls.schemes.offline.distiller import OfflineDistiller
 
 
 def edge_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -118,7 +115,7 @@ class IRGLoss(nn.Module):
         transformation_stages: the ``(earlier, later)`` stages of the transformation.
     """
 
-    inputs: ClassVar[str] = "features"
+    inputs: ClassVar[tuple[str, str]] = ("features", "logits")
     needs_target: ClassVar[bool] = False
 
     def __init__(
@@ -165,7 +162,7 @@ class IRGLoss(nn.Module):
                 if student_logits is None or teacher_logits is None:
                     raise ValueError(
                         "IRG's vertex term compares logits: pass student_logits and "
-                        "teacher_logits (IRGDistiller does), or set lambda_vertex=0"
+                        "teacher_logits (OfflineDistiller does), or set lambda_vertex=0"
                     )
                 vertex = F.mse_loss(student_logits.float(), teacher_logits.detach().float())
                 total = total + self.lambda_vertex * vertex
@@ -206,34 +203,3 @@ class IRGLoss(nn.Module):
             f"edge_stages={self.edge_stages}, embedding_edge={self.embedding_edge}, "
             f"transformation_stages={self.transformation_stages}"
         )
-
-
-class IRGDistiller(OfflineDistiller):
-    """``OfflineDistiller`` that gives an :class:`IRGLoss` both the stage maps and the logits.
-
-    The total is ``ce_weight * CE + kd_weight * IRG`` (the paper adds the IRG
-    terms to the cross-entropy with weight 1).
-    """
-
-    def __init__(
-        self,
-        student: nn.Module,
-        teacher: nn.Module,
-        loss: IRGLoss,
-        ce_weight: float = 1.0,
-        kd_weight: float = 1.0,
-    ) -> None:
-        if not isinstance(loss, IRGLoss):
-            raise TypeError(f"IRGDistiller needs an IRGLoss, got {type(loss).__name__}")
-        super().__init__(student, teacher, loss, ce_weight, kd_weight)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        student_out = self.student(x)
-        with torch.no_grad():
-            teacher_out = self.teacher(x)
-        ce = F.cross_entropy(student_out.logits, y)
-        kd = self.loss(
-            student_out.features, teacher_out.features, student_out.logits, teacher_out.logits
-        )
-        total = self.ce_weight * ce + self.kd_weight * kd
-        return {"ce": ce.detach(), "kd": kd.detach(), "loss": total}

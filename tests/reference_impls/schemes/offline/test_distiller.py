@@ -33,15 +33,13 @@ class RecordingLoss(nn.Module):
         return first.sum() * 0.0 + self.value
 
 
-def recording(kind: str, target: bool = False) -> RecordingLoss:
-    cls = type(f"Recording_{kind}", (RecordingLoss,), {"inputs": kind, "needs_target": target})
+def recording(kind: str | tuple[str, ...], target: bool = False) -> RecordingLoss:
+    cls = type(
+        "RecordingLoss_" + "_".join([kind] if isinstance(kind, str) else kind),
+        (RecordingLoss,),
+        {"inputs": kind, "needs_target": target},
+    )
     return cls()
-
-
-@pytest.fixture
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(8, 1, 8, 8, generator=generator), torch.randint(0, 10, (8,))
 
 
 @pytest.fixture
@@ -111,6 +109,21 @@ def test_each_input_kind_is_routed_from_both_models(kind, models, batch):
     # the teacher side carries no autograd history
     teacher_tensors = teacher_in if isinstance(teacher_in, list) else [teacher_in]
     assert not any(t.requires_grad for t in teacher_tensors)
+
+
+def test_a_loss_reading_two_kinds_gets_student_and_teacher_of_each(models, batch):
+    student, teacher = models
+    x, y = batch
+    loss = recording(("features", "logits"), target=True)
+    distiller = OfflineDistiller(student, teacher, loss)
+    distiller.eval()
+    distiller(x, y)
+    s_feats, t_feats, s_logits, t_logits, target = loss.calls[0]
+    assert len(s_feats) == len(t_feats) == 3
+    assert s_feats[0].shape[1] == student.channels[0] and t_feats[0].shape[1] == teacher.channels[0]
+    torch.testing.assert_close(s_logits, student(x).logits)
+    torch.testing.assert_close(t_logits, teacher(x).logits)
+    assert torch.equal(target, y)
 
 
 def test_target_passed_only_when_the_loss_asks_for_it(models, batch):

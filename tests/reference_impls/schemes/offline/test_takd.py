@@ -7,36 +7,17 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from reference_impls.common import (
-    ModelOutput,
     TinyCNN,
     kl_to_teacher,
     student_cnn,
     teacher_cnn,
     train,
 )
-from reference_impls.common.testing import check_procedure_contract, digits_setup
+from reference_impls.common.testing import FixedLogits, check_procedure_contract, digits_setup
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.schemes.offline.takd import TAKD
-
-
-class FixedLogits(nn.Module):
-    """A 'model' whose logits are one trainable row, repeated for every input."""
-
-    def __init__(self, row: list[float]) -> None:
-        super().__init__()
-        self.row = nn.Parameter(torch.tensor(row))
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        return ModelOutput(self.row.expand(len(x), -1))
-
-
-@pytest.fixture
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(8, 1, 8, 8, generator=generator), torch.randint(0, 10, (8,))
 
 
 @pytest.fixture

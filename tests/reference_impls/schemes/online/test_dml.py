@@ -11,32 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common import (
-    ModelOutput,
     load_digits_split,
     predict_logits,
     student_cnn,
     train,
     train_supervised,
 )
-from reference_impls.common.testing import check_procedure_contract
+from reference_impls.common.testing import FixedLogits, check_procedure_contract
 from reference_impls.schemes.online.dml import DML
-
-
-class FixedLogits(nn.Module):
-    """A 'model' whose logits are one trainable row, repeated for every input."""
-
-    def __init__(self, row: list[float]) -> None:
-        super().__init__()
-        self.row = nn.Parameter(torch.tensor(row))
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        return ModelOutput(self.row.expand(len(x), -1))
-
-
-@pytest.fixture
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(8, 1, 8, 8, generator=generator), torch.randint(0, 10, (8,))
 
 
 @pytest.mark.parametrize("cohort", [2, 3])

@@ -17,30 +17,13 @@ from reference_impls.common import (
     student_cnn,
     train,
 )
-from reference_impls.common.testing import check_procedure_contract
+from reference_impls.common.testing import FixedLogits, check_procedure_contract
 from reference_impls.schemes.online.kdcl import (
     KDCL,
     min_logit_teacher,
     naive_teacher,
     random_shift,
 )
-
-
-class FixedLogits(nn.Module):
-    """A 'model' whose logits are one trainable row, repeated for every input."""
-
-    def __init__(self, row: list[float]) -> None:
-        super().__init__()
-        self.row = nn.Parameter(torch.tensor(row))
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        return ModelOutput(self.row.expand(len(x), -1))
-
-
-@pytest.fixture
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(8, 1, 8, 8, generator=generator), torch.randint(0, 10, (8,))
 
 
 @pytest.mark.parametrize("ensemble", ["min_logit", "naive"])

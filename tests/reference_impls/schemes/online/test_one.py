@@ -21,12 +21,6 @@ from reference_impls.schemes.online.one import (
 
 
 @pytest.fixture
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(8, 1, 8, 8, generator=generator), torch.randint(0, 10, (8,))
-
-
-@pytest.fixture
 def network() -> ONENetwork:
     torch.manual_seed(0)
     return ONENetwork()

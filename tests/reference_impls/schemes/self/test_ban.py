@@ -23,15 +23,6 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-@pytest.fixture
-def full_precision_cuda():
-    """CUDA convolutions default to TF32 (about 3 significant digits); compare in real float32."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 def _with_teacher(**kwargs) -> BornAgain:
     torch.manual_seed(0)
     procedure = BornAgain(student_cnn, **kwargs)

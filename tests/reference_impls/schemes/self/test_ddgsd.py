@@ -28,15 +28,6 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-@pytest.fixture
-def full_precision_cuda():
-    """CUDA convolutions default to TF32 (about 3 significant digits); compare in real float32."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 def test_contract(batch):
     torch.manual_seed(0)
     terms = check_procedure_contract(DDGSD(student_cnn()), *batch)

@@ -1,0 +1,281 @@
+"""Speed of every distillation loss: per call, and its share of a training step.
+
+Part 1, per call: each loss's forward, and forward + backward, at a realistic
+size (logits 256 x 100; three stages of 256 x 256 x 8 x 8 feature maps;
+256 x 256 embeddings).
+
+Part 2, inside a training step: teacher forward (no grad), student forward and
+backward, cross-entropy and the loss, one SGD step; against the same step with
+cross-entropy alone (the teacher forward still included). Models are the
+project's teacher_cnn / student_cnn on CIFAR-sized inputs (3 x 32 x 32, 100
+classes). Procedures (online, self, SimKD, TAKD) are whole steps of their own
+and are timed against the same cross-entropy step.
+
+Times are medians over repeats (the machines are shared and noisy); the
+overhead is the ratio of medians. Results go to benchmarks/results/losses.json.
+
+    python benchmarks/bench_losses.py [--device cuda] [--repeats 15] [--batch 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference_impls.common import student_cnn, teacher_cnn
+from reference_impls.common.training import freeze, logits_of
+from reference_impls.schemes.offline.distiller import OfflineDistiller
+from reference_impls.schemes.offline.takd import TAKD
+from reference_impls.schemes.online.dml import DML
+from reference_impls.schemes.online.kdcl import KDCL
+from reference_impls.schemes.online.one import ONE
+from reference_impls.schemes.self.ban import BornAgain
+from reference_impls.schemes.self.byot import BYOT
+from reference_impls.schemes.self.ddgsd import DDGSD
+from reference_impls.schemes.self.instance_label_smoothing import InstanceSpecificLabelSmoothing
+from reference_impls.schemes.self.pskd import PSKD
+from reference_impls.sources.feature.ab import ABLoss
+from reference_impls.sources.feature.at import ATLoss
+from reference_impls.sources.feature.fitnets import FitNetsLoss
+from reference_impls.sources.feature.ft import FTLoss
+from reference_impls.sources.feature.mgd import MGDLoss
+from reference_impls.sources.feature.nst import NSTLoss
+from reference_impls.sources.feature.ofd import OFDLoss, bn_before_relu, margins_from_batchnorm
+from reference_impls.sources.feature.reviewkd import ReviewKDLoss
+from reference_impls.sources.feature.simkd import SimKD
+from reference_impls.sources.logit.dkd import DKDLoss
+from reference_impls.sources.logit.kd import KDLoss
+from reference_impls.sources.logit.logit_standardization import LogitStandardizationLoss
+from reference_impls.sources.logit.normkd import NormKDLoss
+from reference_impls.sources.logit.ttm import TTMLoss
+from reference_impls.sources.similarity.cc import CCLoss
+from reference_impls.sources.similarity.dist import DISTLoss
+from reference_impls.sources.similarity.fsp import FSPLoss
+from reference_impls.sources.similarity.ickd import ICKDLoss
+from reference_impls.sources.similarity.irg import IRGLoss
+from reference_impls.sources.similarity.pkt import PKTLoss
+from reference_impls.sources.similarity.rkd import RKDLoss
+from reference_impls.sources.similarity.sp import SPLoss
+
+RESULTS = Path(__file__).parent / "results" / "losses.json"
+Channels = tuple[int, ...]
+
+# id -> factory(student_channels, teacher_channels, teacher) for losses
+LOSSES: dict[str, Callable[[Channels, Channels, nn.Module | None], nn.Module]] = {
+    "kd": lambda s, t, T: KDLoss(),
+    "dkd": lambda s, t, T: DKDLoss(warmup_epochs=0),
+    "logit-standardization": lambda s, t, T: LogitStandardizationLoss(),
+    "ttm": lambda s, t, T: TTMLoss(),
+    "normkd": lambda s, t, T: NormKDLoss(),
+    "dist": lambda s, t, T: DISTLoss(),
+    "fitnets": lambda s, t, T: FitNetsLoss(s, t),
+    "at": lambda s, t, T: ATLoss(),
+    "nst": lambda s, t, T: NSTLoss(),
+    "ft": lambda s, t, T: FTLoss(s, t),
+    "ab": lambda s, t, T: ABLoss(s, t),
+    "ofd": lambda s, t, T: OFDLoss(s, t, _margins(t, T)),
+    "reviewkd": lambda s, t, T: ReviewKDLoss(s, t, warmup_epochs=0),
+    "mgd": lambda s, t, T: MGDLoss(s, t),
+    "fsp": lambda s, t, T: FSPLoss(student_channels=s, teacher_channels=t),
+    "sp": lambda s, t, T: SPLoss(),
+    "ickd": lambda s, t, T: ICKDLoss(s, t),
+    "irg": lambda s, t, T: IRGLoss(),
+    "rkd": lambda s, t, T: RKDLoss(),
+    "cc": lambda s, t, T: CCLoss(s[-1], t[-1]),
+    "pkt": lambda s, t, T: PKTLoss(),
+}
+
+
+def _margins(teacher_channels: Channels, teacher: nn.Module | None) -> list[torch.Tensor]:
+    if teacher is not None:
+        return margins_from_batchnorm(bn_before_relu(teacher))
+    return [torch.full((c,), -0.5) for c in teacher_channels]
+
+
+def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn`` in milliseconds, after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _as_leaves(inputs):
+    if isinstance(inputs, list):
+        return [t.detach().requires_grad_() for t in inputs]
+    return inputs.detach().requires_grad_()
+
+
+def time_loss(loss: nn.Module, student, teacher, extra: list, device, repeats: int) -> dict:
+    """Median forward and forward+backward time of one loss call."""
+
+    def forward_backward() -> None:
+        loss(_as_leaves(student), teacher, *extra).backward()
+
+    with torch.no_grad():
+        forward_ms = median_ms(lambda: loss(student, teacher, *extra), repeats, device)
+    return {
+        "kind": loss.inputs,
+        "forward_ms": forward_ms,
+        "forward_backward_ms": median_ms(forward_backward, repeats, device),
+    }
+
+
+def per_call(device: torch.device, repeats: int) -> dict[str, dict[str, float]]:
+    """Forward and forward+backward time of each loss at the realistic size."""
+    generator = torch.Generator().manual_seed(0)
+    channels = (256, 256, 256)
+
+    def maps() -> list[torch.Tensor]:
+        return [torch.randn(256, c, 8, 8, generator=generator).to(device) for c in channels]
+
+    inputs = {
+        "logits": [torch.randn(256, 100, generator=generator).to(device) for _ in "st"],
+        "features": [maps(), maps()],
+        "embeddings": [torch.randn(256, 256, generator=generator).to(device) for _ in "st"],
+    }
+    inputs["preact_features"] = inputs["features"]
+    target = torch.randint(0, 100, (256,), generator=generator).to(device)
+    results = {}
+    for name, factory in LOSSES.items():
+        loss = factory(channels, channels, None).to(device)
+        kinds = (loss.inputs,) if isinstance(loss.inputs, str) else loss.inputs
+        student, teacher = inputs[kinds[0]]
+        extra = [x for kind in kinds[1:] for x in inputs[kind]]
+        extra += [target] if loss.needs_target else []
+        row = results[name] = time_loss(loss, student, teacher, extra, device, repeats)
+        print(
+            f"  {name:24s} {row['kind']:16s} fwd {row['forward_ms']:8.2f} ms"
+            f"   fwd+bwd {row['forward_backward_ms']:8.2f} ms"
+        )
+    return results
+
+
+def _optimizer(module: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        [p for p in module.parameters() if p.requires_grad], lr=0.01, momentum=0.9
+    )
+
+
+def _step(module: nn.Module, optimizer: torch.optim.Optimizer, x, y) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    module(x, y)["loss"].backward()
+    optimizer.step()
+
+
+class CrossEntropyStep(nn.Module):
+    """The baseline: teacher forward (no grad) still runs, the student learns from labels only."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        super().__init__()
+        self.student, self.teacher = student, freeze(teacher)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            self.teacher(x)
+        return {"loss": F.cross_entropy(logits_of(self.student(x)), y)}
+
+
+def _procedures(teacher: nn.Module) -> dict[str, Callable[[], nn.Module]]:
+    make = lambda: student_cnn(100, 3)  # noqa: E731
+    return {
+        "simkd": lambda: SimKD(make(), teacher),
+        "takd": lambda: TAKD(teacher, [make()], make()),
+        "dml": lambda: DML([make(), make()]),
+        "one": lambda: ONE(num_classes=100, in_channels=3),
+        "kdcl": lambda: KDCL([make(), make()]),
+        "byot": lambda: BYOT(make()),
+        "ban": lambda: BornAgain(make),
+        "ps-kd": lambda: PSKD(make()),
+        "instance-label-smoothing": lambda: InstanceSpecificLabelSmoothing(make()),
+        "ddgsd": lambda: DDGSD(make()),
+    }
+
+
+def in_training_step(device: torch.device, repeats: int, batch: int) -> tuple[float, dict]:
+    """Step time with each loss (or procedure) against the cross-entropy step."""
+    torch.manual_seed(0)
+    teacher = freeze(teacher_cnn(100, 3)).to(device)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 100, (batch,), device=device)
+    s_channels, t_channels = student_cnn().channels, teacher.channels
+
+    def timed(module: nn.Module) -> float:
+        module.to(device).train()
+        optimizer = _optimizer(module)
+        return median_ms(lambda: _step(module, optimizer, x, y), repeats, device)
+
+    baseline = timed(CrossEntropyStep(student_cnn(100, 3), teacher))
+    print(f"  cross-entropy step (teacher forward included): {baseline:.1f} ms")
+    results = {}
+    for name, factory in LOSSES.items():
+        loss = factory(s_channels, t_channels, teacher)
+        distiller = OfflineDistiller(student_cnn(100, 3), teacher, loss)
+        results[name] = timed(distiller)
+    for name, factory in _procedures(teacher).items():
+        procedure = factory()
+        if hasattr(procedure, "on_epoch_start"):
+            procedure.on_epoch_start(1, 10)
+        results[name] = timed(procedure)
+    report = {
+        name: {"step_ms": ms, "overhead_pct": 100.0 * (ms / baseline - 1.0)}
+        for name, ms in results.items()
+    }
+    for name, row in report.items():
+        print(
+            f"  {name:24s} step {row['step_ms']:8.1f} ms   overhead {row['overhead_pct']:+7.1f} %"
+        )
+    return baseline, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--batch", type=int, default=128, help="batch size of the training-step part"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"per call on {device} (median of {args.repeats}):")
+    calls = per_call(device, args.repeats)
+    print(f"inside a training step, batch {args.batch} of 3x32x32, 100 classes:")
+    baseline, steps = in_training_step(device, args.repeats, args.batch)
+    record = {
+        "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "per_call": calls,
+        "training_step": {"batch": args.batch, "cross_entropy_step_ms": baseline, "methods": steps},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(args.output.read_text()) if args.output.exists() else {}
+    existing[device.type] = record
+    args.output.write_text(json.dumps(existing, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
