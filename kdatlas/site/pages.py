@@ -1,0 +1,556 @@
+"""Generate every data-driven page of the site from the knowledge base (pure: no mkdocs import).
+
+:func:`generate` returns ``{path under docs/: content}`` (text, bytes, or a file to
+copy) plus the navigation; ``docs/gen_pages.py`` hands it to mkdocs-gen-files. Output
+is deterministic: everything is sorted or in taxonomy order and nothing holds a time.
+
+Page titles that come from data are HTML-escaped, because MkDocs and Material put
+``page.title`` into the HTML as it is; the navigation file names generated pages
+with :data:`TITLE_FROM_PAGE`, which ``kdatlas/site/mkdocs_hooks.py`` replaces by the
+page's own (escaped) title.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdatlas.bibliography import BibEntry
+from kdatlas.loader import KnowledgeBase
+from kdatlas.models import Area, Implementation, Leaf
+from kdatlas.site.records import ModuleOutcome, latest_outcomes, read_records
+from kdatlas.site.render import (
+    Paper,
+    html_attr,
+    html_text,
+    link,
+    md_text,
+    paper_from_entry,
+    papers_per_year_svg,
+    papers_table,
+    taxonomy_diagram,
+)
+
+TITLE_FROM_PAGE = "kdatlas-page-title"
+SURVEY_KEY = "mansourian2025comprehensive"
+PARTIALS = Path("docs") / "partials"
+API_ROOT = "api"
+_MODULE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+Content = str | bytes | Path
+
+
+@dataclass
+class Site:
+    """The generated files and the navigation (literate-nav's SUMMARY.md)."""
+
+    files: dict[str, Content] = field(default_factory=dict)
+    nav: list[str] = field(default_factory=list)
+
+    def add(self, path: str, content: Content) -> None:
+        if path in self.files:
+            raise ValueError(f"two generated pages want {path}")
+        self.files[path] = content
+
+
+@dataclass(frozen=True)
+class Notebook:
+    area: str
+    leaf: str
+    source: Path  # docs/notebooks/<area>/<leaf>.py
+
+    @property
+    def page(self) -> str:
+        return f"notebooks/{self.area}/{self.leaf}.ipynb"
+
+    @property
+    def download(self) -> str:
+        return f"downloads/notebooks/{self.area}/{self.leaf}.py"
+
+
+def front_matter(title: str) -> str:
+    # JSON is valid YAML and quotes anything; the title is already HTML-escaped.
+    return f"---\ntitle: {json.dumps(html.escape(title, quote=True))}\n---\n\n"
+
+
+def _relative(from_page: str, to: str) -> str:
+    """A relative link between two docs paths (Markdown links, which MkDocs then checks)."""
+    from_parts = from_page.split("/")[:-1]
+    to_parts = to.split("/")
+    common = 0
+    while (
+        common < min(len(from_parts), len(to_parts) - 1) and from_parts[common] == to_parts[common]
+    ):
+        common += 1
+    return "/".join([".."] * (len(from_parts) - common) + to_parts[common:])
+
+
+def _directory(page: str) -> list[str]:
+    """The folders of a page's built URL: ``a/b.md`` is served at ``a/b/``, ``a/index.md`` at ``a/``."""
+    parts = page.removesuffix(".md").split("/")
+    return parts[:-1] if parts[-1] == "index" else parts
+
+
+def _page_url(from_page: str, to_page: str) -> str:
+    """A relative URL between two pages' built locations, for raw HTML (which MkDocs does not
+    rewrite or check; the site tests check every link of the built site)."""
+    here, there = _directory(from_page), _directory(to_page)
+    common = 0
+    while common < min(len(here), len(there)) and here[common] == there[common]:
+        common += 1
+    parts = [".."] * (len(here) - common) + there[common:]
+    return "/".join(parts) + "/" if parts else "./"
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def find_notebooks(root: Path) -> dict[tuple[str, str], Notebook]:
+    """``docs/notebooks/<area>/<leaf>.py`` under the knowledge base's root."""
+    found = {}
+    for path in sorted((root / "docs" / "notebooks").glob("*/*.py")):
+        area, leaf = path.parent.name, path.stem
+        if _MODULE_PART.match(leaf.replace("-", "_")) and re.fullmatch(r"[a-z0-9-]+", area):
+            found[(area, leaf)] = Notebook(area, leaf, path)
+    return found
+
+
+def api_modules(repo_root: Path) -> dict[str, Path]:
+    """``{dotted module: file}`` for every module of reference_impls (packages excluded)."""
+    modules = {}
+    for path in sorted((repo_root / "reference_impls").rglob("*.py")):
+        relative = path.relative_to(repo_root).with_suffix("")
+        parts = relative.parts
+        if path.name == "__init__.py" or not all(_MODULE_PART.match(p) for p in parts):
+            continue
+        modules[".".join(parts)] = path
+    return modules
+
+
+def api_page(module: str) -> str:
+    return f"{API_ROOT}/{module.replace('.', '/')}.md"
+
+
+# ---------------------------------------------------------------- generation
+
+
+class Generator:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        repo_root: Path,
+        notebook_renderer: Callable[[Notebook], Content] | None = None,
+    ) -> None:
+        self.kb = kb
+        self.repo_root = repo_root
+        self.site = Site()
+        self.papers: dict[str, Paper] = {
+            k: paper_from_entry(e) for k, e in sorted(kb.entries.items())
+        }
+        self.notebooks = find_notebooks(kb.root)  # leaf.notebook paths are relative to it
+        self.modules = api_modules(repo_root)
+        self.outcomes = latest_outcomes(read_records(kb.root))
+        self.render_notebook = notebook_renderer
+
+    # -- helpers
+
+    def leaf_page(self, area: Area, leaf: Leaf) -> str:
+        return f"{area.id}/{leaf.id}.md"
+
+    def notebook_of(self, area: Area, leaf: Leaf) -> Notebook | None:
+        if leaf.notebook:
+            path = Path(leaf.notebook)
+            if path.parts[:2] == ("docs", "notebooks") and len(path.parts) == 4:
+                return self.notebooks.get((path.parts[2], path.stem))
+            return None
+        return self.notebooks.get((area.id, leaf.id))
+
+    def leaf_papers(self, leaf: Leaf) -> list[str]:
+        keys = dict.fromkeys(leaf.all_papers())
+        for implementation in leaf.implementations:
+            keys.update(dict.fromkeys(implementation.papers))
+        return list(keys)
+
+    def counts(self) -> dict[str, int]:
+        leaves = list(self.kb.leaves())
+        filed = {key for _a, leaf in leaves for key in leaf.all_papers()}
+        return {
+            "papers": len(filed),
+            "leaves": len(leaves),
+            "implementations": sum(1 for _ in self.kb.implementations()),
+            "notebooks": sum(1 for a, leaf in leaves if self.notebook_of(a, leaf)),
+        }
+
+    # -- pages
+
+    def generate(self) -> Site:
+        self.home()
+        self.site.nav.append("* [Home](index.md)")
+        for area in self.kb.areas:
+            self.area(area)
+        self.papers_index()
+        self.notebook_pages()
+        self.api_pages()
+        self.downloads()
+        self.contributing()
+        self.site.nav.extend(["* [Design](design.md)", "* [About](about.md)"])
+        return self.site
+
+    def home(self) -> None:
+        intro_path = self.repo_root / PARTIALS / "home.md"
+        intro = intro_path.read_text(encoding="utf-8").strip() if intro_path.exists() else ""
+        counts = self.counts()
+        lines = ["# KD Atlas", "", intro, ""]
+        survey = self.papers.get(SURVEY_KEY)
+        if survey:
+            lines += [
+                "## The survey",
+                "",
+                "The taxonomy follows the areas and leaves of",
+                "",
+                '<p class="kd-citation">'
+                + html_text(f"{survey.authors_text}.")
+                + f" <em>{html_text(survey.title)}</em>. "
+                + html_text(" ".join(p for p in (survey.venue, survey.year) if p))
+                + ". "
+                + " · ".join(
+                    link(u, label)
+                    for u, label in ((survey.paper_url, "paper"), (survey.code_url, "code"))
+                    if u
+                )
+                + "</p>",
+                "",
+                f"[Its BibTeX](papers/index.md#{survey.key}) · [how to cite KD Atlas](about.md)",
+                "",
+            ]
+        lines += [
+            "## At a glance",
+            "",
+            '<div class="kd-counts">'
+            + "".join(
+                f'<div><span class="kd-count">{value}</span> {html_text(label)}</div>'
+                for label, value in counts.items()
+            )
+            + "</div>",
+            "",
+            "## The taxonomy",
+            "",
+            "```mermaid",
+            taxonomy_diagram(
+                "Knowledge distillation",
+                [
+                    (a.id, a.title, [(leaf.id, leaf.title) for leaf in a.leaves])
+                    for a in self.kb.areas
+                ],
+            ),
+            "```",
+            "",
+        ]
+        for area in self.kb.areas:
+            leaves = " · ".join(
+                f"[{md_text(leaf.title)}]({area.id}/{leaf.id}.md)" for leaf in area.leaves
+            )
+            lines.append(f"- **[{md_text(area.title)}]({area.id}/index.md)**: {leaves}")
+        lines += [
+            "",
+            "## Papers per year",
+            "",
+            "A paper filed in several areas counts once in each.",
+            "",
+            '<figure class="kd-figure">' + self.chart() + "</figure>",
+            "",
+        ]
+        self.site.add("index.md", front_matter("Home") + "\n".join(lines) + "\n")
+
+    def chart(self) -> str:
+        counts: dict[str, dict[str, int]] = {}
+        for area in self.kb.areas:
+            keys = {key for leaf in area.leaves for key in leaf.all_papers()}
+            years = Counter(
+                self.papers[k].year for k in keys if k in self.papers and self.papers[k].year
+            )
+            counts[area.id] = dict(years)
+        return papers_per_year_svg(counts, {a.id: a.title for a in self.kb.areas})
+
+    def area(self, area: Area) -> None:
+        page = f"{area.id}/index.md"
+        lines = [f"# {md_text(area.title)}", "", md_text(area.summary), ""]
+        lines += ["| Leaf | Papers | Implementations | Notebook |", "| --- | ---: | ---: | --- |"]
+        for leaf in area.leaves:
+            notebook = self.notebook_of(area, leaf)
+            notebook_cell = (
+                f"[notebook]({_relative(page, notebook.page)})" if notebook else "not yet"
+            )
+            lines.append(
+                f"| [{md_text(leaf.title)}]({leaf.id}.md) | {len(leaf.all_papers())} "
+                f"| {len(leaf.implementations)} | {notebook_cell} |"
+            )
+        lines.append("")
+        for leaf in area.leaves:
+            lines += [f"## [{md_text(leaf.title)}]({leaf.id}.md)", "", md_text(leaf.summary), ""]
+        self.site.add(page, front_matter(area.title) + "\n".join(lines))
+        self.site.nav.append(f"* [{TITLE_FROM_PAGE}]({page})")
+        for leaf in area.leaves:
+            self.leaf(area, leaf)
+            self.site.nav.append(f"    * [{TITLE_FROM_PAGE}]({self.leaf_page(area, leaf)})")
+            self.site.add(f"downloads/leaves/{leaf.id}.bib", self.bib(self.leaf_papers(leaf)))
+
+    def bib(self, keys: Iterable[str]) -> str:
+        from kdatlas.bibliography import render_bib
+
+        entries: list[BibEntry] = [self.kb.entries[k] for k in keys if k in self.kb.entries]
+        return render_bib(entries)
+
+    def leaf(self, area: Area, leaf: Leaf) -> None:
+        page = self.leaf_page(area, leaf)
+        lines = [
+            f"# {md_text(leaf.title)}",
+            "",
+            f"Area: [{md_text(area.title)}](index.md) · "
+            f"{len(leaf.all_papers())} papers · "
+            f"[download the leaf's BibTeX]({_relative(page, f'downloads/leaves/{leaf.id}.bib')})",
+            "",
+            md_text(leaf.summary),
+            "",
+        ]
+        if leaf.topics:
+            lines += [
+                "Topics: "
+                + " · ".join(f"[{md_text(t.title)}](#topic-{t.id})" for t in leaf.topics),
+                "",
+            ]
+        lines += self.implementations_section(page, leaf)
+        notebook = self.notebook_of(area, leaf)
+        lines += ["## Notebook", ""]
+        if notebook:
+            lines.append(
+                f"[Open the executed notebook]({_relative(page, notebook.page)}) · "
+                f"[download its source]({_relative(page, notebook.download)}) (jupytext percent format)"
+            )
+        else:
+            lines.append("No notebook yet.")
+        lines += ["", "## Papers", ""]
+        anchored: set[str] = set()
+        lines += self.paper_block(leaf.papers, anchored)
+        for topic in leaf.topics:
+            lines += [
+                f"### {md_text(topic.title)} {{#topic-{topic.id}}}",
+                "",
+                md_text(topic.summary),
+                "",
+            ]
+            lines += self.paper_block(topic.papers, anchored)
+        self.site.add(page, front_matter(leaf.title) + "\n".join(lines) + "\n")
+
+    def paper_block(self, keys: list[str], anchored: set[str]) -> list[str]:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+        known = [self.papers[k] for k in keys if k in self.papers]
+        missing = [k for k in keys if k not in self.papers]
+        return [papers_table(known, anchored=anchored, missing=missing), ""]
+
+    def implementations_section(self, page: str, leaf: Leaf) -> list[str]:
+        lines = ["## Implementations", ""]
+        if not leaf.implementations:
+            return [*lines, "None yet.", ""]
+        lines += [
+            "| Implementation | API | Source | CPU tests | GPU tests | Papers |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for implementation in leaf.implementations:
+            lines.append(self.implementation_row(page, implementation))
+        lines += [
+            "",
+            "Test columns: the latest recorded run of each implementation's tests "
+            "(`pytest --gpu-record`, `tests/gpu_runs/`).",
+            "",
+        ]
+        return lines
+
+    def implementation_row(self, page: str, implementation: Implementation) -> str:
+        module, _, name = implementation.object.partition(":")
+        code = f"<code>{html_text(implementation.object)}</code>"
+        if module in self.modules:
+            api = f"[`{name}`][{module}.{name}]"
+            source = f"[{md_text(module.rsplit('.', 1)[-1])}.py]({_relative(page, api_page(module))}#source)"
+        else:
+            api, source = f"{code} (not found)", "-"
+        papers = " ".join(
+            f"[{md_text(k)}]({_relative(page, 'papers/index.md')}#{k})"
+            if k in self.papers
+            else md_text(k)
+            for k in implementation.papers
+        )
+        cells = [
+            md_text(implementation.title),
+            api,
+            source,
+            self.status(module, "cpu"),
+            self.status(module, "gpu"),
+            papers,
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    def status(self, module: str, kind: str) -> str:
+        outcome: ModuleOutcome | None = self.outcomes.get((module, kind))
+        if outcome is None:
+            return "no record"
+        return (
+            f'<span class="kd-status kd-status-{html_attr(outcome.outcome)}" '
+            f'title="{html_attr(f"torch {outcome.torch}, commit {outcome.commit}")}">'
+            f"{html_text(outcome.summary)}<br>{html_text(outcome.device)}, "
+            f"{html_text(outcome.date)}</span>"
+        )
+
+    def papers_index(self) -> None:
+        page = "papers/index.md"
+        filed_under: dict[str, str] = {}
+        leaf_titles = {(a.id, leaf.id): leaf.title for a, leaf in self.kb.leaves()}
+        topic_titles = {
+            (a.id, leaf.id, t.id): t.title for a, leaf in self.kb.leaves() for t in leaf.topics
+        }
+        for key in self.papers:
+            places = []
+            for m in self.kb.memberships(key):
+                label = leaf_titles.get((m.area, m.leaf), m.leaf)
+                if m.topic:
+                    label += " › " + topic_titles.get((m.area, m.leaf, m.topic), m.topic)
+                url = _page_url(page, f"{m.area}/{m.leaf}.md") + f"#{key}"
+                places.append(f'<a href="{html_attr(url)}">{html_text(label)}</a>')
+            filed_under[key] = "<br>".join(dict.fromkeys(places))
+        papers = sorted(
+            self.papers.values(), key=lambda p: (-int(p.year or 0), p.title.lower(), p.key)
+        )
+        years = sorted({p.year for p in papers if p.year}, reverse=True)
+        venues = sorted({p.venue for p in papers if p.venue}, key=str.lower)
+        filters = (
+            '<form class="kd-filter" data-kd-filter="kd-all-papers">'
+            '<label>Title or author <input type="search" name="text" autocomplete="off"></label> '
+            f'<label>Year <select name="year"><option value="">any</option>{_options(years)}</select></label> '
+            f'<label>Venue <select name="venue"><option value="">any</option>{_options(venues)}</select></label> '
+            '<output name="count"></output></form>'
+        )
+        lines = [
+            "# All papers",
+            "",
+            f"{len(papers)} papers in the bibliography, newest first. Each row lists the leaves that "
+            "file the paper; the filters below run in your browser.",
+            "",
+            filters,
+            "",
+            papers_table(
+                papers,
+                anchored=set(),
+                extra_column=("Filed under", filed_under),
+                table_id="kd-all-papers",
+            ),
+            "",
+        ]
+        self.site.add(page, front_matter("All papers") + "\n".join(lines))
+        self.site.nav.append("* [All papers](papers/index.md)")
+
+    def notebook_pages(self) -> None:
+        if not self.notebooks or self.render_notebook is None:
+            return
+        self.site.nav.append("* Notebooks")
+        for notebook in self.notebooks.values():
+            self.site.add(notebook.page, self.render_notebook(notebook))
+            self.site.add(notebook.download, notebook.source)
+            self.site.nav.append(f"    * [{TITLE_FROM_PAGE}]({notebook.page})")
+
+    def api_pages(self) -> None:
+        if not self.modules:
+            return
+        self.site.nav.append("* API reference")
+        for module, path in self.modules.items():
+            page = api_page(module)
+            source = path.read_text(encoding="utf-8")
+            fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", source)), default=0))
+            text = (
+                f"{front_matter(module)}# {md_text(module)}\n\n"
+                f"::: {module}\n\n"
+                f"## Source code {{#source}}\n\n"
+                f"`{path.relative_to(self.repo_root).as_posix()}`\n\n"
+                f"{fence}python\n{source.rstrip()}\n{fence}\n"
+            )
+            self.site.add(page, text)
+            self.site.nav.append(f"    * [{module.removeprefix('reference_impls.')}]({page})")
+
+    def downloads(self) -> None:
+        from kdatlas.export import export_json
+
+        self.site.add("downloads/all.bib", self.bib(sorted(self.kb.entries)))
+        self.site.add("downloads/kdatlas.json", export_json(self.kb))
+        lines = [
+            "# Downloads",
+            "",
+            "Generated from `taxonomy/` and `bib/` when the site was built.",
+            "",
+            "- [all.bib](all.bib): every entry of the bibliography",
+            "- [kdatlas.json](kdatlas.json): the whole knowledge base as JSON (`kdatlas export`)",
+            "",
+            "## One leaf's BibTeX",
+            "",
+        ]
+        for area, leaf in self.kb.leaves():
+            lines.append(
+                f"- [{leaf.id}.bib](leaves/{leaf.id}.bib): {md_text(area.title)} › {md_text(leaf.title)}"
+            )
+        self.site.add("downloads/index.md", front_matter("Downloads") + "\n".join(lines) + "\n")
+        self.site.nav.append("* [Downloads](downloads/index.md)")
+
+    def contributing(self) -> None:
+        source = self.repo_root / "CONTRIBUTING.md"
+        if source.exists():
+            text = rewrite_repo_links(source.read_text(encoding="utf-8"))
+        else:
+            text = "# Contributing\n\nSee the repository's `CONTRIBUTING.md` and the [design page](design.md).\n"
+        self.site.add("contributing.md", text)
+        self.site.nav.append("* [Contributing](contributing.md)")
+
+
+_MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+
+
+def _options(values: Iterable[str]) -> str:
+    return "".join(f'<option value="{html_attr(v)}">{html_text(v)}</option>' for v in values)
+
+
+def rewrite_repo_links(text: str) -> str:
+    """Links in CONTRIBUTING.md point into the repository; on the site ``docs/x.md`` is ``x.md``
+    and other repository files are shown as code, not as links that would not resolve."""
+
+    def fix(match: re.Match[str]) -> str:
+        target = match.group(2)
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            return match.group(0)
+        if target.startswith("docs/") and not target.startswith("docs/notebooks/"):
+            return f"{match.group(1)}{target.removeprefix('docs/')}{match.group(3)}"
+        return match.group(0)
+
+    text = _MD_LINK.sub(fix, text)
+    # Remaining relative links to repository files become inline code of the path.
+    return re.sub(
+        r"\[([^\]]+)\]\((?!https?:|mailto:|#)([^)\s]+)\)",
+        lambda m: (
+            m.group(0)
+            if m.group(2).endswith(".md") and "/" not in m.group(2)
+            else f"{m.group(1)} (`{m.group(2)}`)"
+        ),
+        text,
+    )
+
+
+def generate(
+    kb: KnowledgeBase,
+    repo_root: Path,
+    notebook_renderer: Callable[[Notebook], Content] | None = None,
+) -> Site:
+    """Every generated file of the site, and its navigation."""
+    return Generator(kb, repo_root, notebook_renderer).generate()

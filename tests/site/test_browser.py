@@ -1,0 +1,223 @@
+"""A real browser (Debian's Chromium, driven by Playwright) on the built sites, served on 127.0.0.1.
+
+Chromium is installed from the test itself when missing (``apt-get``, as root); elsewhere
+the test is skipped with the reason. Screenshots go to ``test-artifacts/site/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from .conftest import REPO, serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = REPO / "test-artifacts" / "site"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """Debian's chromium, installed with apt-get when missing and running as root."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(
+            "Chromium is not installed and cannot be installed here (needs root and apt-get): "
+            "run `apt-get install -y chromium` as root to enable the browser test"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+    ):
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        assert result.returncode == 0, (
+            f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+    found = shutil.which("chromium")
+    assert found, "apt-get installed chromium but it is not on PATH"
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium_path()
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def real_url(real_site: Path) -> Iterator[str]:
+    yield from serve(real_site)
+
+
+class Watched:
+    """A page that records every request, every dialog and every page error."""
+
+    def __init__(self, browser, base_url: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.base_url = base_url
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def other_hosts(self) -> list[str]:
+        return [
+            u
+            for u in self.requests
+            if urlsplit(u).hostname != "127.0.0.1" and not u.startswith(("data:", "blob:"))
+        ]
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_tour_of_the_real_site(browser, real_url: str):
+    tab = Watched(browser, real_url)
+    page = tab.page
+    try:
+        page.goto(real_url + "/")
+        # Material renders the Mermaid diagram into a closed shadow root: a sized div.mermaid.
+        diagram = page.locator("div.mermaid").first
+        diagram.wait_for(state="visible", timeout=20_000)
+        box = diagram.bounding_box()
+        assert box and box["height"] > 100 and box["width"] > 100
+        assert page.locator("pre.mermaid").count() == 0  # the source was replaced by the drawing
+        assert page.locator("svg.kd-chart rect").count() > 5
+        tab.shot("01-home")
+
+        page.locator("nav.md-nav a.md-nav__link", has_text="Logit-based Distillation").first.click()
+        page.wait_for_url("**/sources/logit/")
+        assert "Logit-based Distillation" in page.locator("h1").first.inner_text()
+        tab.shot("02-leaf")
+
+        page.locator("label.md-search__icon, .md-search__input").first.click()
+        search = page.locator("input.md-search__input")
+        search.press_sequentially("Decoupled", delay=60)
+        # Several pages list the paper (its leaves, the all-papers index, the API): take the leaf's.
+        result = page.locator(
+            ".md-search-result__item a[href*='/sources/logit/?h=decoupled#']"
+        ).first
+        result.wait_for(state="visible", timeout=20_000)
+        tab.shot("03-search")
+        result.click()
+        page.wait_for_load_state()
+        row = page.locator("tr#zhao2022decoupled")
+        row.wait_for(state="attached", timeout=20_000)
+        assert "Decoupled Knowledge Distillation" in row.locator(".kd-paper-title").inner_text()
+
+        row.locator("details.kd-bibtex summary").click()
+        code = row.locator("details.kd-bibtex pre code")
+        code.wait_for(state="visible")
+        assert "@inproceedings{zhao2022decoupled," in code.inner_text()
+        assert row.locator("button.md-code__button[data-md-type=copy]").count() == 1  # Material's
+        row.scroll_into_view_if_needed()
+        tab.shot("04-bibtex")
+
+        page.goto(real_url + "/sources/logit/")
+        page.locator("a", has_text="DKDLoss").first.click()
+        page.wait_for_url("**/api/reference_impls/sources/logit/dkd/**")
+        equation = page.locator(".arithmatex .katex-display").first
+        equation.wait_for(state="visible", timeout=20_000)
+        equation.scroll_into_view_if_needed()
+        assert page.locator(".arithmatex .katex").count() >= 2
+        assert page.locator(".katex-error").count() == 0
+        tab.shot("05-api-equation")
+
+        assert tab.other_hosts() == []
+        assert tab.dialogs == [] and tab.errors == []
+    finally:
+        tab.close()
+
+
+PAYLOAD_PAGES = [
+    "",
+    "algorithms/",
+    "algorithms/attention/",
+    "sources/logit/",
+    "papers/",
+    "downloads/",
+]
+
+
+def test_payloads_run_no_script(browser, fixture_url: str):
+    tab = Watched(browser, fixture_url)
+    page = tab.page
+    try:
+        for path in PAYLOAD_PAGES:
+            page.goto(f"{fixture_url}/{path}")
+            page.wait_for_load_state("load")
+            page.wait_for_timeout(300)  # leave time to onerror/onload handlers and Mermaid
+            assert page.evaluate("typeof window.__xss") == "undefined", path
+        page.goto(f"{fixture_url}/algorithms/attention/")
+        heading = page.locator("h1").first.inner_text()
+        assert "<img src=x onerror=\"window.__xss = 'leaf title'\">" in heading  # shown as text
+        tab.shot("06-payloads-as-text")
+        page.goto(f"{fixture_url}/papers/")
+        search = page.locator("form.kd-filter input[name=text]")
+        search.press_sequentially("payload", delay=30)
+        rows = page.locator("#kd-all-papers tbody tr:visible")
+        assert rows.count() == 1
+        assert "<script>" in rows.first.locator(".kd-paper-title").inner_text()
+        search.fill("")
+        search.dispatch_event("input")
+        page.select_option("form.kd-filter select[name=year]", "2022")
+        assert [r.get_attribute("id") for r in rows.all()] == ["zhao2022decoupled"]
+        page.select_option("form.kd-filter select[name=year]", "")
+        page.select_option("form.kd-filter select[name=venue]", "arXiv preprint")
+        assert sorted(r.get_attribute("id") for r in rows.all()) == [
+            "hinton2015distilling",
+            "sanh2019distilbert",
+        ]
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        assert tab.dialogs == []
+        assert tab.other_hosts() == []
+    finally:
+        tab.close()
+
+
+def test_notebook_page_typesets_its_math_from_this_host(browser, fixture_url: str):
+    tab = Watched(browser, fixture_url)
+    page = tab.page
+    try:
+        page.goto(f"{fixture_url}/notebooks/sources/logit/")
+        page.locator(".jupyter-wrapper .jp-RenderedMarkdown .katex").first.wait_for(timeout=20_000)
+        assert page.locator(".jupyter-wrapper .katex-display").count() == 1
+        tab.shot("07-notebook")
+        assert tab.other_hosts() == []  # mkdocs-jupyter's CDN MathJax and Mermaid tags are gone
+        assert tab.errors == []
+    finally:
+        tab.close()

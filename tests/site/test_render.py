@@ -1,0 +1,290 @@
+"""Unit tests of the site's rendering helpers: escaping, links, tables, diagram, chart, records."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+import markdown
+import pytest
+
+from kdatlas.bibliography import BibEntry
+from kdatlas.site.pages import _page_url, _relative, rewrite_repo_links
+from kdatlas.site.records import latest_outcomes
+from kdatlas.site.render import (
+    html_text,
+    md_text,
+    mermaid_label,
+    paper_from_entry,
+    papers_per_year_svg,
+    papers_table,
+    safe_url,
+    taxonomy_diagram,
+)
+
+PAYLOADS = [
+    '<script>alert("x")</script>',
+    '<img src=x onerror="alert(1)">',
+    "[click](javascript:alert(1))",
+    "**bold** _em_ `code` # h | pipe $x$ $$y$$ \\(z\\) ![i](x.png) <b>raw</b>",
+    "a & b &amp; &lt;tag&gt; ]] --> x",
+]
+MD = markdown.Markdown(
+    extensions=["attr_list", "md_in_html", "tables", "pymdownx.arithmatex", "pymdownx.superfences"],
+    extension_configs={"pymdownx.arithmatex": {"generic": True}},
+)
+
+
+class Elements(HTMLParser):
+    """Collects tags and attributes, to look for anything that could run."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs.extend((name, value or "") for name, value in attrs)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parsed(fragment: str) -> Elements:
+    parser = Elements()
+    parser.feed(fragment)
+    return parser
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_md_text_renders_as_the_same_text_and_nothing_else(payload):
+    rendered = MD.reset().convert(md_text(payload))
+    elements = parsed(rendered)
+    assert elements.tags == ["p"]  # no link, emphasis, code, math or raw HTML element
+    assert "".join(elements.text) == payload
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_md_text_in_a_heading_gives_an_html_safe_title(payload):
+    rendered = MD.reset().convert("# " + md_text(payload))
+    assert parsed(rendered).tags == ["h1"]
+    assert html.unescape(re.sub(r"<[^>]+>", "", rendered)) == payload
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:x",
+        "//evil.example/x",
+        "/relative",
+        'https://a.example/"onmouseover="x',
+        "https://a.example/ x",
+        "https://",
+        "",
+        None,
+    ],
+)
+def test_safe_url_refuses_anything_but_absolute_http(url):
+    assert safe_url(url) is None
+
+
+@pytest.mark.parametrize(
+    "url", ["https://arxiv.org/abs/2203.08679", "http://example.org/a?b=c&d=e#f"]
+)
+def test_safe_url_keeps_http_and_https(url):
+    assert safe_url(url) == url
+
+
+def evil_entry() -> BibEntry:
+    return BibEntry(
+        key="evil2024paper",
+        entry_type="inproceedings",
+        fields={
+            "title": '<script>alert("t")</script> [x](javascript:alert(1))',
+            "author": 'Evil, Eve and <b onmouseover="alert(2)">Bold</b>, Bob',
+            "booktitle": "<img src=x onerror=alert(3)>",
+            "year": "2024",
+            "url": "javascript:alert(4)",
+            "code": "https://github.com/example/code",
+            "doi": '10.1234/"onmouseover="alert(5)',
+        },
+    )
+
+
+def test_papers_table_renders_payloads_inert():
+    paper = paper_from_entry(evil_entry())
+    table = papers_table([paper], anchored=set())
+    elements = parsed(table)
+    assert "script" not in elements.tags and "img" not in elements.tags and "b" not in elements.tags
+    assert not [name for name, _ in elements.attrs if name.startswith("on")]
+    hrefs = [value for name, value in elements.attrs if name == "href"]
+    assert hrefs, "the code link and the permalink are there"
+    assert all(h.startswith(("https://", "http://", "#")) for h in hrefs)
+    assert "https://github.com/example/code" in hrefs
+    assert not any("javascript" in h.lower() for h in hrefs)
+    text = "".join(elements.text)
+    assert '<script>alert("t")</script>' in text  # shown as text
+    assert "<img src=x onerror=alert(3)>" in text
+
+
+def test_papers_table_anchors_each_paper_once_and_keeps_its_bibtex():
+    entry = BibEntry(
+        "zhao2022decoupled",
+        "inproceedings",
+        {
+            "title": "Decoupled {Knowledge} Distillation",
+            "year": "2022",
+            "url": "https://arxiv.org/abs/2203.08679",
+        },
+    )
+    paper = paper_from_entry(entry)
+    anchored: set[str] = set()
+    first = papers_table([paper], anchored=anchored)
+    second = papers_table([paper], anchored=anchored)
+    assert first.count('id="zhao2022decoupled"') == 1
+    assert 'id="zhao2022decoupled"' not in second
+    assert "@inproceedings{zhao2022decoupled," in html.unescape(first)
+    assert "Decoupled Knowledge Distillation" in first  # LaTeX braces decoded for display
+    assert "\n\n" not in first  # a blank line would end Markdown's raw HTML block
+
+
+def test_mermaid_labels_hold_no_syntax():
+    label = mermaid_label('A "quoted" <b>title</b> ]) --> x; click x call alert()')
+    assert label.startswith('"') and label.endswith('"')
+    assert not re.search(r'[<>\[\]()";]', label[1:-1].replace("#", "").replace(";", ""))
+    diagram = taxonomy_diagram("KD", [("sources", "Sources <x>", [("logit", "Logit [1]")])])
+    assert "a_sources" in diagram and "l_logit" in diagram
+    assert "<x>" not in diagram and "[1]" not in diagram
+
+
+def test_chart_stacks_papers_per_year_by_area():
+    svg = papers_per_year_svg(
+        {"a": {"2020": 2, "2021": 4}, "b": {"2021": 4}}, {"a": "Area A", "b": "Area <B>"}
+    )
+    heights = [int(h) for h in re.findall(r'<rect x="\d+" y="\d+" width="22" height="(\d+)"', svg)]
+    assert sorted(heights) == [55, 110, 110]  # 2, 4 and 4 of a peak of 8 over 220 px
+    assert "Area &lt;B&gt; (4)" in svg and "Area A (6)" in svg
+    assert papers_per_year_svg({}, {"a": "A"}) == "<p>No dated papers yet.</p>"
+
+
+def test_latest_outcomes_by_kind_and_module():
+    def record(date, cuda, outcomes):
+        return {
+            "date": date,
+            "cuda": cuda,
+            "device": "GPU" if cuda else "CPU",
+            "commit": "abc",
+            "torch": "2.13.0",
+            "tests": [
+                {"nodeid": f"t{i}", "outcome": o, "implementation": m}
+                for i, (m, o) in enumerate(outcomes)
+            ],
+        }
+
+    outcomes = latest_outcomes(
+        [
+            record("2026-01-01", True, [("m.kd", "failed")]),
+            record(
+                "2026-02-01", True, [("m.kd", "passed"), ("m.kd", "skipped"), ("m.dkd", "failed")]
+            ),
+            record("2026-03-01", False, [("m.kd", "skipped"), ("m.kd", "skipped")]),
+        ]
+    )
+    assert outcomes[("m.kd", "gpu")].outcome == "passed"
+    assert outcomes[("m.kd", "gpu")].summary == "passed (1/2)"
+    assert outcomes[("m.kd", "gpu")].date == "2026-02-01"
+    assert outcomes[("m.dkd", "gpu")].outcome == "failed"
+    assert outcomes[("m.kd", "cpu")].outcome == "skipped"
+    assert ("m.dkd", "cpu") not in outcomes
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        ("papers/index.md", "sources/logit.md", "../sources/logit/"),
+        ("index.md", "sources/logit.md", "sources/logit/"),
+        ("sources/logit.md", "sources/index.md", "../"),
+        ("sources/logit.md", "sources/logit.md", "./"),
+    ],
+)
+def test_page_url_between_built_pages(source, target, expected):
+    assert _page_url(source, target) == expected
+
+
+def test_relative_markdown_links():
+    assert (
+        _relative("sources/logit.md", "downloads/leaves/logit.bib")
+        == "../downloads/leaves/logit.bib"
+    )
+    assert _relative("index.md", "papers/index.md") == "papers/index.md"
+
+
+def test_contributing_links_to_repository_files_become_paths():
+    text = (
+        "See [design](docs/design.md), [schema](kdatlas/schemas/x.json) and [web](https://e.org)."
+    )
+    assert rewrite_repo_links(text) == (
+        "See [design](design.md), schema (`kdatlas/schemas/x.json`) and [web](https://e.org)."
+    )
+
+
+def test_html_text_is_one_line():
+    assert html_text("a\n\nb <c>") == "a b &lt;c&gt;"
+
+
+def test_notebook_source_mode_renders_without_running(tmp_path):
+    import nbformat
+
+    from kdatlas.site.build import notebook_renderer
+    from kdatlas.site.pages import Notebook
+
+    source = tmp_path / "docs" / "notebooks" / "sources" / "logit.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("# %% [markdown]\n# # Title\n\n# %%\nraise SystemExit('must not run')\n")
+    notebook = nbformat.reads(
+        notebook_renderer("source")(Notebook("sources", "logit", source)).decode(), 4
+    )
+    assert [cell.cell_type for cell in notebook.cells] == ["markdown", "code"]
+    assert all(not cell.get("outputs") for cell in notebook.cells)
+    with pytest.raises(ValueError, match="KDATLAS_NOTEBOOKS"):
+        notebook_renderer("run")
+
+
+def test_vendor_takes_only_the_served_files_of_a_tarball():
+    from kdatlas.site.vendor import PACKAGES, _wanted
+
+    katex = next(p for p in PACKAGES if p.name == "katex")
+    assert _wanted("package/dist/katex.min.js", katex) == "katex.min.js"
+    assert (
+        _wanted("package/dist/fonts/KaTeX_Main-Regular.woff2", katex)
+        == "fonts/KaTeX_Main-Regular.woff2"
+    )
+    assert _wanted("package/dist/katex.js", katex) is None
+    assert _wanted("package/dist/../../etc/passwd", katex) is None
+    assert _wanted("package/src/katex.js", katex) is None
+
+
+def test_vendor_refuses_a_tarball_whose_hash_is_not_pinned(tmp_path):
+    import io
+    import tarfile
+
+    from kdatlas.site.vendor import PACKAGES, VendorFetchError, _extract
+
+    tarball = tmp_path / "katex.tgz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        data = b"alert(1)"
+        info = tarfile.TarInfo("package/dist/katex.min.js")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    target = tmp_path / "katex"
+    with pytest.raises(VendorFetchError, match="hash"):
+        _extract(tarball, PACKAGES[0], target)
+    assert not target.exists()
