@@ -28,6 +28,14 @@ class DataSplit:
             self.num_classes,
         )
 
+    def with_train_subset(self, n: int) -> DataSplit:
+        """The first ``n`` training examples (e.g. a few labelled images) and the same test set."""
+        if not 1 <= n <= len(self.x_train):
+            raise ValueError(f"n must be between 1 and {len(self.x_train)}, got {n}")
+        return DataSplit(
+            self.x_train[:n], self.y_train[:n], self.x_test, self.y_test, self.num_classes
+        )
+
 
 def _split(
     x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, classes: int

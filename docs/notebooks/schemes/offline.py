@@ -45,7 +45,6 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from tqdm.auto import tqdm
 
 from reference_impls.common import (
-    DataSplit,
     TinyCNN,
     accuracy,
     agreement,
@@ -54,7 +53,12 @@ from reference_impls.common import (
     freeze,
     kl_to_teacher,
     load_digits_split,
+    mean_std,
+    method_colors,
+    plot_learning_curves,
+    plot_metric_bars,
     predict_logits,
+    print_summary,
     set_seed,
     student_cnn,
     teacher_cnn,
@@ -76,9 +80,7 @@ EPOCHS = 16
 BATCH = 25
 TEMPERATURE, LAMBDA = 5.0, 0.5  # TAKD's default; used for plain KD too, for a fair comparison
 data = load_digits_split(seed=0).to(device)
-labelled = DataSplit(
-    data.x_train[:LABELLED], data.y_train[:LABELLED], data.x_test, data.y_test, data.num_classes
-)
+labelled = data.with_train_subset(LABELLED)
 
 
 def assistant_cnn() -> TinyCNN:
@@ -142,7 +144,6 @@ METHODS = {
     "KD": kd_from(teacher),
     "TAKD": takd,
 }
-COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(METHODS)}
 
 teacher_predictions = predict_logits(teacher, data.x_test).argmax(1)  # computed once
 
@@ -185,10 +186,8 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
     if assistant is not None:
         assistants.append(accuracy(assistant, data.x_test, data.y_test))
 
-for name, runs_of_method in results.items():
-    acc = np.array([r["accuracy"] for r in runs_of_method])
-    print(f"{name:>16}: test accuracy {acc.mean():.3f} ± {acc.std():.3f}")
-print(f"{'TAKD assistant':>16}: test accuracy {np.mean(assistants):.3f} ± {np.std(assistants):.3f}")
+print_summary(results)  # mean ± std over the seeds
+print(f"{'TAKD assistant':>16}: test accuracy {mean_std(assistants)}")
 
 # the offline scheme's contract: the teacher did not move while teaching
 unchanged = all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_state.items())
@@ -201,17 +200,12 @@ print("teacher weights and batch-norm statistics unchanged after distillation:",
 # strong teacher's class (mean over seeds, band ± one standard deviation).
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4))
-for name, runs_of_method in results.items():
-    curves = np.array([r["agreement_curve"] for r in runs_of_method])
-    epochs = np.arange(1, curves.shape[1] + 1)
-    mean, std = curves.mean(0), curves.std(0)
-    width = 2.5 if name == "alone" else 1.5
-    ax.plot(epochs, mean, label=name, color=COLORS[name], linewidth=width)
-    ax.fill_between(epochs, mean - std, mean + std, alpha=0.12, color=COLORS[name])
-ax.set(xlabel="epoch", ylabel="agreement with the teacher", ylim=(0.5, 1.0))
-ax.set_title(f"Students trained on {LABELLED} labelled digits")
-ax.legend(loc="lower right", fontsize=8)
+plot_learning_curves(
+    results,
+    key="agreement_curve",
+    ylabel="agreement with the teacher",
+    title=f"Students trained on {LABELLED} labelled digits",
+)
 plt.show()
 
 # %% [markdown]
@@ -221,26 +215,18 @@ plt.show()
 # panel are the two teachers and TAKD's assistant.
 
 # %%
-names = list(results)
 metrics = [
     ("accuracy", "test accuracy"),
     ("agreement", "agreement with teacher"),
     ("kl", "KL(teacher ‖ student), τ = 4"),
 ]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-for ax, (key, title) in zip(axes, metrics, strict=True):
-    values = np.array([[r[key] for r in results[name]] for name in names])
-    colors = [COLORS[name] for name in names]
-    ax.bar(range(len(names)), values.mean(1), yerr=values.std(1), color=colors, capsize=3)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    if key != "kl":
-        ax.set_ylim(0.6, 1.0)
-axes[0].axhline(teacher_accuracy, color="grey", linestyle="--", label="teacher")
-axes[0].axhline(weak_accuracy, color="grey", linestyle="-.", label="weak teacher")
-axes[0].axhline(np.mean(assistants), color=COLORS["TAKD"], linestyle=":", label="TAKD assistant")
-axes[0].legend(fontsize=7, loc="lower left")
-fig.tight_layout()
+fig = plot_metric_bars(results, metrics, ylims={"accuracy": (0.6, 1.0), "agreement": (0.6, 1.0)})
+accuracy_axis = fig.axes[0]
+takd_color = method_colors(METHODS)["TAKD"]
+accuracy_axis.axhline(teacher_accuracy, color="grey", linestyle="--", label="teacher")
+accuracy_axis.axhline(weak_accuracy, color="grey", linestyle="-.", label="weak teacher")
+accuracy_axis.axhline(np.mean(assistants), color=takd_color, linestyle=":", label="TAKD assistant")
+accuracy_axis.legend(fontsize=7, loc="lower left")
 plt.show()
 
 print(

@@ -47,11 +47,14 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from tqdm.auto import tqdm
 
 from reference_impls.common import (
-    DataSplit,
     ModelOutput,
     default_device,
     load_digits_split,
+    method_colors,
+    plot_learning_curves,
+    plot_metric_bars,
     predict_logits,
+    print_summary,
     set_seed,
     student_cnn,
     train,
@@ -71,9 +74,7 @@ LABELLED = 100
 EPOCHS = 20
 BATCH = 25
 data = load_digits_split(seed=0).to(device)
-labelled = DataSplit(
-    data.x_train[:LABELLED], data.y_train[:LABELLED], data.x_test, data.y_test, data.num_classes
-)
+labelled = data.with_train_subset(LABELLED)
 print(f"students train on {len(labelled.x_train)} labelled images")
 
 # %% [markdown]
@@ -156,7 +157,7 @@ METHODS = {
     "KDCL": kdcl,
     "KDCL, no shift": lambda seed: kdcl(seed, shift=False),
 }
-COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(METHODS)}
+COLORS = method_colors(METHODS)  # the baseline in black, as in every figure below
 
 # %% [markdown]
 # ## Training
@@ -191,13 +192,7 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
     if seed == SEEDS[0]:
         deployed_models[name] = deployed
 
-for name, runs_of_method in results.items():
-    acc = np.array([r["accuracy"] for r in runs_of_method])
-    ens = np.array([r["ensemble"] for r in runs_of_method])
-    print(
-        f"{name:>15}: deployed {acc.mean():.3f} ± {acc.std():.3f}, "
-        f"ensemble {ens.mean():.3f} ± {ens.std():.3f}"
-    )
+print_summary(results, [("accuracy", "deployed"), ("ensemble", "ensemble")])
 
 # %% [markdown]
 # ## Learning curves
@@ -206,17 +201,7 @@ for name, runs_of_method in results.items():
 # standard deviation).
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4))
-for name, runs_of_method in results.items():
-    curves = np.array([r["curve"] for r in runs_of_method])
-    epochs = np.arange(1, curves.shape[1] + 1)
-    mean, std = curves.mean(0), curves.std(0)
-    width = 2.5 if name == "alone" else 1.5
-    ax.plot(epochs, mean, label=name, color=COLORS[name], linewidth=width)
-    ax.fill_between(epochs, mean - std, mean + std, alpha=0.12, color=COLORS[name])
-ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0.5, 1.0))
-ax.set_title(f"One network of each cohort, {LABELLED} labelled digits")
-ax.legend(loc="lower right", fontsize=8)
+plot_learning_curves(results, title=f"One network of each cohort, {LABELLED} labelled digits")
 plt.show()
 
 # %% [markdown]
@@ -227,19 +212,9 @@ plt.show()
 # students; for ONE, its gated ensemble of three branches).
 
 # %%
-names = list(results)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-for ax, (key, title) in zip(
-    axes, [("accuracy", "deployed network"), ("ensemble", "cohort ensemble")], strict=True
-):
-    values = np.array([[r[key] for r in results[name]] for name in names])
-    colors = [COLORS[name] for name in names]
-    ax.bar(range(len(names)), values.mean(1), yerr=values.std(1), color=colors, capsize=3)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    ax.set_ylim(0.7, 1.0)
-axes[0].set_ylabel("test accuracy")
-fig.tight_layout()
+metrics = [("accuracy", "deployed network"), ("ensemble", "cohort ensemble")]
+fig = plot_metric_bars(results, metrics, ylims={"accuracy": (0.7, 1.0)}, sharey=True)
+fig.axes[0].set_ylabel("test accuracy")
 plt.show()
 
 # %% [markdown]

@@ -45,10 +45,14 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from tqdm.auto import tqdm
 
 from reference_impls.common import (
-    DataSplit,
     default_device,
+    draw_bars,
     load_digits_split,
+    method_colors,
+    plot_learning_curves,
+    plot_metric_bars,
     predict_logits,
+    print_summary,
     set_seed,
     student_cnn,
     train,
@@ -72,9 +76,7 @@ EPOCHS = 20
 BATCH = 25
 GENERATIONS = 2  # born-again students after generation 0
 data = load_digits_split(seed=0).to(device)
-labelled = DataSplit(
-    data.x_train[:LABELLED], data.y_train[:LABELLED], data.x_test, data.y_test, data.num_classes
-)
+labelled = data.with_train_subset(LABELLED)
 print(f"the network trains on {len(labelled.x_train)} labelled images")
 
 # %% [markdown]
@@ -120,7 +122,7 @@ SELF_METHODS = {
     "DDGSD": wrap(DDGSD),
 }
 NAMES = ["alone", "BAN", *SELF_METHODS]
-COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(NAMES)}
+COLORS = method_colors(NAMES)  # the baseline in black, as in every figure below
 
 # %% [markdown]
 # ## Training
@@ -180,14 +182,9 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
             [(z.argmax(1) == data.y_test).float().mean().item() for z in [*exit_logits, ensemble]]
         )
 
-for name in NAMES:
-    acc = np.array([r["accuracy"] for r in results[name]])
-    ece = np.array([r["ece"] for r in results[name]])
-    confidence = np.mean([r["confidence"] for r in results[name]])
-    print(
-        f"{name:>22}: accuracy {acc.mean():.3f} ± {acc.std():.3f}, "
-        f"mean confidence {confidence:.3f}, ECE {ece.mean():.3f}"
-    )
+print_summary(
+    results, [("accuracy", "accuracy"), ("confidence", "mean confidence"), ("ece", "ECE")]
+)
 
 # %% [markdown]
 # ## Learning curves
@@ -196,17 +193,7 @@ for name in NAMES:
 # BAN's curve is its last generation, which starts from scratch like the others.
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4))
-for name in NAMES:
-    curves = np.array([r["curve"] for r in results[name]])
-    epochs = np.arange(1, curves.shape[1] + 1)
-    mean, std = curves.mean(0), curves.std(0)
-    width = 2.5 if name == "alone" else 1.5
-    ax.plot(epochs, mean, label=name, color=COLORS[name], linewidth=width)
-    ax.fill_between(epochs, mean - std, mean + std, alpha=0.12, color=COLORS[name])
-ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0.5, 1.0))
-ax.set_title(f"Trained on {LABELLED} labelled digits")
-ax.legend(loc="lower right", fontsize=8)
+plot_learning_curves(results, title=f"Trained on {LABELLED} labelled digits")
 plt.show()
 
 # %% [markdown]
@@ -215,17 +202,8 @@ plt.show()
 # Final values, mean ± standard deviation over three seeds.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-for ax, (key, title) in zip(
-    axes, [("accuracy", "test accuracy"), ("ece", "expected calibration error")], strict=True
-):
-    values = np.array([[r[key] for r in results[name]] for name in NAMES])
-    colors = [COLORS[name] for name in NAMES]
-    ax.bar(range(len(NAMES)), values.mean(1), yerr=values.std(1), color=colors, capsize=3)
-    ax.set_xticks(range(len(NAMES)), NAMES, rotation=30, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-axes[0].set_ylim(0.7, 1.0)
-fig.tight_layout()
+metrics = [("accuracy", "test accuracy"), ("ece", "expected calibration error")]
+plot_metric_bars(results, metrics, ylims={"accuracy": (0.7, 1.0)})
 plt.show()
 
 # %% [markdown]
@@ -253,9 +231,7 @@ panels = [
     ),
 ]
 for ax, (rows, labels, title, color) in zip(axes, panels, strict=True):
-    values = np.array(rows)
-    ax.bar(range(len(labels)), values.mean(0), yerr=values.std(0), color=color, capsize=3)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    draw_bars(ax, labels, np.array(rows).T, color, rotate_labels=False)  # rows: seeds x bars
     ax.set_ylim(0.5, 1.0)
     ax.set_title(title, fontsize=10)
 axes[0].set_ylabel("test accuracy")

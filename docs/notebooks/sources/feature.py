@@ -34,7 +34,6 @@ import time
 import warnings
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 # without ipywidgets, tqdm falls back to a text progress bar; that is fine here
@@ -42,13 +41,15 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from tqdm.auto import tqdm
 
 from reference_impls.common import (
-    DataSplit,
     accuracy,
     agreement,
     default_device,
     freeze,
     linear_cka,
     load_digits_split,
+    plot_learning_curves,
+    plot_metric_bars,
+    print_summary,
     set_seed,
     student_cnn,
     teacher_cnn,
@@ -76,9 +77,7 @@ LABELLED = 100  # labelled training images the student sees
 EPOCHS = 12
 BATCH = 25
 data = load_digits_split(seed=0).to(device)
-labelled = DataSplit(
-    data.x_train[:LABELLED], data.y_train[:LABELLED], data.x_test, data.y_test, data.num_classes
-)
+labelled = data.with_train_subset(LABELLED)
 print(f"teacher trains on {len(data.x_train)} images, students on {len(labelled.x_train)}")
 
 # %% [markdown]
@@ -172,7 +171,6 @@ METHODS = {
         )
     ),
 }
-COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(METHODS)}
 
 # %% [markdown]
 # ## Training the students
@@ -211,9 +209,7 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
     if seed == SEEDS[0]:
         students[name] = deployed
 
-for name, runs_of_method in results.items():
-    acc = np.array([r["accuracy"] for r in runs_of_method])
-    print(f"{name:>16}: test accuracy {acc.mean():.3f} ± {acc.std():.3f}")
+print_summary(results)  # mean ± std over the seeds
 
 # %% [markdown]
 # ## Learning curves
@@ -221,16 +217,13 @@ for name, runs_of_method in results.items():
 # Test accuracy after each epoch, mean over the seeds. The dashed line is the teacher.
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4))
-for name, runs_of_method in results.items():
-    curves = np.array([r["curve"] for r in runs_of_method])
-    epochs = np.arange(1, curves.shape[1] + 1)
-    width = 2.5 if name == "no distillation" else 1.5
-    ax.plot(epochs, curves.mean(0), label=name, color=COLORS[name], linewidth=width)
-ax.axhline(teacher_accuracy, color="grey", linestyle="--", label="teacher")
-ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0.5, 1.0))
-ax.set_title(f"Students trained on {LABELLED} labelled digits")
-ax.legend(loc="lower right", fontsize=8, ncol=2)
+plot_learning_curves(
+    results,
+    title=f"Students trained on {LABELLED} labelled digits",
+    teacher_accuracy=teacher_accuracy,
+    bands=False,  # two seeds: a standard deviation would say little
+    legend_columns=2,
+)
 plt.show()
 
 # %% [markdown]
@@ -245,22 +238,14 @@ plt.show()
 # output, which is trained to equal the teacher's.)
 
 # %%
-names = list(results)
 metrics = [
     ("accuracy", "test accuracy"),
     ("agreement", "agreement with teacher"),
     ("cka first", "CKA to the teacher, 8x8 stage"),
     ("cka last", "CKA to the teacher, last stage"),
 ]
-fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-for ax, (key, title) in zip(axes, metrics, strict=True):
-    values = np.array([[r[key] for r in results[name]] for name in names])
-    colors = [COLORS[name] for name in names]
-    ax.bar(range(len(names)), values.mean(1), yerr=values.std(1), color=colors, capsize=3)
-    ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    ax.set_ylim(0.7 if key in ("accuracy", "agreement") else 0.0, 1.0)
-fig.tight_layout()
+ylims = {"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0), "cka first": (0, 1), "cka last": (0, 1)}
+plot_metric_bars(results, metrics, ylims=ylims)
 plt.show()
 
 # %% [markdown]

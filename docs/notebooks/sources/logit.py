@@ -43,14 +43,16 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from tqdm.auto import tqdm
 
 from reference_impls.common import (
-    DataSplit,
     accuracy,
     agreement,
     default_device,
     freeze,
     kl_to_teacher,
     load_digits_split,
+    plot_learning_curves,
+    plot_metric_bars,
     predict_logits,
+    print_summary,
     set_seed,
     student_cnn,
     teacher_cnn,
@@ -76,9 +78,7 @@ LABELLED = 100  # labelled training images the student sees
 EPOCHS = 20
 BATCH = 25
 data = load_digits_split(seed=0)
-labelled = DataSplit(
-    data.x_train[:LABELLED], data.y_train[:LABELLED], data.x_test, data.y_test, data.num_classes
-)
+labelled = data.with_train_subset(LABELLED)
 print(f"teacher trains on {len(data.x_train)} images, students on {len(labelled.x_train)}")
 print("labelled images per class:", torch.bincount(labelled.y_train, minlength=10).tolist())
 
@@ -122,7 +122,6 @@ METHODS = {
     "NormKD": (lambda: NormKDLoss(temperature_norm=2.0), 0.1, 0.9),
 }
 
-COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(METHODS)}
 results: dict[str, list[dict]] = {name: [] for name in METHODS}
 students: dict[str, torch.nn.Module] = {}
 runs = [(name, seed) for name in METHODS for seed in SEEDS]
@@ -143,9 +142,7 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
     if seed == SEEDS[0]:
         students[name] = student
 
-for name, runs_of_method in results.items():
-    acc = np.array([r["accuracy"] for r in runs_of_method])
-    print(f"{name:>16}: test accuracy {acc.mean():.3f} ± {acc.std():.3f}")
+print_summary(results)  # mean ± std over the seeds
 
 # %% [markdown]
 # ## Learning curves
@@ -154,18 +151,11 @@ for name, runs_of_method in results.items():
 # deviation). The dashed line is the teacher.
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4))
-for name, runs_of_method in results.items():
-    curves = np.array([r["curve"] for r in runs_of_method])
-    epochs = np.arange(1, curves.shape[1] + 1)
-    mean, std = curves.mean(0), curves.std(0)
-    width = 2 if name == "no distillation" else 1.5
-    ax.plot(epochs, mean, label=name, color=COLORS[name], linewidth=width)
-    ax.fill_between(epochs, mean - std, mean + std, alpha=0.15, color=COLORS[name])
-ax.axhline(teacher_accuracy, color="grey", linestyle="--", label="teacher")
-ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0.5, 1.0))
-ax.set_title(f"Students trained on {LABELLED} labelled digits")
-ax.legend(loc="lower right", fontsize=8)
+plot_learning_curves(
+    results,
+    title=f"Students trained on {LABELLED} labelled digits",
+    teacher_accuracy=teacher_accuracy,
+)
 plt.show()
 
 # %% [markdown]
@@ -176,22 +166,12 @@ plt.show()
 # is measured at temperature 4, so it also counts the non-target classes.
 
 # %%
-names = list(results)
 metrics = [
     ("accuracy", "test accuracy"),
     ("agreement", "agreement with teacher"),
     ("kl", "KL(teacher ‖ student), τ = 4"),
 ]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-for ax, (key, title) in zip(axes, metrics, strict=True):
-    values = np.array([[r[key] for r in results[name]] for name in names])
-    colors = [COLORS[name] for name in names]
-    ax.bar(range(len(names)), values.mean(1), yerr=values.std(1), color=colors, capsize=3)
-    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    if key != "kl":
-        ax.set_ylim(0.7, 1.0)
-fig.tight_layout()
+plot_metric_bars(results, metrics, ylims={"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0)})
 plt.show()
 
 # %% [markdown]

@@ -35,7 +35,6 @@ import time
 import warnings
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 # without ipywidgets, tqdm falls back to a text progress bar; that is fine here
@@ -43,7 +42,6 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from tqdm.auto import tqdm
 
 from reference_impls.common import (
-    DataSplit,
     accuracy,
     agreement,
     default_device,
@@ -51,6 +49,9 @@ from reference_impls.common import (
     kl_to_teacher,
     linear_cka,
     load_digits_split,
+    plot_learning_curves,
+    plot_metric_bars,
+    print_summary,
     set_seed,
     student_cnn,
     teacher_cnn,
@@ -77,9 +78,7 @@ LABELLED = 100  # labelled training images the student sees
 EPOCHS = 16
 BATCH = 25  # relations are computed within a batch: 25 images, 300 pairs
 data = load_digits_split(seed=0).to(device)
-labelled = DataSplit(
-    data.x_train[:LABELLED], data.y_train[:LABELLED], data.x_test, data.y_test, data.num_classes
-)
+labelled = data.with_train_subset(LABELLED)
 print(f"teacher trains on {len(data.x_train)} images, students on {len(labelled.x_train)}")
 
 # %% [markdown]
@@ -154,7 +153,6 @@ METHODS = {
     "DIST": distiller_with(lambda: DISTLoss()),
     "ICKD": distiller_with(lambda: ICKDLoss(student_channels, teacher_channels), kd_weight=2.5),
 }
-COLORS = {name: "black" if i == 0 else f"C{i - 1}" for i, name in enumerate(METHODS)}
 
 # %% [markdown]
 # ## Training the students
@@ -190,9 +188,7 @@ for name, seed in tqdm(runs, desc="methods x seeds"):
     if seed == SEEDS[0]:
         students[name] = student
 
-for name, runs_of_method in results.items():
-    acc = np.array([r["accuracy"] for r in runs_of_method])
-    print(f"{name:>16}: test accuracy {acc.mean():.3f} ± {acc.std():.3f}")
+print_summary(results)  # mean ± std over the seeds
 
 # %% [markdown]
 # ## Learning curves
@@ -201,16 +197,13 @@ for name, runs_of_method in results.items():
 # FSP's curve starts after its initialisation phase.
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4))
-for name, runs_of_method in results.items():
-    curves = np.array([r["curve"] for r in runs_of_method])
-    epochs = np.arange(1, curves.shape[1] + 1)
-    width = 2.5 if name == "no distillation" else 1.5
-    ax.plot(epochs, curves.mean(0), label=name, color=COLORS[name], linewidth=width)
-ax.axhline(teacher_accuracy, color="grey", linestyle="--", label="teacher")
-ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0.5, 1.0))
-ax.set_title(f"Students trained on {LABELLED} labelled digits")
-ax.legend(loc="lower right", fontsize=8, ncol=2)
+plot_learning_curves(
+    results,
+    title=f"Students trained on {LABELLED} labelled digits",
+    teacher_accuracy=teacher_accuracy,
+    bands=False,  # two seeds: a standard deviation would say little
+    legend_columns=2,
+)
 plt.show()
 
 # %% [markdown]
@@ -224,25 +217,14 @@ plt.show()
 # a scale.
 
 # %%
-names = list(results)
 metrics = [
     ("accuracy", "test accuracy"),
     ("agreement", "agreement with teacher"),
     ("kl", "KL(teacher ‖ student), τ = 4"),
     ("cka", "CKA to the teacher, embeddings"),
 ]
-fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-for ax, (key, title) in zip(axes, metrics, strict=True):
-    values = np.array([[r[key] for r in results[name]] for name in names])
-    colors = [COLORS[name] for name in names]
-    ax.bar(range(len(names)), values.mean(1), yerr=values.std(1), color=colors, capsize=3)
-    ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    if key in ("accuracy", "agreement"):
-        ax.set_ylim(0.7, 1.0)
-    if key == "cka":
-        ax.set_ylim(0.0, 1.0)
-fig.tight_layout()
+ylims = {"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0), "cka": (0.0, 1.0)}
+plot_metric_bars(results, metrics, ylims=ylims)
 plt.show()
 
 # %% [markdown]
