@@ -196,6 +196,7 @@ class Generator:
         self.papers_index()
         self.notebook_pages()
         self.api_pages()
+        self.benchmarks()
         self.downloads()
         self.contributing()
         self.site.nav.extend(["* [Design](design.md)", "* [About](about.md)"])
@@ -482,6 +483,40 @@ class Generator:
             self.site.add(page, text)
             self.site.nav.append(f"    * [{module.removeprefix('reference_impls.')}]({page})")
 
+    def benchmarks(self) -> None:
+        """Tables from ``benchmarks/results/*.json`` (written by the scripts in ``benchmarks/``)."""
+        results = self.repo_root / "benchmarks" / "results"
+        lines = [
+            "# Benchmarks",
+            "",
+            "Measured by the scripts in `benchmarks/` (never by timed tests) and committed as "
+            "JSON. Medians over repeats; the machines are shared, so compare ratios, not digits.",
+            "",
+        ]
+        losses = _read_json(results / "losses.json")
+        for device, record in sorted(losses.items()):
+            lines += _loss_tables(device, record)
+        check = _read_json(results / "check.json")
+        if check.get("rows"):
+            lines += [
+                "## `kdatlas check --no-imports`",
+                "",
+                f"{md_text(str(check.get('what', '')))}.",
+                "",
+                "| data | papers | median wall (s) | median CPU (s) |",
+                "| --- | ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| {md_text(str(r['data']))} | {r['papers']} | {r['median_s']:.2f} "
+                f"| {r['median_cpu_s']:.2f} |"
+                for r in check["rows"]
+            ]
+            lines.append("")
+        if len(lines) == 5:
+            lines.append("No results committed yet: run `python benchmarks/bench_losses.py`.")
+        self.site.add("benchmarks.md", front_matter("Benchmarks") + "\n".join(lines) + "\n")
+        self.site.nav.append("* [Benchmarks](benchmarks.md)")
+
     def downloads(self) -> None:
         from kdatlas.export import export_json
 
@@ -513,6 +548,39 @@ class Generator:
             text = "# Contributing\n\nSee the repository's `CONTRIBUTING.md` and the [design page](design.md).\n"
         self.site.add("contributing.md", text)
         self.site.nav.append("* [Contributing](contributing.md)")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _loss_tables(device: str, record: dict) -> list[str]:
+    """Per-call times and training-step overhead of every method on one device."""
+    step = record.get("training_step", {})
+    lines = [
+        f"## Distillation losses on {md_text(str(record.get('device', device)))}",
+        "",
+        f"torch {md_text(str(record.get('torch', '?')))}, {md_text(str(record.get('date', '')))}, "
+        f"median of {record.get('repeats', '?')} calls. Per call: logits 256 x 100, three stages "
+        "of 256 x 256 x 8 x 8 feature maps, 256 x 256 embeddings. Step: teacher forward, student "
+        f"forward and backward, SGD, batch {step.get('batch', '?')} of 3 x 32 x 32, against the "
+        f"cross-entropy step ({step.get('cross_entropy_step_ms', float('nan')):.1f} ms) that "
+        "still runs the teacher.",
+        "",
+        "| method | reads | forward (ms) | forward + backward (ms) | step (ms) | step overhead |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    calls = record.get("per_call", {})
+    steps = step.get("methods", {})
+    for name in list(calls) + [n for n in steps if n not in calls]:
+        call, row = calls.get(name, {}), steps.get(name, {})
+        kind = md_text(str(call.get("kind", "procedure")))
+        forward = f"{call['forward_ms']:.2f}" if call else "-"
+        both = f"{call['forward_backward_ms']:.2f}" if call else "-"
+        ms = f"{row['step_ms']:.1f}" if row else "-"
+        overhead = f"{row['overhead_pct']:+.1f} %" if row else "-"
+        lines.append(f"| {md_text(name)} | {kind} | {forward} | {both} | {ms} | {overhead} |")
+    return [*lines, ""]
 
 
 _MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
