@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from reference_impls.common import train
+from reference_impls.common import linear_cka, train
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
@@ -30,14 +30,6 @@ def seeded(seed: int = 0) -> torch.Generator:
 def feats() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     student, teacher = random_feature_pair(batch=4, seed=0)
     return [s.relu() for s in student], [t.relu() for t in teacher]
-
-
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA of two sets of representations (rows = samples): 1 means the same up to rotation/scale."""
-    x = x.flatten(1).double()
-    y = y.flatten(1).double()
-    x, y = x - x.mean(0), y - y.mean(0)
-    return ((x.T @ y).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm())).item()
 
 
 def identity_generator_loss(channels: int, **kwargs) -> MGDLoss:

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from reference_impls.common import train
+from reference_impls.common import linear_cka, train
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
@@ -26,14 +26,6 @@ TEACHER_CHANNELS = (32, 64, 128)
 @pytest.fixture
 def preacts() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return random_feature_pair(batch=4, seed=0)
-
-
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA of two sets of representations (rows = samples): 1 means the same up to rotation/scale."""
-    x = x.flatten(1).double()
-    y = y.flatten(1).double()
-    x, y = x - x.mean(0), y - y.mean(0)
-    return ((x.T @ y).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm())).item()
 
 
 def test_contract(preacts):
