@@ -139,6 +139,31 @@ def time_loss(loss: nn.Module, student, teacher, extra: list, device, repeats: i
     }
 
 
+def paired_ms(
+    baseline: Callable[[], object], method: Callable[[], object], repeats: int, device
+) -> tuple[float, float, float]:
+    """Alternate the two calls; return their median times (ms) and the median paired ratio."""
+
+    def once(fn: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) * 1e3
+
+    for _ in range(2):
+        baseline(), method()
+    pairs = [(once(baseline), once(method)) for _ in range(repeats)]
+    ratios = [m / b for b, m in pairs]
+    return (
+        statistics.median(b for b, _ in pairs),
+        statistics.median(m for _, m in pairs),
+        statistics.median(ratios),
+    )
+
+
 def per_call(device: torch.device, repeats: int) -> dict[str, dict[str, float]]:
     """Forward and forward+backward time of each loss at the realistic size."""
     generator = torch.Generator().manual_seed(0)
@@ -170,8 +195,10 @@ def per_call(device: torch.device, repeats: int) -> dict[str, dict[str, float]]:
 
 
 def _optimizer(module: nn.Module) -> torch.optim.Optimizer:
+    # lr = 0: every repeat computes on the same weights. With a real step, a loss that
+    # diverges on random data (NaNs, saturated units) would change the arithmetic timed.
     return torch.optim.SGD(
-        [p for p in module.parameters() if p.requires_grad], lr=0.01, momentum=0.9
+        [p for p in module.parameters() if p.requires_grad], lr=0.0, momentum=0.9
     )
 
 
@@ -182,15 +209,17 @@ def _step(module: nn.Module, optimizer: torch.optim.Optimizer, x, y) -> None:
 
 
 class CrossEntropyStep(nn.Module):
-    """The baseline: teacher forward (no grad) still runs, the student learns from labels only."""
+    """The baseline: the student learns from labels only; the teacher forward still runs if given."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+    def __init__(self, student: nn.Module, teacher: nn.Module | None) -> None:
         super().__init__()
-        self.student, self.teacher = student, freeze(teacher)
+        self.student = student
+        self.teacher = freeze(teacher) if teacher is not None else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            self.teacher(x)
+        if self.teacher is not None:
+            with torch.no_grad():
+                self.teacher(x)
         return {"loss": F.cross_entropy(logits_of(self.student(x)), y)}
 
 
@@ -200,64 +229,75 @@ def _born_again(make: Callable[[], nn.Module]) -> BornAgain:
     return procedure
 
 
-def _procedures(teacher: nn.Module) -> dict[str, Callable[[], nn.Module]]:
+def _procedures(teacher: nn.Module) -> dict[str, tuple[Callable[[], nn.Module], bool]]:
+    """name -> (factory, whether it runs a pre-trained teacher)."""
     make = lambda: student_cnn(100, 3)  # noqa: E731
     return {
-        "simkd": lambda: SimKD(make(), teacher),
-        "takd": lambda: TAKD(teacher, [make()], make()),
-        "dml": lambda: DML([make(), make()]),
-        "one": lambda: ONE(ONENetwork(student_cnn().channels, num_classes=100, in_channels=3)),
-        "kdcl": lambda: KDCL([make(), make()]),
-        "byot": lambda: BYOT(make()),
-        "ban": lambda: _born_again(make),
-        "ps-kd": lambda: PSKD(make()),
-        "instance-label-smoothing": lambda: InstanceSpecificLabelSmoothing(make()),
-        "ddgsd": lambda: DDGSD(make()),
+        "simkd": (lambda: SimKD(make(), teacher), True),
+        "takd": (lambda: TAKD(teacher, [make()], make()), True),
+        "dml": (lambda: DML([make(), make()]), False),
+        "one": (
+            lambda: ONE(ONENetwork(student_cnn().channels, num_classes=100, in_channels=3)),
+            False,
+        ),
+        "kdcl": (lambda: KDCL([make(), make()]), False),
+        "byot": (lambda: BYOT(make()), False),
+        "ban": (lambda: _born_again(make), False),
+        "ps-kd": (lambda: PSKD(make()), False),
+        "instance-label-smoothing": (lambda: InstanceSpecificLabelSmoothing(make()), False),
+        "ddgsd": (lambda: DDGSD(make()), False),
     }
 
 
-def in_training_step(device: torch.device, repeats: int, batch: int) -> tuple[float, dict]:
-    """Step time with each loss (or procedure) against the cross-entropy step."""
+def in_training_step(device: torch.device, repeats: int, batch: int) -> dict:
+    """Step time of each loss (or procedure) over the matching cross-entropy step.
+
+    Method and baseline steps alternate, repeat by repeat, and the overhead is the
+    median of the paired ratios, so a drift in machine load cancels. Offline losses (and SimKD, TAKD) are compared with the
+    cross-entropy step that still runs the teacher forward; online and self
+    procedures, which have no pre-trained teacher, with the student's plain step.
+    """
     torch.manual_seed(0)
     teacher = freeze(teacher_cnn(100, 3)).to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 100, (batch,), device=device)
     s_channels, t_channels = student_cnn().channels, teacher.channels
 
-    def timed(module: nn.Module) -> float:
+    def stepper(module: nn.Module) -> Callable[[], None]:
         module.to(device).train()
         optimizer = _optimizer(module)
-        return median_ms(lambda: _step(module, optimizer, x, y), repeats, device)
+        return lambda: _step(module, optimizer, x, y)
 
-    def baseline_ms() -> float:
-        return timed(CrossEntropyStep(student_cnn(100, 3), teacher))
-
-    # the baseline is timed before and after the methods: a drift in machine load
-    # between the two shows up as their difference, and the ratio uses their mean
-    before = baseline_ms()
-    print(f"  cross-entropy step (teacher forward included): {before:.1f} ms")
-    results = {}
-    for name, factory in LOSSES.items():
-        loss = factory(s_channels, t_channels, teacher)
-        distiller = OfflineDistiller(student_cnn(100, 3), teacher, loss)
-        results[name] = timed(distiller)
-    for name, factory in _procedures(teacher).items():
-        procedure = factory()
-        if hasattr(procedure, "on_epoch_start"):
-            procedure.on_epoch_start(1, 10)
-        results[name] = timed(procedure)
-    after = baseline_ms()
-    print(f"  cross-entropy step again at the end: {after:.1f} ms")
-    baseline = (before + after) / 2
-    report = {
-        name: {"step_ms": ms, "overhead_pct": 100.0 * (ms / baseline - 1.0)}
-        for name, ms in results.items()
-    }
-    for name, row in report.items():
-        print(
-            f"  {name:24s} step {row['step_ms']:8.1f} ms   overhead {row['overhead_pct']:+7.1f} %"
+    methods: dict[str, tuple[Callable[[], nn.Module], bool]] = {
+        name: (
+            lambda f=factory: OfflineDistiller(
+                student_cnn(100, 3), teacher, f(s_channels, t_channels, teacher)
+            ),
+            True,
         )
-    return baseline, report
+        for name, factory in LOSSES.items()
+    }
+    methods.update(_procedures(teacher))
+    report = {}
+    for name, (factory, uses_teacher) in methods.items():
+        module = factory()
+        if hasattr(module, "on_epoch_start"):
+            module.on_epoch_start(1, 10)
+        baseline = CrossEntropyStep(student_cnn(100, 3), teacher if uses_teacher else None)
+        baseline_ms, step_ms, ratio = paired_ms(stepper(baseline), stepper(module), repeats, device)
+        report[name] = {
+            "step_ms": step_ms,
+            "baseline_ms": baseline_ms,
+            "baseline": "cross-entropy + teacher forward"
+            if uses_teacher
+            else "cross-entropy, student only",
+            "overhead_pct": 100.0 * (ratio - 1.0),
+        }
+        print(
+            f"  {name:24s} step {step_ms:8.1f} ms   baseline {baseline_ms:8.1f} ms"
+            f"   overhead {report[name]['overhead_pct']:+7.1f} %"
+        )
+    return report
 
 
 def main() -> None:
@@ -268,14 +308,26 @@ def main() -> None:
         "--batch", type=int, default=128, help="batch size of the training-step part"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--parts",
+        default="calls,steps",
+        help="comma-separated: calls (per-call times), steps (training-step overhead); "
+        "a part not run keeps its previous result in the JSON file",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"per call on {device} (median of {args.repeats}):")
-    calls = per_call(device, args.repeats)
-    print(f"inside a training step, batch {args.batch} of 3x32x32, 100 classes:")
-    baseline, steps = in_training_step(device, args.repeats, args.batch)
+    parts = set(args.parts.split(","))
+    existing = json.loads(args.output.read_text()) if args.output.exists() else {}
+    previous = existing.get(device.type, {})
+    calls, steps = previous.get("per_call", {}), previous.get("training_step", {})
+    if "calls" in parts:
+        print(f"per call on {device} (median of {args.repeats}):")
+        calls = per_call(device, args.repeats)
+    if "steps" in parts:
+        print(f"inside a training step, batch {args.batch} of 3x32x32, 100 classes:")
+        steps = {"batch": args.batch, "methods": in_training_step(device, args.repeats, args.batch)}
     record = {
         "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "device": torch.cuda.get_device_name(device)
@@ -284,14 +336,9 @@ def main() -> None:
         "torch": torch.__version__,
         "repeats": args.repeats,
         "per_call": calls,
-        "training_step": {
-            "batch": args.batch,
-            "cross_entropy_step_ms": baseline,
-            "methods": steps,
-        },
+        "training_step": steps,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(args.output.read_text()) if args.output.exists() else {}
     existing[device.type] = record
     args.output.write_text(json.dumps(existing, indent=2) + "\n")
     print(f"wrote {args.output}")
