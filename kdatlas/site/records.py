@@ -28,9 +28,14 @@ class ModuleOutcome:
     commit: str
     torch: str
 
+    skipped: int = 0
+
     @property
     def summary(self) -> str:
-        return f"{self.outcome} ({self.passed}/{self.total})"
+        """E.g. ``passed (6/6, 2 skipped)``: skipped tests (CUDA-only ones on a CPU) are not counted."""
+        ran = self.total - self.skipped
+        tail = f", {self.skipped} skipped" if self.skipped and ran else ""
+        return f"{self.outcome} ({self.passed}/{ran}{tail})" if ran else self.outcome
 
 
 def _outcome(outcomes: list[str]) -> str:
@@ -73,5 +78,6 @@ def latest_outcomes(records: list[dict]) -> dict[tuple[str, str], ModuleOutcome]
                 date=str(record.get("date", ""))[:10],
                 commit=str(record.get("commit", ""))[:10],
                 torch=str(record.get("torch", "")),
+                skipped=outcomes.count("skipped"),
             )
     return latest

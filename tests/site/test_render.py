@@ -199,7 +199,8 @@ def test_latest_outcomes_by_kind_and_module():
         ]
     )
     assert outcomes[("m.kd", "gpu")].outcome == "passed"
-    assert outcomes[("m.kd", "gpu")].summary == "passed (1/2)"
+    assert outcomes[("m.kd", "gpu")].summary == "passed (1/1, 1 skipped)"
+    assert outcomes[("m.kd", "cpu")].summary == "skipped"
     assert outcomes[("m.kd", "gpu")].date == "2026-02-01"
     assert outcomes[("m.dkd", "gpu")].outcome == "failed"
     assert outcomes[("m.kd", "cpu")].outcome == "skipped"
