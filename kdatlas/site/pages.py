@@ -564,8 +564,9 @@ def _loss_tables(device: str, record: dict) -> list[str]:
         f"medians of {record.get('repeats', '?')} repeats. Per call: logits 256 x 100, three "
         "stages of 256 x 256 x 8 x 8 feature maps, 256 x 256 embeddings. Step: forward, backward "
         f"and SGD on a batch of {step.get('batch', '?')} images of 3 x 32 x 32, 100 classes, "
-        "against the cross-entropy step timed just before it (with the teacher forward for "
-        "methods that have a pre-trained teacher, the student alone otherwise).",
+        "alternating with the cross-entropy step (with the teacher forward for "
+        "methods that have a pre-trained teacher, the student alone otherwise); the overhead is "
+        "the median of the paired ratios.",
         "",
         "| method | reads | forward (ms) | forward + backward (ms) | step (ms) "
         "| cross-entropy step (ms) | overhead |",
