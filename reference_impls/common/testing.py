@@ -185,6 +185,16 @@ def digits_setup(seed: int = 0) -> tuple[DataSplit, nn.Module, nn.Module]:
     return load_digits_split(seed=seed), teacher, student_cnn()
 
 
+def digits_student_pair(seed: int = 0) -> tuple[DataSplit, nn.Module, nn.Module, nn.Module]:
+    """Digits, the frozen trained teacher, and two students with identical initial weights.
+
+    One student is distilled, the other is the same-seed baseline it is compared with.
+    """
+    data, teacher, student = digits_setup(seed)
+    torch.manual_seed(seed)
+    return data, teacher, student, student_cnn()
+
+
 def random_feature_pair(
     batch: int = 4,
     student_channels: Sequence[int] = (8, 16, 32),

@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from reference_impls.common import accuracy, train
-from reference_impls.common.models import student_cnn
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_loss_contract,
-    digits_setup,
+    digits_student_pair,
 )
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.similarity.cc import CCLoss, correlation_matrix
@@ -77,22 +76,13 @@ def test_rejects_bad_arguments(embeddings):
         CCLoss(32, 128)(embeddings[0][:4], embeddings[1])
 
 
-def student_pair(seed: int = 0):
-    """Digits, the trained teacher, and two students with the same initial weights."""
-    data, teacher, _ = digits_setup(seed)
-    torch.manual_seed(seed)
-    student = student_cnn()
-    torch.manual_seed(seed)
-    return data, teacher, student, student_cnn()
-
-
 def test_training_fits_the_correlations_without_hurting_the_student():
     # On digits the CC term's pull on the student is too weak to measure in 3 epochs: a
     # linear connector fitted to the CE-only baseline matches the teacher's correlations
     # about as well (held-out CC 0.00087 vs 0.00086), and the connector-free gap moves by
     # +-15% depending on the connectors' initialisation. What holds: the joint fit of
     # student and connectors drives the CC term down, and the student still learns.
-    data, teacher, student, baseline = student_pair()
+    data, teacher, student, baseline = digits_student_pair()
     kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
     train(OfflineDistiller(baseline, teacher, None), data, **kwargs)
     loss = CCLoss(student_dim=32, teacher_dim=128)

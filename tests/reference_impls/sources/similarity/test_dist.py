@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from reference_impls.common import train
-from reference_impls.common.models import student_cnn
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_loss_contract,
-    digits_setup,
+    digits_student_pair,
 )
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.logit.kd import KDLoss
@@ -88,15 +87,6 @@ def test_rejects_bad_arguments():
         DISTLoss()(torch.randn(4, 10), torch.randn(4, 9))
 
 
-def student_pair(seed: int = 0):
-    """Digits, the trained teacher, and two students with the same initial weights."""
-    data, teacher, _ = digits_setup(seed)
-    torch.manual_seed(seed)
-    student = student_cnn()
-    torch.manual_seed(seed)
-    return data, teacher, student, student_cnn()
-
-
 @torch.no_grad()
 def held_out_dist(student, teacher, x) -> float:
     student.eval()
@@ -104,7 +94,7 @@ def held_out_dist(student, teacher, x) -> float:
 
 
 def test_training_moves_student_toward_teacher():
-    data, teacher, student, baseline = student_pair()
+    data, teacher, student, baseline = digits_student_pair()
     kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
     train(OfflineDistiller(baseline, teacher, None), data, **kwargs)
     # the CIFAR-100 weights make the DIST term 32x its relation terms; in a 3-epoch run

@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from reference_impls.common import train
-from reference_impls.common.models import student_cnn
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_loss_contract,
-    digits_setup,
+    digits_student_pair,
     random_feature_pair,
 )
 from reference_impls.schemes.offline.distiller import OfflineDistiller
@@ -90,15 +89,6 @@ def test_rejects_bad_arguments(features):
         ICKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS)(features[0][:2], features[1])
 
 
-def student_pair(seed: int = 0):
-    """Digits, the trained teacher, and two students with the same initial weights."""
-    data, teacher, _ = digits_setup(seed)
-    torch.manual_seed(seed)
-    student = student_cnn()
-    torch.manual_seed(seed)
-    return data, teacher, student, student_cnn()
-
-
 @torch.no_grad()
 def last_maps(model, x) -> torch.Tensor:
     model.eval()
@@ -127,7 +117,7 @@ def held_out_ickd(loss: ICKDLoss, student, teacher, x) -> float:
 
 
 def test_training_moves_student_toward_teacher():
-    data, teacher, student, baseline = student_pair()
+    data, teacher, student, baseline = digits_student_pair()
     kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
     train(OfflineDistiller(baseline, teacher, None), data, **kwargs)
     loss = ICKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS)

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from reference_impls.common import train
-from reference_impls.common.models import student_cnn
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_loss_contract,
-    digits_setup,
+    digits_student_pair,
     random_feature_pair,
 )
 from reference_impls.schemes.offline.distiller import OfflineDistiller
@@ -93,15 +92,6 @@ def test_rejects_bad_arguments(inputs):
         IRGLoss(lambda_vertex=0.0, edge_stages=(5,))(student, teacher)
 
 
-def student_pair(seed: int = 0):
-    """Digits, the trained teacher, and two students with the same initial weights."""
-    data, teacher, _ = digits_setup(seed)
-    torch.manual_seed(seed)
-    student = student_cnn()
-    torch.manual_seed(seed)
-    return data, teacher, student, student_cnn()
-
-
 @torch.no_grad()
 def held_out_irg(student, teacher, x) -> float:
     student.eval()
@@ -110,7 +100,7 @@ def held_out_irg(student, teacher, x) -> float:
 
 
 def test_training_moves_student_toward_teacher():
-    data, teacher, student, baseline = student_pair()
+    data, teacher, student, baseline = digits_student_pair()
     kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
     train(OfflineDistiller(baseline, teacher, None), data, **kwargs)
     train(OfflineDistiller(student, teacher, IRGLoss()), data, **kwargs)

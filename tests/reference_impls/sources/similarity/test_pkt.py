@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from reference_impls.common import train
-from reference_impls.common.models import student_cnn
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_loss_contract,
-    digits_setup,
+    digits_student_pair,
 )
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.similarity.pkt import PKTLoss
@@ -69,15 +68,6 @@ def test_rejects_bad_arguments():
         PKTLoss()(torch.randn(4, 3), torch.randn(5, 3))
 
 
-def student_pair(seed: int = 0):
-    """Digits, the trained teacher, and two students with the same initial weights."""
-    data, teacher, _ = digits_setup(seed)
-    torch.manual_seed(seed)
-    student = student_cnn()
-    torch.manual_seed(seed)
-    return data, teacher, student, student_cnn()
-
-
 @torch.no_grad()
 def held_out_pkt(student, teacher, x) -> float:
     student.eval()
@@ -87,7 +77,7 @@ def held_out_pkt(student, teacher, x) -> float:
 def test_training_moves_student_toward_teacher():
     # seed 1: seed 0's 3-epoch run is chaotic for PKT (ratio 0.68 on torch 2.13 CPU, 0.80 to
     # 1.06 on torch 2.11); seed 1 gives 0.62 on both
-    data, teacher, student, baseline = student_pair(seed=1)
+    data, teacher, student, baseline = digits_student_pair(seed=1)
     kwargs = {"epochs": 3, "seed": 1, "device": "cpu"}
     train(OfflineDistiller(baseline, teacher, None), data, **kwargs)
     # RepDistiller's CIFAR-100 weight (30000) diverges in this 3-epoch run; 1000 does not

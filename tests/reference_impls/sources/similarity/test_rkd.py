@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from reference_impls.common import train
-from reference_impls.common.models import student_cnn
 from reference_impls.common.testing import (
     check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_loss_contract,
-    digits_setup,
+    digits_student_pair,
 )
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.similarity.rkd import RKDLoss
@@ -91,15 +90,6 @@ def test_rejects_bad_arguments():
         RKDLoss()(torch.randn(4, 2, 2), torch.randn(4, 8))
 
 
-def student_pair(seed: int = 0):
-    """Digits, the trained teacher, and two students with the same initial weights."""
-    data, teacher, _ = digits_setup(seed)
-    torch.manual_seed(seed)
-    student = student_cnn()
-    torch.manual_seed(seed)
-    return data, teacher, student, student_cnn()
-
-
 @torch.no_grad()
 def held_out_rkd(student, teacher, x) -> float:
     student.eval()
@@ -107,7 +97,7 @@ def held_out_rkd(student, teacher, x) -> float:
 
 
 def test_training_moves_student_toward_teacher():
-    data, teacher, student, baseline = student_pair()
+    data, teacher, student, baseline = digits_student_pair()
     kwargs = {"epochs": 3, "seed": 0, "device": "cpu"}
     train(OfflineDistiller(baseline, teacher, None), data, **kwargs)
     train(OfflineDistiller(student, teacher, RKDLoss()), data, **kwargs)
