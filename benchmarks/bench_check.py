@@ -103,7 +103,12 @@ def write_knowledge_base(root: Path, papers: int) -> None:
             leaf_number = a * LEAVES_PER_AREA + j
             notebook = f"docs/notebooks/{area_id}/leaf{j}.py"
             (root / notebook).parent.mkdir(parents=True, exist_ok=True)
-            (root / notebook).write_text("# %%\n")
+            (root / notebook).write_text("# %%\nfrom method import Method\n")
+            # The implementation's module and test file, where kdatlas check wants them.
+            folder = f"reference_impls/{area_id}/{area_id}_leaf{j}"
+            for path in (f"{folder}/method.py", f"tests/{folder}/test_method.py"):
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                (root / path).write_text("")
             mine = [i for i in range(papers) if i % leaves == leaf_number]
             again = [i for i in range(papers) if i % 10 == 0 and (i // 10) % leaves == leaf_number]
             lines += [
@@ -131,7 +136,7 @@ def write_knowledge_base(root: Path, papers: int) -> None:
                 "    implementations:",
                 f"      - id: {area_id}-impl{j}",
                 f"        title: Implementation {j}",
-                f"        object: reference_impls.{area_id}.leaf{j}:Method",
+                f"        object: reference_impls.{area_id}.{area_id}_leaf{j}.method:Method",
                 "        papers:",
                 f"          - {_key(mine[0])}",
             ]

@@ -1,105 +1,161 @@
-"""Speed of every distillation loss: per call, and its share of a training step.
+"""Speed of every distillation method of the taxonomy: per call, and its share of a training step.
 
-Part 1, per call: each loss's forward, and forward + backward, at a realistic
-size (logits 256 x 100; three stages of 256 x 256 x 8 x 8 feature maps;
-256 x 256 embeddings).
+The methods are the taxonomy's implementations (``taxonomy/*.yaml``, loaded with
+``kdatlas.loader``), in taxonomy order; there is no list here to keep up to date.
+Each is built by one generic path: its constructor's parameters are filled by
+name from :data:`SUPPLIED` (channel sizes, models, ...), everything else keeps
+its default. A method this cannot build or step (a parameter with no generic
+value, a procedure that trains its stages itself, an error) is printed with the
+reason and recorded under ``not_benchmarked``.
+
+Part 1, per call (losses only): each loss's forward, and forward + backward, at
+a realistic size (logits B x 100; three stages of B x 256 x 8 x 8 feature maps;
+B x 256 embeddings; B = 256 unless ``--call-batch``).
 
 Part 2, inside a training step: teacher forward (no grad), student forward and
-backward, cross-entropy and the loss, one SGD step; against the same step with
-cross-entropy alone (the teacher forward still included). Models are the
-project's teacher_cnn / student_cnn on CIFAR-sized inputs (3 x 32 x 32, 100
-classes). Procedures (online, self, SimKD, TAKD) are whole steps of their own
-and are timed against the same cross-entropy step.
+backward, cross-entropy and the loss, one SGD step (losses run inside
+``OfflineDistiller``); procedures (online, self, SimKD, ...) are whole steps of
+their own. Each is timed against the matching cross-entropy step (with the
+teacher forward for methods that take a ``teacher``). Models are the project's
+teacher_cnn / student_cnn on CIFAR-sized inputs (3 x 32 x 32, 100 classes).
 
 Times are medians over repeats (the machines are shared and noisy); the
-overhead is the ratio of medians. Results go to benchmarks/results/losses.json.
+overhead is the median of paired ratios. Results go to benchmarks/results/losses.json.
 
     python benchmarks/bench_losses.py [--device cuda] [--repeats 15] [--batch 128]
+    python benchmarks/bench_losses.py --repeats 1 --batch 4 --call-batch 8 -o /tmp/x.json  # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdatlas.checks import resolve_object
+from kdatlas.loader import load
 from reference_impls.common import student_cnn, teacher_cnn
 from reference_impls.common.training import freeze, logits_of
 from reference_impls.schemes.offline.distiller import OfflineDistiller
-from reference_impls.schemes.offline.takd import TAKD
-from reference_impls.schemes.online.dml import DML
-from reference_impls.schemes.online.kdcl import KDCL
-from reference_impls.schemes.online.one import ONE, ONENetwork
-from reference_impls.schemes.self.ban import BornAgain
-from reference_impls.schemes.self.byot import BYOT
-from reference_impls.schemes.self.ddgsd import DDGSD
-from reference_impls.schemes.self.instance_label_smoothing import InstanceSpecificLabelSmoothing
-from reference_impls.schemes.self.pskd import PSKD
-from reference_impls.sources.feature.ab import ABLoss
-from reference_impls.sources.feature.at import ATLoss
-from reference_impls.sources.feature.fitnets import FitNetsLoss
-from reference_impls.sources.feature.ft import FTLoss
-from reference_impls.sources.feature.mgd import MGDLoss
-from reference_impls.sources.feature.nst import NSTLoss
-from reference_impls.sources.feature.ofd import OFDLoss, bn_before_relu, margins_from_batchnorm
-from reference_impls.sources.feature.reviewkd import ReviewKDLoss
-from reference_impls.sources.feature.simkd import SimKD
-from reference_impls.sources.logit.dkd import DKDLoss
-from reference_impls.sources.logit.kd import KDLoss
-from reference_impls.sources.logit.logit_standardization import LogitStandardizationLoss
-from reference_impls.sources.logit.normkd import NormKDLoss
-from reference_impls.sources.logit.ttm import TTMLoss
-from reference_impls.sources.similarity.cc import CCLoss
-from reference_impls.sources.similarity.dist import DISTLoss
-from reference_impls.sources.similarity.fsp import FSPLoss
-from reference_impls.sources.similarity.ickd import ICKDLoss
-from reference_impls.sources.similarity.irg import IRGLoss
-from reference_impls.sources.similarity.pkt import PKTLoss
-from reference_impls.sources.similarity.rkd import RKDLoss
-from reference_impls.sources.similarity.sp import SPLoss
 
+ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "losses.json"
+NUM_CLASSES, IN_CHANNELS = 100, 3
 Channels = tuple[int, ...]
 
-# id -> factory(student_channels, teacher_channels, teacher) for losses
-LOSSES: dict[str, Callable[[Channels, Channels, nn.Module | None], nn.Module]] = {
-    "kd": lambda s, t, T: KDLoss(),
-    "dkd": lambda s, t, T: DKDLoss(warmup_epochs=0),
-    "logit-standardization": lambda s, t, T: LogitStandardizationLoss(),
-    "ttm": lambda s, t, T: TTMLoss(),
-    "normkd": lambda s, t, T: NormKDLoss(),
-    "dist": lambda s, t, T: DISTLoss(),
-    "fitnets": lambda s, t, T: FitNetsLoss(s, t),
-    "at": lambda s, t, T: ATLoss(),
-    "nst": lambda s, t, T: NSTLoss(),
-    "ft": lambda s, t, T: FTLoss(s, t),
-    "ab": lambda s, t, T: ABLoss(s, t),
-    "ofd": lambda s, t, T: OFDLoss(s, t, _margins(t, T)),
-    "reviewkd": lambda s, t, T: ReviewKDLoss(s, t, warmup_epochs=0),
-    "mgd": lambda s, t, T: MGDLoss(s, t),
-    "fsp": lambda s, t, T: FSPLoss(student_channels=s, teacher_channels=t),
-    "sp": lambda s, t, T: SPLoss(),
-    "ickd": lambda s, t, T: ICKDLoss(s, t),
-    "irg": lambda s, t, T: IRGLoss(),
-    "rkd": lambda s, t, T: RKDLoss(),
-    "cc": lambda s, t, T: CCLoss(s[-1], t[-1]),
-    "pkt": lambda s, t, T: PKTLoss(),
+
+@dataclass
+class Setting:
+    """What the generic path can hand a constructor: sizes and models of one benchmark part."""
+
+    student_channels: Channels
+    teacher_channels: Channels
+    teacher: nn.Module | None
+
+    def make_student(self) -> nn.Module:
+        return student_cnn(NUM_CLASSES, IN_CHANNELS)
+
+
+# Constructor parameter name -> its value in a setting. A parameter not named here
+# must have a default, or the method is reported as not benchmarked.
+SUPPLIED: dict[str, Callable[[Setting], object]] = {
+    "student_channels": lambda s: s.student_channels,
+    "teacher_channels": lambda s: s.teacher_channels,
+    "student_dim": lambda s: s.student_channels[-1],
+    "teacher_dim": lambda s: s.teacher_channels[-1],
+    # OFD's per-channel margins: their values do not change the arithmetic timed.
+    "margins": lambda s: [torch.full((c,), -0.5) for c in s.teacher_channels],
+    "teacher": lambda s: s.teacher,
+    "student": lambda s: s.make_student(),
+    "model": lambda s: s.make_student(),
+    "students": lambda s: [s.make_student(), s.make_student()],
+    "peers": lambda s: [s.make_student(), s.make_student()],
+    "make_model": lambda s: s.make_student,
 }
 
 
-def _margins(teacher_channels: Channels, teacher: nn.Module | None) -> list[torch.Tensor]:
-    if teacher is not None:
-        return margins_from_batchnorm(bn_before_relu(teacher))
-    return [torch.full((c,), -0.5) for c in teacher_channels]
+class NotBenchmarked(Exception):
+    """Why the generic path cannot time a method."""
+
+
+def taxonomy_methods(root: Path = ROOT) -> list[tuple[str, type]]:
+    """``(implementation id, class)`` of every implementation, in taxonomy order."""
+    kb = load(root)
+    return [(i.id, resolve_object(i.object)) for _area, _leaf, i in kb.implementations()]
+
+
+def is_loss(cls: type) -> bool:
+    return hasattr(cls, "inputs")
+
+
+def input_kinds(loss: object) -> tuple[str, ...]:
+    return (loss.inputs,) if isinstance(loss.inputs, str) else tuple(loss.inputs)
+
+
+def build(cls: type, setting: Setting) -> nn.Module:
+    """``cls`` with every parameter :data:`SUPPLIED` knows; the others keep their defaults."""
+    if not is_loss(cls) and callable(getattr(cls, "run", None)):
+        raise NotBenchmarked(
+            "trains its stages one after another itself (run()); one generic step does not "
+            "represent it"
+        )
+    if cls is OfflineDistiller:
+        raise NotBenchmarked("the generic path itself: part 2 times every loss inside it")
+    arguments = {}
+    for name, parameter in inspect.signature(cls).parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if own_model := _own_model_class(cls, parameter):
+            # A model class the method defines for itself (ONE's multi-branch network).
+            arguments[name] = own_model(num_classes=NUM_CLASSES, in_channels=IN_CHANNELS)
+        elif name in SUPPLIED and not (name == "teacher" and setting.teacher is None):
+            value = SUPPLIED[name](setting)
+            if name.endswith("_channels") and _annotation(parameter).startswith("int"):
+                value = value[-1]  # one width (of the last stage), not one per stage
+            arguments[name] = value
+        elif parameter.default is parameter.empty:
+            raise NotBenchmarked(f"its constructor needs '{name}', which the generic path lacks")
+    try:
+        module = cls(**arguments)
+    except Exception as error:  # a method the generic path cannot build is a finding, not a crash
+        raise NotBenchmarked(
+            f"cannot be built generically: {type(error).__name__}: {error}"
+        ) from error
+    if hasattr(module, "on_epoch_start"):
+        module.on_epoch_start(1, 10)  # past the first epoch, so a warm-up ramp is running
+    return module
+
+
+def _own_model_class(cls: type, parameter: inspect.Parameter) -> type | None:
+    """The class ``parameter`` is annotated with, if ``cls``'s module defines it as a model that
+    takes ``num_classes`` and ``in_channels``."""
+    found = getattr(inspect.getmodule(cls), _annotation(parameter), None)
+    if not (inspect.isclass(found) and issubclass(found, nn.Module)):
+        return None
+    if found.__module__ != cls.__module__:
+        return None
+    accepted = inspect.signature(found).parameters
+    return found if {"num_classes", "in_channels"} <= set(accepted) else None
+
+
+def _annotation(parameter: inspect.Parameter) -> str:
+    annotation = parameter.annotation
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+
+
+def takes_teacher(cls: type) -> bool:
+    return "teacher" in inspect.signature(cls).parameters
 
 
 def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -164,34 +220,50 @@ def paired_ms(
     )
 
 
-def per_call(device: torch.device, repeats: int) -> dict[str, dict[str, float]]:
-    """Forward and forward+backward time of each loss at the realistic size."""
+def per_call(
+    methods: list[tuple[str, type]], device: torch.device, repeats: int, batch: int
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """Forward and forward+backward time of each loss at the realistic size; the reasons of
+    those the generic path cannot time."""
     generator = torch.Generator().manual_seed(0)
     channels = (256, 256, 256)
 
     def maps() -> list[torch.Tensor]:
-        return [torch.randn(256, c, 8, 8, generator=generator).to(device) for c in channels]
+        return [torch.randn(batch, c, 8, 8, generator=generator).to(device) for c in channels]
 
     inputs = {
-        "logits": [torch.randn(256, 100, generator=generator).to(device) for _ in "st"],
+        "logits": [torch.randn(batch, NUM_CLASSES, generator=generator).to(device) for _ in "st"],
         "features": [maps(), maps()],
-        "embeddings": [torch.randn(256, 256, generator=generator).to(device) for _ in "st"],
+        "embeddings": [torch.randn(batch, 256, generator=generator).to(device) for _ in "st"],
     }
     inputs["preact_features"] = inputs["features"]
-    target = torch.randint(0, 100, (256,), generator=generator).to(device)
-    results = {}
-    for name, factory in LOSSES.items():
-        loss = factory(channels, channels, None).to(device)
-        kinds = (loss.inputs,) if isinstance(loss.inputs, str) else loss.inputs
-        student, teacher = inputs[kinds[0]]
-        extra = [x for kind in kinds[1:] for x in inputs[kind]]
-        extra += [target] if loss.needs_target else []
-        row = results[name] = time_loss(loss, student, teacher, extra, device, repeats)
+    target = torch.randint(0, NUM_CLASSES, (batch,), generator=generator).to(device)
+    setting = Setting(channels, channels, teacher=None)
+    results, skipped = {}, {}
+    for name, cls in methods:
+        if not is_loss(cls):
+            continue  # procedures are whole training steps: part 2 times them
+        try:
+            loss = build(cls, setting).to(device)
+            kinds = input_kinds(loss)
+            student, teacher = inputs[kinds[0]]
+            extra = [x for kind in kinds[1:] for x in inputs[kind]]
+            extra += [target] if loss.needs_target else []
+            row = time_loss(loss, student, teacher, extra, device, repeats)
+        except NotBenchmarked as reason:
+            skipped[name] = str(reason)
+            print(f"  {name:24s} not benchmarked: {reason}")
+            continue
+        except Exception as error:  # report and go on: one method must not stop the others
+            skipped[name] = f"failed in a call: {type(error).__name__}: {error}"
+            print(f"  {name:24s} not benchmarked: {skipped[name]}")
+            continue
+        results[name] = row
         print(
             f"  {name:24s} {row['kind']:16s} fwd {row['forward_ms']:8.2f} ms"
             f"   fwd+bwd {row['forward_backward_ms']:8.2f} ms"
         )
-    return results
+    return results, skipped
 
 
 def _optimizer(module: nn.Module) -> torch.optim.Optimizer:
@@ -223,68 +295,48 @@ class CrossEntropyStep(nn.Module):
         return {"loss": F.cross_entropy(logits_of(self.student(x)), y)}
 
 
-def _born_again(make: Callable[[], nn.Module]) -> BornAgain:
-    procedure = BornAgain(make)
-    procedure.next_generation()  # time a distilling generation, not the first (CE-only) one
-    return procedure
-
-
-def _procedures(teacher: nn.Module) -> dict[str, tuple[Callable[[], nn.Module], bool]]:
-    """name -> (factory, whether it runs a pre-trained teacher)."""
-    make = lambda: student_cnn(100, 3)  # noqa: E731
-    return {
-        "simkd": (lambda: SimKD(make(), teacher), True),
-        "takd": (lambda: TAKD(teacher, [make()], make()), True),
-        "dml": (lambda: DML([make(), make()]), False),
-        "one": (
-            lambda: ONE(ONENetwork(student_cnn().channels, num_classes=100, in_channels=3)),
-            False,
-        ),
-        "kdcl": (lambda: KDCL([make(), make()]), False),
-        "byot": (lambda: BYOT(make()), False),
-        "ban": (lambda: _born_again(make), False),
-        "ps-kd": (lambda: PSKD(make()), False),
-        "instance-label-smoothing": (lambda: InstanceSpecificLabelSmoothing(make()), False),
-        "ddgsd": (lambda: DDGSD(make()), False),
-    }
-
-
-def in_training_step(device: torch.device, repeats: int, batch: int) -> dict:
-    """Step time of each loss (or procedure) over the matching cross-entropy step.
+def in_training_step(
+    methods: list[tuple[str, type]], device: torch.device, repeats: int, batch: int
+) -> tuple[dict, dict[str, str]]:
+    """Step time of each method over the matching cross-entropy step; the reasons of those
+    the generic path cannot time.
 
     Method and baseline steps alternate, repeat by repeat, and the overhead is the
-    median of the paired ratios, so a drift in machine load cancels. Offline losses (and SimKD, TAKD) are compared with the
-    cross-entropy step that still runs the teacher forward; online and self
-    procedures, which have no pre-trained teacher, with the student's plain step.
+    median of the paired ratios, so a drift in machine load cancels. Methods that take
+    a pre-trained ``teacher`` (every loss, inside ``OfflineDistiller``) are compared with
+    the cross-entropy step that still runs the teacher forward; the others (online and
+    self procedures) with the student's plain step.
     """
     torch.manual_seed(0)
-    teacher = freeze(teacher_cnn(100, 3)).to(device)
+    teacher = freeze(teacher_cnn(NUM_CLASSES, IN_CHANNELS)).to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 100, (batch,), device=device)
-    s_channels, t_channels = student_cnn().channels, teacher.channels
+    y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+    setting = Setting(student_cnn().channels, teacher.channels, teacher)
 
     def stepper(module: nn.Module) -> Callable[[], None]:
         module.to(device).train()
         optimizer = _optimizer(module)
         return lambda: _step(module, optimizer, x, y)
 
-    methods: dict[str, tuple[Callable[[], nn.Module], bool]] = {
-        name: (
-            lambda f=factory: OfflineDistiller(
-                student_cnn(100, 3), teacher, f(s_channels, t_channels, teacher)
-            ),
-            True,
-        )
-        for name, factory in LOSSES.items()
-    }
-    methods.update(_procedures(teacher))
-    report = {}
-    for name, (factory, uses_teacher) in methods.items():
-        module = factory()
-        if hasattr(module, "on_epoch_start"):
-            module.on_epoch_start(1, 10)
-        baseline = CrossEntropyStep(student_cnn(100, 3), teacher if uses_teacher else None)
-        baseline_ms, step_ms, ratio = paired_ms(stepper(baseline), stepper(module), repeats, device)
+    report, skipped = {}, {}
+    for name, cls in methods:
+        uses_teacher = is_loss(cls) or takes_teacher(cls)
+        try:
+            method = build(cls, setting)
+            if is_loss(cls):
+                method = OfflineDistiller(setting.make_student(), teacher, method)
+            baseline = CrossEntropyStep(setting.make_student(), teacher if uses_teacher else None)
+            baseline_ms, step_ms, ratio = paired_ms(
+                stepper(baseline), stepper(method), repeats, device
+            )
+        except NotBenchmarked as reason:
+            skipped[name] = str(reason)
+            print(f"  {name:24s} not benchmarked: {reason}")
+            continue
+        except Exception as error:  # report and go on: one method must not stop the others
+            skipped[name] = f"failed in a step: {type(error).__name__}: {error}"
+            print(f"  {name:24s} not benchmarked: {skipped[name]}")
+            continue
         report[name] = {
             "step_ms": step_ms,
             "baseline_ms": baseline_ms,
@@ -297,7 +349,7 @@ def in_training_step(device: torch.device, repeats: int, batch: int) -> dict:
             f"  {name:24s} step {step_ms:8.1f} ms   baseline {baseline_ms:8.1f} ms"
             f"   overhead {report[name]['overhead_pct']:+7.1f} %"
         )
-    return report
+    return report, skipped
 
 
 def main() -> None:
@@ -307,6 +359,9 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=128, help="batch size of the training-step part"
     )
+    parser.add_argument(
+        "--call-batch", type=int, default=256, help="batch size of the per-call part"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
         "--parts",
@@ -314,20 +369,31 @@ def main() -> None:
         help="comma-separated: calls (per-call times), steps (training-step overhead); "
         "a part not run keeps its previous result in the JSON file",
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("-o", "--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     parts = set(args.parts.split(","))
+    methods = taxonomy_methods()
+    print(f"{len(methods)} implementations in the taxonomy")
     existing = json.loads(args.output.read_text()) if args.output.exists() else {}
     previous = existing.get(device.type, {})
     calls, steps = previous.get("per_call", {}), previous.get("training_step", {})
+    call_batch = previous.get("per_call_batch", 256)
+    # part -> {method: why the generic path could not time it}
+    not_benchmarked = {"per_call": {}, "training_step": {}, **previous.get("not_benchmarked", {})}
     if "calls" in parts:
-        print(f"per call on {device} (median of {args.repeats}):")
-        calls = per_call(device, args.repeats)
+        print(f"per call on {device} (median of {args.repeats}), batch {args.call_batch}:")
+        calls, not_benchmarked["per_call"] = per_call(
+            methods, device, args.repeats, args.call_batch
+        )
+        call_batch = args.call_batch
     if "steps" in parts:
         print(f"inside a training step, batch {args.batch} of 3x32x32, 100 classes:")
-        steps = {"batch": args.batch, "methods": in_training_step(device, args.repeats, args.batch)}
+        step_methods, not_benchmarked["training_step"] = in_training_step(
+            methods, device, args.repeats, args.batch
+        )
+        steps = {"batch": args.batch, "methods": step_methods}
     record = {
         "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "device": torch.cuda.get_device_name(device)
@@ -335,8 +401,10 @@ def main() -> None:
         else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "repeats": args.repeats,
+        "per_call_batch": call_batch,
         "per_call": calls,
         "training_step": steps,
+        "not_benchmarked": not_benchmarked,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     existing[device.type] = record

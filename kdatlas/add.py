@@ -1,6 +1,8 @@
 """Add a paper to the bibliography and file it under leaves or topics (``kdatlas add``).
 
-The paper comes from a BibTeX snippet or from a few fields. It is refused when
+The paper comes from a BibTeX snippet or from a few fields. A snippet from
+Google Scholar, DBLP or arXiv is first put in the bibliography's conventions
+(:func:`house_style`: key, venue, url; each change is reported). It is refused when
 the bibliography already holds it (same key, normalised title, arXiv id or DOI;
 the message names the existing entry) or when it fails the checks every entry
 must pass. Then the bib file and each touched taxonomy file are rewritten in
@@ -10,16 +12,29 @@ beside its target, and only when all are written are they moved into place.
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import select
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from kdatlas.atomic import replace_files
-from kdatlas.bibliography import BibEntry, make_key, normalise_venue, parse_bib, render_bib
+from kdatlas.bibliography import (
+    BibEntry,
+    arxiv_id,
+    doi,
+    is_known_venue,
+    make_key,
+    normalise_venue,
+    parse_bib,
+    render_bib,
+)
 from kdatlas.checks import DuplicateIndex, entry_problems, where_entry
 from kdatlas.fmt import dump_yaml
 from kdatlas.loader import BIB_DIR, TAXONOMY_DIR, is_root, read_bibliography, read_yaml
@@ -27,6 +42,13 @@ from kdatlas.problems import Problem, Severity
 
 DEFAULT_BIB_FILE = Path(BIB_DIR) / "kd.bib"
 ARXIV_URL = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", re.IGNORECASE)
+# The arXiv id in a venue, as Google Scholar writes it: 'arXiv preprint arXiv:1910.10699'.
+ARXIV_IN_VENUE = re.compile(r"arxiv:\s*(\d{4}\.\d{4,5})", re.IGNORECASE)
+# Keys of the house scheme (docs/design.md): lowercase ASCII, surname or word, year, word.
+HOUSE_KEY = re.compile(r"^[a-z0-9]+(?:19|20)\d{2}[a-z0-9]*$")
+VENUE_FIELDS = ("booktitle", "journal", "howpublished")
+# Fields DBLP adds about its own record, not about the paper.
+EXPORT_BOOKKEEPING = ("timestamp", "biburl", "bibsource")
 
 
 class AddError(Exception):
@@ -70,6 +92,96 @@ def entry_from_bibtex(text: str, source: Path) -> BibEntry:
     return entries[0]
 
 
+def house_style(entry: BibEntry, taken: set[str]) -> tuple[BibEntry, list[str]]:
+    """A snippet from Google Scholar, DBLP or arXiv in the bibliography's conventions, and one
+    note for each change: a key outside the house scheme (``DBLP:conf/cvpr/ParkKLC19``) is
+    made anew, the venue is normalised with the import's table, an arXiv id or DOI gives the
+    missing ``url``, DBLP's bookkeeping fields and LaTeX escapes in the url are dropped."""
+    fields = dict(entry.fields)
+    notes: list[str] = []
+    dropped = [name for name in EXPORT_BOOKKEEPING if fields.pop(name, None) is not None]
+    if dropped:
+        notes.append(f"dropped {', '.join(dropped)} (the exporter's record, not the paper)")
+    if "\\" in fields.get("url", ""):
+        fields["url"] = re.sub(r"\\([_%#&~])", r"\1", fields["url"])  # DBLP writes content\_CVPR
+    arxiv = _snippet_arxiv_id(entry)
+    if arxiv and not fields.get("eprint"):
+        fields["eprint"] = arxiv
+    if arxiv:
+        fields.pop("eprinttype", None)
+        fields["archiveprefix"] = "arXiv"
+    entry_type, venue_note = _table_venue(fields, entry.entry_type)
+    url_note = _missing_url(fields, arxiv, doi(entry))
+    notes += [note for note in (venue_note, url_note) if note]
+    key = entry.key
+    if not HOUSE_KEY.match(key):
+        key = make_key(fields.get("author"), fields.get("year", ""), fields.get("title", ""), taken)
+        notes.append(
+            f"key '{entry.key}' rewritten to '{key}' (the house scheme: first author's "
+            "surname, year, first significant title word)"
+        )
+    return BibEntry(key, entry_type, fields, entry.path, entry.line), notes
+
+
+def _table_venue(fields: dict[str, str], entry_type: str) -> tuple[str, str | None]:
+    """Rewrite the first venue field the table knows to its canonical name (and field, and
+    entry type); the entry type and what changed."""
+    for name in VENUE_FIELDS:
+        if name in fields and is_known_venue(fields[name]):
+            entry_type, venue_field, venue = normalise_venue(fields[name])
+            if (venue_field, venue) == (name, fields[name]):
+                return entry_type, None
+            target = "" if venue_field == name else f"{venue_field} "
+            note = f"{name} '{fields[name]}' -> {target}'{venue}' (the venue table)"
+            del fields[name]
+            fields[venue_field] = venue
+            return entry_type, note
+    return entry_type, None
+
+
+def _missing_url(fields: dict[str, str], arxiv: str | None, number: str | None) -> str | None:
+    """Fill a missing url from the arXiv id, else the DOI; what was done."""
+    if fields.get("url", "").strip():
+        return None
+    if arxiv:
+        fields["url"] = f"https://arxiv.org/abs/{arxiv}"
+        return f"url {fields['url']} made from the arXiv id"
+    if number:
+        fields["url"] = f"https://doi.org/{number}"
+        return f"url {fields['url']} made from the DOI"
+    return None
+
+
+def _snippet_arxiv_id(entry: BibEntry) -> str | None:
+    """The arXiv id from eprint (archiveprefix or DBLP's eprinttype), the url or the venue."""
+    if entry.fields.get("eprinttype", "").lower() == "arxiv":
+        entry = BibEntry(entry.key, entry.entry_type, {**entry.fields, "archiveprefix": "arXiv"})
+    if found := arxiv_id(entry):
+        return found
+    for name in VENUE_FIELDS:
+        if match := ARXIV_IN_VENUE.search(entry.fields.get(name, "")):
+            return match.group(1)
+    return None
+
+
+def pending_stdin(stream: TextIO | None) -> str:
+    """The text waiting on standard input, without ever waiting at a terminal or on a pipe
+    nothing writes to: '' when there is none."""
+    if stream is None or stream.isatty():
+        return ""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return stream.read()  # an in-memory stream (tests): reading never blocks
+    if stat.S_ISREG(mode):
+        return stream.read()  # `< entry.bib`
+    try:
+        ready, _, _ = select.select([stream], [], [], 0.05)
+    except (OSError, ValueError):
+        return ""
+    return stream.read() if ready else ""
+
+
 def entry_from_fields(
     *,
     title: str,
@@ -90,7 +202,7 @@ def entry_from_fields(
     fields["year"] = str(year).strip()
     entry_type = "misc"
     if venue and venue.strip():
-        # The importer's venue table: 'CVPR 2022' -> booktitle CVPR, 'arXiv' -> journal.
+        # The venue table (kdatlas/data/venues.yaml): 'CVPR 2022' -> booktitle CVPR.
         entry_type, venue_field, venue_name = normalise_venue(venue)
         if venue_name:
             fields[venue_field] = venue_name

@@ -2,27 +2,52 @@
 
 ``bib/*.bib`` is the one place where a paper's metadata is written. This module
 parses it with bibtexparser 2 (no LaTeX middlewares, so nothing is rewritten
-behind the user's back), renders it back in one canonical layout, builds keys
-in the scheme of ``docs/design.md`` and normalises venue names. LaTeX is
-decoded only for display (:func:`display`), never written back.
+behind the user's back), renders it back in one canonical layout with
+bibtexparser's writer and middlewares, builds keys in the scheme of
+``docs/design.md`` (authors split by bibtexparser's BibTeX name rules) and
+normalises venue names with the table of ``kdatlas/data/venues.yaml``. LaTeX is
+decoded only for display (:func:`display`) and to compare titles
+(:func:`normalise_title`), never written back.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import bibtexparser
-from bibtexparser.model import DuplicateBlockKeyBlock, Entry, ParsingFailedBlock
+from bibtexparser.middlewares import (
+    AddEnclosingMiddleware,
+    SortBlocksByTypeAndKeyMiddleware,
+    SortFieldsAlphabeticallyMiddleware,
+    SortFieldsCustomMiddleware,
+)
+from bibtexparser.middlewares.names import (
+    parse_single_name_into_parts,
+    split_multiple_persons_names,
+)
+from bibtexparser.model import (
+    Block,
+    DuplicateBlockKeyBlock,
+    Entry,
+    Field,
+    ImplicitComment,
+    ParsingFailedBlock,
+)
+from bibtexparser.writer import BibtexFormat
 from pylatexenc.latex2text import LatexNodes2Text
+from ruamel.yaml import YAML
 
 from kdatlas.problems import Problem
 
 __all__ = [
+    "SURVEY_KEY",
     "BibEntry",
     "arxiv_id",
     "author_names",
@@ -36,6 +61,11 @@ __all__ = [
     "read_bib_dir",
     "render_bib",
 ]
+
+
+# The survey the taxonomy follows (bib/DATA_NOTES.md). No leaf files it; the site cites it
+# (home page, "how to cite"), so it counts as used.
+SURVEY_KEY = "mansourian2025comprehensive"
 
 
 @dataclass(frozen=True)
@@ -56,23 +86,80 @@ class BibEntry:
 
 
 def parse_bib(text: str, path: Path) -> tuple[list[BibEntry], list[Problem]]:
-    """Parse BibTeX text; syntax errors and duplicate keys become problems with 1-based lines."""
+    """Parse BibTeX text; every problem carries its 1-based line.
+
+    Problems: syntax errors (with bibtexparser's reason), a field that runs into the next one
+    (a missing comma, which bibtexparser reads as one long value), duplicate keys, and any
+    text that is not an entry (comments, ``@string``, ``@preamble``, free text): the
+    canonical form holds entries only, so ``fmt`` and ``add`` would lose it. An entry with
+    a syntax error is left out.
+    """
     # bibtexparser logs every failed block; we report them ourselves, once, with the file name.
     logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)
     library = bibtexparser.parse_string(text)
     entries: list[BibEntry] = []
     problems: list[Problem] = []
+    previous: Block | None = None
     for block in library.blocks:
-        line = block.start_line + 1 if block.start_line is not None else None
+        line = _line(block.start_line)
         if isinstance(block, Entry):
-            fields = {field.key.lower(): str(field.value) for field in block.fields}
-            entries.append(BibEntry(block.key, block.entry_type.lower(), fields, path, line))
+            if run_on := _run_on_field(block):
+                problems.append(Problem(path, _line(run_on.start_line) or line, _run_on(run_on)))
+            else:
+                fields = {field.key.lower(): str(field.value) for field in block.fields}
+                entries.append(BibEntry(block.key, block.entry_type.lower(), fields, path, line))
         elif isinstance(block, DuplicateBlockKeyBlock):
             problems.append(Problem(path, line, f"duplicate bib key {block.key!r}"))
         elif isinstance(block, ParsingFailedBlock):
-            first = block.raw.strip().splitlines()[0][:60] if block.raw.strip() else ""
-            problems.append(Problem(path, line, f"BibTeX syntax error in block {first!r}"))
+            problems.append(Problem(path, line, _syntax_error(block)))
+        elif not (isinstance(block, ImplicitComment) and isinstance(previous, ParsingFailedBlock)):
+            # (the rest of a failed entry comes back as free text: its error says enough)
+            problems.append(Problem(path, line, _not_an_entry(block)))
+        previous = block
     return entries, problems
+
+
+def _line(start_line: int | None) -> int | None:
+    return start_line + 1 if start_line is not None else None
+
+
+def _first_line(text: str | None) -> str:
+    return text.strip().splitlines()[0] if text and text.strip() else ""
+
+
+def _syntax_error(block: ParsingFailedBlock) -> str:
+    message = f"BibTeX syntax error in block {_first_line(block.raw)[:60]!r}"
+    reason = getattr(block.error, "abort_reason", None)
+    return f"{message}: {reason}" if reason else message
+
+
+# A value that bibtexparser could not strip of its delimiters because another field follows it.
+_NEXT_FIELD = re.compile(r"""[}"\w]\s+([A-Za-z][\w:.+-]*)\s*=""")
+
+
+def _run_on_field(entry: Entry) -> Field | None:
+    """The first field whose value swallowed the next field (the comma between them is missing)."""
+    for field in entry.fields:
+        if field.enclosing == "no-enclosing" and _NEXT_FIELD.search(str(field.value)):
+            return field
+    return None
+
+
+def _run_on(field: Field) -> str:
+    following = _NEXT_FIELD.search(str(field.value))
+    assert following is not None
+    return (
+        f"BibTeX syntax error: missing comma after field '{field.key}' "
+        f"(its value runs into '{following.group(1)} =')"
+    )
+
+
+def _not_an_entry(block: Block) -> str:
+    text = block.raw if block.raw is not None else getattr(block, "comment", "")
+    return (
+        f"'{_first_line(text)[:40]}' is not an entry and the canonical form keeps only entries; "
+        "remove it (notes belong in bib/DATA_NOTES.md)"
+    )
 
 
 def read_bib_dir(bib_dir: Path) -> tuple[list[BibEntry], list[Problem]]:
@@ -126,26 +213,52 @@ FIELD_ORDER = (
     "primaryclass",
     "doi",
 )
-_RANK = {name: rank for rank, name in enumerate(FIELD_ORDER)}
+
+# bibtexparser's writer does the layout: two-space indent, a trailing comma, one blank line
+# between entries. Its middlewares do the rest, in order: fields alphabetically, then those of
+# FIELD_ORDER first (a stable sort, so unknown fields stay alphabetical after them), every value
+# in braces, entries sorted by key.
+BIB_FORMAT = BibtexFormat()
+BIB_FORMAT.indent = "  "
+BIB_FORMAT.block_separator = "\n"
+BIB_FORMAT.trailing_comma = True
 
 
-def _field_sort_key(name: str) -> tuple[int, str]:
-    return (_RANK.get(name, len(FIELD_ORDER)), name)
+def _unparse_stack() -> list:
+    return [
+        SortFieldsAlphabeticallyMiddleware(),
+        SortFieldsCustomMiddleware(order=FIELD_ORDER),
+        AddEnclosingMiddleware(
+            reuse_previous_enclosing=False, enclose_integers=True, default_enclosing="{"
+        ),
+        SortBlocksByTypeAndKeyMiddleware(),
+    ]
 
 
-def entry_to_bibtex(entry: BibEntry) -> str:
-    """One entry in canonical form: fixed field order, two-space indent, braced values."""
-    lines = [f"@{entry.entry_type.lower()}{{{entry.key},"]
-    for name in sorted(entry.fields, key=_field_sort_key):
-        lines.append(f"  {name} = {{{entry.fields[name]}}},")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def _library(entries: Iterable[BibEntry]) -> bibtexparser.Library:
+    return bibtexparser.Library(
+        [
+            Entry(
+                entry.entry_type.lower(),
+                entry.key,
+                [Field(name, value) for name, value in entry.fields.items()],
+            )
+            for entry in entries
+        ]
+    )
 
 
 def render_bib(entries: Iterable[BibEntry]) -> str:
-    """Canonical text of a bibliography: entries sorted by key, one blank line between them."""
-    ordered = sorted(entries, key=lambda entry: entry.key)
-    return "\n".join(entry_to_bibtex(entry) for entry in ordered)
+    """Canonical text of a bibliography: entries sorted by key, one blank line between them,
+    fields in FIELD_ORDER then alphabetically, two-space indent, braced values."""
+    return bibtexparser.write_string(
+        _library(entries), unparse_stack=_unparse_stack(), bibtex_format=BIB_FORMAT
+    )
+
+
+def entry_to_bibtex(entry: BibEntry) -> str:
+    """One entry in canonical form."""
+    return render_bib([entry])
 
 
 # ---------------------------------------------------------------- keys and titles
@@ -176,7 +289,6 @@ KEY_STOPWORDS = frozenset(
         "does",
     ]
 )
-_LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+\s*|\\.")
 
 
 def _ascii(text: str) -> str:
@@ -191,30 +303,22 @@ def _plain_words(text: str) -> list[str]:
 
 
 def _split_authors(authors: str) -> list[str]:
-    """Split a BibTeX author list on ' and ' outside braces."""
-    names: list[str] = []
-    depth = 0
-    current: list[str] = []
-    tokens = re.split(r"(\s+and\s+|[{}])", authors)
-    for token in tokens:
-        if token == "{":
-            depth += 1
-        elif token == "}":
-            depth -= 1
-        if depth == 0 and re.fullmatch(r"\s+and\s+", token or ""):
-            names.append("".join(current).strip())
-            current = []
-        else:
-            current.append(token)
-    names.append("".join(current).strip())
-    return [name for name in names if name]
+    """The names of a BibTeX author list (split on 'and' outside braces, by bibtexparser)."""
+    return [name.strip() for name in split_multiple_persons_names(authors) if name.strip()]
+
+
+def _name_parts(name: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(first, von, last, jr) of one BibTeX name, by bibtexparser's rules."""
+    try:
+        parts = parse_single_name_into_parts(name, strict=False)
+    except Exception:  # a name bibtexparser cannot read is one last name, never a crash
+        return [], [], [name], []
+    return parts.first, parts.von, parts.last, parts.jr
 
 
 def _surname(name: str) -> str:
-    if "," in name:
-        return name.split(",", 1)[0].strip()
-    parts = name.split()
-    return parts[-1] if parts else ""
+    """The last name without its 'von' part ('van der Maaten, Laurens' -> 'Maaten')."""
+    return " ".join(_name_parts(name)[2])
 
 
 def make_key(authors: str | None, year: int | str, title: str, taken: set[str]) -> str:
@@ -245,10 +349,11 @@ def make_key(authors: str | None, year: int | str, title: str, taken: set[str]) 
 
 
 def normalise_title(title: str) -> str:
-    """A comparison form of a title: casefolded, no LaTeX, punctuation or whitespace."""
-    text = _LATEX_COMMAND.sub("", title).replace("{", "").replace("}", "")
-    text = _ascii(unicodedata.normalize("NFKC", text)).casefold()
-    return re.sub(r"[^a-z0-9]", "", text)
+    """A comparison form of a title: LaTeX decoded to Unicode (math too: ``$\\alpha$`` is α),
+    compatibility-decomposed (NFKD), accents dropped, casefolded; only letters and digits kept,
+    of every script, so "α-..." and "β-..." stay different titles."""
+    text = unicodedata.normalize("NFKD", _unicode(title)).casefold()
+    return "".join(char for char in text if char.isalnum())  # combining accents are not alnum
 
 
 # ---------------------------------------------------------------- identifiers
@@ -282,278 +387,54 @@ def doi(entry: BibEntry) -> str | None:
 
 # ---------------------------------------------------------------- venues
 
-# (pattern over the venue name without the year, entry_type, canonical name). First match wins;
-# the patterns are matched case-insensitively against the whole cleaned name.
+VENUES_FILE = "venues.yaml"  # in kdatlas/data/
 _CONF = "inproceedings"
 _JOUR = "article"
-VENUE_TABLE: tuple[tuple[str, str, str], ...] = (
-    # preprints and reports
-    (r"arxiv[e]?( preprint)?( arxiv:\S+)?|corr", _JOUR, "arXiv preprint"),
-    (r"openai", "misc", "OpenAI"),
-    (r"dcase\s*(\d{4})?\s*challenge", "misc", "DCASE Challenge technical report"),
-    # workshops before their main conferences
-    (
-        r"(ieee/?cvf )?(cvpr|computer vision and pattern recognition).*workshops?|cvprw|cvpr ?w",
-        _CONF,
-        "CVPR Workshops",
-    ),
-    (
-        r"(ieee/?cvf )?(iccv|international conference on computer vision).*workshops?|iccvw",
-        _CONF,
-        "ICCV Workshops",
-    ),
-    (r"(eccv|european conference on computer vision).*workshops?|eccvw", _CONF, "ECCV Workshops"),
-    (r"wacv ?w(orkshops?)?|wacv workshops?", _CONF, "WACV Workshops"),
-    (
-        r"deep learning and representation learning workshop.*",
-        _CONF,
-        "NIPS Deep Learning and Representation Learning Workshop",
-    ),
-    # conferences
-    (
-        r"(proceedings of the )?(the )?(ieee/?cvf |ieee )?(conference on )?computer vision and pattern recognition( \(cvpr\))?|cvpr",
-        _CONF,
-        "CVPR",
-    ),
-    (
-        r"(proceedings of the )?(the )?(ieee/?cvf |ieee )?international conference on computer vision( \(iccv\))?|iccv",
-        _CONF,
-        "ICCV",
-    ),
-    (
-        r"(proceedings of the )?(the )?(ieee/?cvf )?european conference on computer vision( \(eccv\))?|eccv",
-        _CONF,
-        "ECCV",
-    ),
-    (
-        r"(proceedings of the )?(ieee/?cvf )?winter conference on applications of computer vision( \(wacv\))?|wacv",
-        _CONF,
-        "WACV",
-    ),
-    (
-        r"advances in neural information processing systems( \(neurips\))?|(thirty[- ]\w+ )?conference on neural information processing systems|neurips|nips",
-        _CONF,
-        "NeurIPS",
-    ),
-    (r"(the )?(\w+ )?international conference on learning representations.*|iclr", _CONF, "ICLR"),
-    (
-        r"(proceedings of the )?(\d+\w* )?international conference on machine learning.*|icml",
-        _CONF,
-        "ICML",
-    ),
-    (
-        r"(proceedings of the )?(\d+\w* )?aaai conference on artificial intelligence.*|aaai conf\.? artif\.? intell\.?|aaai",
-        _CONF,
-        "AAAI",
-    ),
-    (
-        r"(the )?(\d+\w* )?international joint conference on artificial intelligence.*|ijcai",
-        _CONF,
-        "IJCAI",
-    ),
-    (
-        r"(findings of )?(the )?(annual meeting of the )?association for computational linguistics|acl( findings)?",
-        _CONF,
-        "ACL",
-    ),
-    (r"(conference on )?empirical methods in natural language processing|emnlp", _CONF, "EMNLP"),
-    (
-        r"naacl(-hlt)?|north american chapter of the association for computational linguistics.*",
-        _CONF,
-        "NAACL",
-    ),
-    (
-        r"(proceedings of the )?(\d+\w* )?acm international conference on multimedia|acm ?mm|acmm|acm multimedia",
-        _CONF,
-        "ACM MM",
-    ),
-    (r"(acm )?sig(g)?kdd|siggkd|kdd|knowledge discovery (and|&) data mining", _CONF, "KDD"),
-    (r"(acm )?www|the web conference|(proceedings of the )?acm web conference", _CONF, "WWW"),
-    (r"(acm )?sigmod", _CONF, "SIGMOD"),
-    (r"(acm )?cikm", _CONF, "CIKM"),
-    (r"(acm )?wsdm", _CONF, "WSDM"),
-    (r"(acm )?siggraph( asia)?", _CONF, "SIGGRAPH"),
-    (r"(acm )?icmr", _CONF, "ICMR"),
-    (r"(siam )?sdm|siam international conference on data mining", _CONF, "SDM"),
-    (r"bmvc|british machine vision conference", _CONF, "BMVC"),
-    (r"accv|asian conference on computer vision", _CONF, "ACCV"),
-    (
-        r"(ieee )?icassp|international conference on acoustics,? speech,? and signal processing",
-        _CONF,
-        "ICASSP",
-    ),
-    (r"interspeech", _CONF, "Interspeech"),
-    (r"(ieee )?icip|international conference on image processing", _CONF, "ICIP"),
-    (
-        r"(\d{4} )?(ieee )?(international conference on multimedia and expo|icme)( \(icme\))?",
-        _CONF,
-        "ICME",
-    ),
-    (
-        r"miccai|(international conference on )?medical image computing and computer[- ]assisted intervention",
-        _CONF,
-        "MICCAI",
-    ),
-    (
-        r"(ieee )?(international conference on robotics and automation|icra)( \(icra\))?",
-        _CONF,
-        "ICRA",
-    ),
-    (r"(i?e?ee/rsj )?iros|intelligent robots and systems", _CONF, "IROS"),
-    (r"ijcnn|international joint conference on neural networks", _CONF, "IJCNN"),
-    (r"ecai|european conference on artificial intelligence", _CONF, "ECAI"),
-    (r"isnn|international symposium on neural networks", _CONF, "ISNN"),
-    (r"(ieee )?icdm|international conference on data mining", _CONF, "ICDM"),
-    (r"ecir|european conference on information retrieval", _CONF, "ECIR"),
-    (r"(ieee )?slt|spoken language technology( workshop)?", _CONF, "IEEE SLT"),
-    (r"(ieee )?waspaa", _CONF, "IEEE WASPAA"),
-    (r"iscslp", _CONF, "ISCSLP"),
-    (r"pricai", _CONF, "PRICAI"),
-    (r"prcv", _CONF, "PRCV"),
-    (r"icpr|international conference on pattern recognition", _CONF, "ICPR"),
-    (r"(ieee )?iscas", _CONF, "ISCAS"),
-    (r"(ieee )?aicas", _CONF, "AICAS"),
-    (r"(ieee )?hpec", _CONF, "HPEC"),
-    (r"(ieee )?mmsp", _CONF, "MMSP"),
-    (r"icic", _CONF, "ICIC"),
-    (r"ijcb", _CONF, "IJCB"),
-    (
-        r"(proceedings of the )?(international workshop on biometrics and forensics|iwbf)( \(iwbf\))?",
-        _CONF,
-        "IWBF",
-    ),
-    (r"ksem", _CONF, "KSEM"),
-    (r"icetci", _CONF, "ICETCI"),
-    (r"iccpr", _CONF, "ICCPR"),
-    (r"mvip", _CONF, "MVIP"),
-    (r"fskd", _CONF, "FSKD"),
-    (r"ic3dv|3dv|international conference on 3d vision", _CONF, "3DV"),
-    (r"visigrapp", _CONF, "VISIGRAPP"),
-    (r"picture coding symposium( \(pcs\))?|pcs", _CONF, "PCS"),
-    (
-        r"(ieee )?international conference on bioinformatics and biomedicine( \(bibm\))?|bibm",
-        _CONF,
-        "BIBM",
-    ),
-    (r"international conference on statistical language and speech processing|slsp", _CONF, "SLSP"),
-    (r"international conference on computer and communications?", _CONF, "ICCC"),
-    # journals
-    (r"tmlr|transactions on machine learning research", _JOUR, "TMLR"),
-    (
-        r"(ieee )?t-?pami|ieee trans(\.|actions)? ?(on )?pattern anal(\.|ysis)? (and )?mach(\.|ine)? intell(\.|igence)?",
-        _JOUR,
-        "IEEE TPAMI",
-    ),
-    (r"(ieee )?t-?mapi", _JOUR, "IEEE TPAMI"),
-    (
-        r"(ieee )?t-?ip|ieee transactions on image processing( \(tip\))?|ieee trans(\.|actions)? image process(ing)?",
-        _JOUR,
-        "IEEE TIP",
-    ),
-    (
-        r"(ieee )?t-?nnls|ieee transactions on neural networks and learning systems",
-        _JOUR,
-        "IEEE TNNLS",
-    ),
-    (r"(ieee )?t-?mm|ieee transactions on multimedia", _JOUR, "IEEE TMM"),
-    (
-        r"(ieee )?t-?csvt|ieee transactions on circuits and systems for video technology",
-        _JOUR,
-        "IEEE TCSVT",
-    ),
-    (
-        r"(ieee )?t-?its|ieee transactions on intelligent transportation systems",
-        _JOUR,
-        "IEEE T-ITS",
-    ),
-    (r"(ieee )?t-?grs|ieee transactions on geoscience and remote sensing", _JOUR, "IEEE TGRS"),
-    (
-        r"(ieee )?t-?mi|ieee (transactions on medical imaging|trans\. med\. imaging)( \(tmi\))?",
-        _JOUR,
-        "IEEE TMI",
-    ),
-    (
-        r"(ieee )?t-?cds|ieee transactions on cognitive and developmental systems",
-        _JOUR,
-        "IEEE TCDS",
-    ),
-    (
-        r"(ieee )?t-?etci|ieee transactions on emerging topics in computational intelligence",
-        _JOUR,
-        "IEEE TETCI",
-    ),
-    (
-        r"(ieee )?t-?kde|(ieee )?t-?cde|ieee transactions on knowledge and data engineering",
-        _JOUR,
-        "IEEE TKDE",
-    ),
-    (
-        r"(ieee )?(acm )?(t-?aslp|transactions on audio,? speech,? and language processing)",
-        _JOUR,
-        "IEEE/ACM TASLP",
-    ),
-    (r"ieee trans(\.|actions)? (on )?image processing", _JOUR, "IEEE TIP"),
-    (r"ieee robotics and automation letters|ra-?l", _JOUR, "IEEE RA-L"),
-    (r"ieee signal processing letters", _JOUR, "IEEE Signal Processing Letters"),
-    (r"ieee journal of biomedical and health informatics", _JOUR, "IEEE JBHI"),
-    (r"ieee access", _JOUR, "IEEE Access"),
-    (r"(acm )?tois|acm transactions on information systems", _JOUR, "ACM TOIS"),
-    (r"acm trans(\.|actions)? (on )?graph(\.|ics)?", _JOUR, "ACM TOG"),
-    (r"ijcv|international journal of computer vision", _JOUR, "IJCV"),
-    (r"(elsevier )?cviu|computer vision and image understanding", _JOUR, "CVIU"),
-    (
-        r"(elsevier )?eswa|expert systems with applications",
-        _JOUR,
-        "Expert Systems with Applications",
-    ),
-    (r"pattern recognition letters", _JOUR, "Pattern Recognition Letters"),
-    (r"pattern recognition", _JOUR, "Pattern Recognition"),
-    (r"neural networks", _JOUR, "Neural Networks"),
-    (r"neurocomputing", _JOUR, "Neurocomputing"),
-    (r"neural computing( and applications)?", _JOUR, "Neural Computing and Applications"),
-    (r"neural processing letters|npl", _JOUR, "Neural Processing Letters"),
-    (r"knowledge-based systems|kbs", _JOUR, "Knowledge-Based Systems"),
-    (r"information sciences?", _JOUR, "Information Sciences"),
-    (r"image and vi(sion|deo) computing|ivc", _JOUR, "Image and Vision Computing"),
-    (
-        r"ijmlc|international journal of machine learning and cybernetics",
-        _JOUR,
-        "International Journal of Machine Learning and Cybernetics",
-    ),
-    (
-        r"ijprai|international journal of pattern recognition and artificial intelligence",
-        _JOUR,
-        "International Journal of Pattern Recognition and Artificial Intelligence",
-    ),
-    (r"mtap|multimedia tools and applications", _JOUR, "Multimedia Tools and Applications"),
-    (r"multimedia systems", _JOUR, "Multimedia Systems"),
-    (r"scientific reports", _JOUR, "Scientific Reports"),
-    (r"plos ?one", _JOUR, "PLOS ONE"),
-    (r"sensors", _JOUR, "Sensors"),
-    (r"electronics", _JOUR, "Electronics"),
-    (r"mathematics", _JOUR, "Mathematics"),
-    (r"energies", _JOUR, "Energies"),
-    (r"applied sciences", _JOUR, "Applied Sciences"),
-    (r"applied intelligence", _JOUR, "Applied Intelligence"),
-    (r"journal of imaging", _JOUR, "Journal of Imaging"),
-    (r"visual intelligence", _JOUR, "Visual Intelligence"),
-    (r"jpcs|journal of physics: conference series", _JOUR, "Journal of Physics: Conference Series"),
-    (r"peer ?j computer science", _JOUR, "PeerJ Computer Science"),
-    (r"machine learning with applications", _JOUR, "Machine Learning with Applications"),
-)
-_COMPILED_VENUES = tuple(
-    (re.compile(rf"(?:{pattern})", re.IGNORECASE), entry_type, name)
-    for pattern, entry_type, name in VENUE_TABLE
-)
+
+
+@dataclass(frozen=True)
+class Venue:
+    """A row of the venue table: a canonical name, its entry type and the names it matches."""
+
+    name: str
+    entry_type: str
+    pattern: re.Pattern[str]
+
+
+@functools.cache
+def venue_table() -> tuple[Venue, ...]:
+    """The venue table of ``kdatlas/data/venues.yaml``, in order (the first match wins)."""
+    text = (resources.files("kdatlas") / "data" / VENUES_FILE).read_text(encoding="utf-8")
+    rows = YAML(typ="safe").load(text)
+    return tuple(
+        Venue(row["name"], row["type"], re.compile(rf"(?:{row['pattern']})", re.IGNORECASE))
+        for row in rows
+    )
+
+
 _FIELD_FOR_TYPE = {"inproceedings": "booktitle", "article": "journal", "misc": "howpublished"}
-_JOURNAL_WORDS = re.compile(r"\b(journal|transactions|trans\.|letters|review|magazine)\b", re.I)
 
 
 def clean_venue_name(raw: str) -> str:
-    """The venue name of a raw 'Venue Year' string: year, stray punctuation and spaces removed."""
-    text = re.sub(r"(?<![\d.])(19|20)\d{2}(?![\d])", " ", raw)
-    text = re.sub(r"\s+", " ", text).strip(" ,.;:-")
-    return text
+    """The venue name of a raw 'Venue Year' string: LaTeX, year, stray punctuation and spaces
+    removed."""
+    text = re.sub(r"(?<![\d.])(19|20)\d{2}(?!\d|\.\d)", " ", display(raw))  # not arXiv ids
+    return re.sub(r"\s+", " ", text).strip(" ,.;:-")
+
+
+def _table_venue(raw: str) -> Venue | None:
+    """The table's venue for a raw name, or None. A name that matches no row as a whole is
+    tried once more up to its first comma: DBLP and publishers append place and dates
+    ('IEEE Conference on Computer Vision and Pattern Recognition, CVPR 2019, Long Beach, ...')."""
+    name = clean_venue_name(raw)
+    candidates = [name]
+    if "," in name:
+        candidates.append(clean_venue_name(name.split(",", 1)[0]))
+    for candidate in candidates:
+        for venue in venue_table():
+            if venue.pattern.fullmatch(candidate):
+                return venue
+    return None
 
 
 def normalise_venue(raw: str) -> tuple[str, str, str]:
@@ -563,10 +444,10 @@ def normalise_venue(raw: str) -> tuple[str, str, str]:
     Unknown names are kept as written (cleaned); they count as journals unless they say
     conference, symposium, workshop or proceedings.
     """
+    venue = _table_venue(raw)
+    if venue is not None:
+        return venue.entry_type, _FIELD_FOR_TYPE[venue.entry_type], venue.name
     name = clean_venue_name(raw)
-    for pattern, entry_type, canonical in _COMPILED_VENUES:
-        if pattern.fullmatch(name):
-            return entry_type, _FIELD_FOR_TYPE[entry_type], canonical
     if re.search(r"conference|symposium|workshop|proceedings|congress", name, re.I):
         return _CONF, "booktitle", name
     if not name:
@@ -576,43 +457,47 @@ def normalise_venue(raw: str) -> tuple[str, str, str]:
 
 def is_known_venue(raw: str) -> bool:
     """Whether the venue is one of the table's (not kept as written)."""
-    name = clean_venue_name(raw)
-    return any(pattern.fullmatch(name) for pattern, _, _ in _COMPILED_VENUES)
+    return _table_venue(raw) is not None
 
 
 # ---------------------------------------------------------------- display
 
 _TO_TEXT = LatexNodes2Text(math_mode="verbatim", strict_latex_spaces=True)
+_TO_UNICODE = LatexNodes2Text(math_mode="text", strict_latex_spaces=True)
+_LATEX_MARKS = ("\\", "{", "~", "--")
 
 
-def display(value: str) -> str:
-    """``value`` with LaTeX decoded, for display only (never written back to a .bib file)."""
-    if "\\" not in value and "{" not in value and "~" not in value and "--" not in value:
+def _decode(value: str, converter: LatexNodes2Text, marks: tuple[str, ...]) -> str:
+    if not any(mark in value for mark in marks):
         return value
     try:
-        text = _TO_TEXT.latex_to_text(value)
-    except Exception:  # pylatexenc is lenient, but never let display fail on odd input
+        text = converter.latex_to_text(value)
+    except Exception:  # pylatexenc is lenient, but never let decoding fail on odd input
         text = value.replace("{", "").replace("}", "")
     return re.sub(r"\s+", " ", text).strip()
 
 
+def display(value: str) -> str:
+    """``value`` with LaTeX decoded (math kept as written), for display only (never written
+    back to a .bib file)."""
+    return _decode(value, _TO_TEXT, _LATEX_MARKS)
+
+
+def _unicode(value: str) -> str:
+    """``value`` with LaTeX decoded to Unicode, math included (``$\\alpha$`` -> α)."""
+    return _decode(value, _TO_UNICODE, (*_LATEX_MARKS, "$"))
+
+
 def author_names(entry: BibEntry) -> list[str]:
-    """Display names ("First Last") of the authors; a trailing ``others`` becomes "et al."."""
-    raw = entry.fields.get("author", "")
+    """Display names ("First von Last Jr") of the authors; a trailing ``others`` becomes "et al."."""
     names: list[str] = []
-    for name in _split_authors(raw):
-        if name.strip().lower() == "others":
+    for name in _split_authors(entry.fields.get("author", "")):
+        if name.lower() == "others":
             names.append("et al.")
             continue
-        parts = [part.strip() for part in name.split(",")]
-        if len(parts) == 1:
-            ordered = parts[0]
-        elif len(parts) == 2:
-            ordered = f"{parts[1]} {parts[0]}"
-        else:  # "von Last, Jr, First"
-            ordered = f"{parts[2]} {parts[0]} {parts[1]}"
-        names.append(display(ordered.strip()))
+        first, von, last, jr = _name_parts(name)
+        names.append(display(" ".join([*first, *von, *last, *jr])))
     return names
 
 
-__all__ += ["FIELD_ORDER", "clean_venue_name", "is_known_venue"]
+__all__ += ["BIB_FORMAT", "FIELD_ORDER", "clean_venue_name", "is_known_venue", "venue_table"]

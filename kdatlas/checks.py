@@ -1,294 +1,48 @@
 """Every check ``kdatlas check`` runs, each a function from the knowledge base to problems.
 
-The data checks (:func:`data_problems`) look only at what was parsed: unique
-ids, references between taxonomy and bibliography, bibliography fields, safe
-URLs and text, duplicate papers. The file checks look outside the data:
-notebooks exist (:func:`notebook_problems`) and implementation objects import
-and name classes (:func:`import_problems`, the slow one, skipped by
-``--no-imports``). All are linear in the size of the knowledge base: each check
-walks the data once with dictionaries, never comparing pairs.
+The data checks (:mod:`kdatlas.validation`) run on every load. The checks here
+look outside the data, at the files the taxonomy points to:
+
+* notebooks exist (:func:`notebook_problems`);
+* each implementation's layout (:func:`implementation_file_problems`): its
+  ``object`` is in ``reference_impls``, its module is a file in its leaf's
+  folder ``reference_impls/<area>/<leaf>/``, its test file
+  ``tests/reference_impls/<area>/<leaf>/test_<module>.py`` exists, and the
+  leaf's notebook names it (its class or its module);
+* implementation objects import and name classes (:func:`import_problems`, the
+  slow one, skipped by ``--no-imports``).
+
+All but the last read only files and text, so the pre-commit hook runs them.
+Each walks the data once with dictionaries, never comparing pairs.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import inspect
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path, PurePosixPath
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from kdatlas.bibliography import BibEntry, arxiv_id, doi, normalise_title
-from kdatlas.loader import KnowledgeBase, Location, load_with_problems, sort_problems
-from kdatlas.models import AREA_IDS, BIB_KEY
+from kdatlas.knowledge_base import KnowledgeBase
+from kdatlas.loader import load_with_problems, sort_problems
+from kdatlas.models import Area, Implementation, Leaf
 from kdatlas.problems import Problem, Severity
 
-REQUIRED_FIELDS = ("title", "year", "url")
-# Fields whose whole value is a link: they must be http(s) URLs.
-URL_FIELDS = frozenset(
-    {"url", "code", "pdf", "homepage", "project", "website", "video", "slides", "poster", "demo"}
-)
-HTTP_URL = re.compile(r"^https?://[^\s<>\"'`{}|\\^]+$", re.IGNORECASE)
-# Any scheme written as 'name://' anywhere in a value, and schemes that run code or embed data.
-ANY_SCHEME = re.compile(r"(?<![\w+.-])([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
-DANGEROUS_SCHEME = re.compile(r"(?<![\w-])(javascript|vbscript|data|file)\s*:(?=\S)", re.IGNORECASE)
-LATEX_LINK = re.compile(r"\\(?:url|href)\s*\{\s*([^}]*)\}")
-HTML = re.compile(
-    r"<\s*/?\s*[a-z][a-z0-9:-]*(?:\s[^<>]*)?/?\s*>|<!--|<!\[cdata\[|<!doctype", re.IGNORECASE
-)
-YEAR = re.compile(r"^\d{4}$")
+# Re-exported: the data checks lived here before they moved to kdatlas.validation.
+from kdatlas.validation import DuplicateIndex as DuplicateIndex
+from kdatlas.validation import entry_problems as entry_problems
+from kdatlas.validation import located, notebook_path_problem
+from kdatlas.validation import where_entry as where_entry
 
-
-def _shown(value: str, limit: int = 60) -> str:
-    value = " ".join(value.split())
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-# --------------------------------------------------------------------------- text safety
-
-
-def unsafe_text(value: str) -> str | None:
-    """Why a piece of text (title, summary, bib field) is unsafe to show, or None."""
-    if HTML.search(value):
-        return f"holds HTML markup ({_shown(HTML.search(value).group(0), 30)})"
-    scheme = DANGEROUS_SCHEME.search(value)
-    if scheme:
-        return f"holds a '{scheme.group(1).lower()}:' link"
-    for match in ANY_SCHEME.finditer(value):
-        if match.group(1).lower() not in ("http", "https"):
-            return f"holds a '{match.group(1).lower()}://' link; only http and https are allowed"
-    for link in LATEX_LINK.findall(value):
-        if not HTTP_URL.match(link.strip()):
-            return f"holds a link that is not http(s): {_shown(link)}"
-    return None
-
-
-def url_problem(value: str) -> str | None:
-    """Why a URL field's value is not an acceptable link, or None."""
-    value = value.strip()
-    if HTML.search(value):
-        return "holds HTML markup"
-    if not HTTP_URL.match(value):
-        return f"must be an http(s) URL, found '{_shown(value)}'"
-    return None
-
-
-# --------------------------------------------------------------------------- bibliography
-
-
-def entry_problems(entry: BibEntry) -> list[Problem]:
-    """Problems of one bib entry on its own: key, required fields, URLs, markup."""
-    where = (entry.path or "bib", entry.line)
-    problems: list[Problem] = []
-    if not BIB_KEY.match(entry.key):
-        problems.append(Problem(*where, f"'{entry.key}' is not a valid bib key"))
-    for name in REQUIRED_FIELDS:
-        if not entry.fields.get(name, "").strip():
-            problems.append(Problem(*where, f"{entry.key}: missing required field '{name}'"))
-    year = entry.fields.get("year", "").strip()
-    if year and not YEAR.match(year):
-        problems.append(
-            Problem(*where, f"{entry.key}: year must be four digits, found '{_shown(year)}'")
-        )
-    for name, value in entry.fields.items():
-        if not value.strip():
-            continue
-        reason = url_problem(value) if name in URL_FIELDS else unsafe_text(value)
-        if reason:
-            problems.append(Problem(*where, f"{entry.key}: field '{name}' {reason}"))
-    return problems
-
-
-class DuplicateIndex:
-    """Finds an entry describing the same paper: same normalised title, arXiv id or DOI."""
-
-    def __init__(self) -> None:
-        self._by_identity: dict[tuple[str, str], BibEntry] = {}
-
-    @staticmethod
-    def identities(entry: BibEntry) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        title = normalise_title(entry.fields.get("title", ""))
-        if title:
-            found.append(("title", title))
-        if arxiv := arxiv_id(entry):
-            found.append(("arXiv id", arxiv.lower()))
-        if number := doi(entry):
-            found.append(("DOI", number.lower()))
-        return found
-
-    def matches(self, entry: BibEntry) -> tuple[BibEntry, list[str]] | None:
-        """The first earlier entry sharing an identity with ``entry`` and what they share."""
-        for identity in self.identities(entry):
-            other = self._by_identity.get(identity)
-            if other is not None and other.key != entry.key:
-                shared = [
-                    kind
-                    for kind, value in self.identities(entry)
-                    if self._by_identity.get((kind, value)) is other
-                ]
-                return other, shared
-        return None
-
-    def add(self, entry: BibEntry) -> None:
-        for identity in self.identities(entry):
-            self._by_identity.setdefault(identity, entry)
-
-
-def where_entry(entry: BibEntry) -> str:
-    return f"{entry.path}:{entry.line}" if entry.line is not None else str(entry.path)
-
-
-def duplicate_problems(entries: Iterable[BibEntry]) -> list[Problem]:
-    index = DuplicateIndex()
-    problems: list[Problem] = []
-    ordered = sorted(entries, key=lambda e: (str(e.path), e.line or 0))
-    for entry in ordered:
-        match = index.matches(entry)
-        if match:
-            other, shared = match
-            problems.append(
-                Problem(
-                    entry.path or "bib",
-                    entry.line,
-                    f"{entry.key}: duplicate paper, same {' and '.join(shared)} as "
-                    f"{other.key} ({where_entry(other)})",
-                )
-            )
-        index.add(entry)
-    return problems
-
-
-# --------------------------------------------------------------------------- taxonomy
-
-
-def _located(kb: KnowledgeBase, area_id: str, loc: Location, message: str, **kw: Any) -> Problem:
-    path, line = kb.location(area_id, loc)
-    return Problem(path, line, message, **kw)
-
-
-def _key_references(kb: KnowledgeBase) -> Iterator[tuple[str, Location, str]]:
-    """(area id, location, bib key) for every bib key written in the taxonomy."""
-    for area in kb.areas:
-        for i, leaf in enumerate(area.leaves):
-            for k, key in enumerate(leaf.papers):
-                yield area.id, ("leaves", i, "papers", k), key
-            for j, topic in enumerate(leaf.topics):
-                for k, key in enumerate(topic.papers):
-                    yield area.id, ("leaves", i, "topics", j, "papers", k), key
-            for j, implementation in enumerate(leaf.implementations):
-                for k, key in enumerate(implementation.papers):
-                    yield area.id, ("leaves", i, "implementations", j, "papers", k), key
-
-
-def unique_id_problems(kb: KnowledgeBase) -> list[Problem]:
-    """Leaf and implementation ids unique over all areas; topic ids and paper keys per leaf."""
-    problems: list[Problem] = []
-    seen_areas: dict[str, str] = {}
-    seen_leaves: dict[str, str] = {}
-    seen_implementations: dict[str, str] = {}
-
-    def first_use(seen: dict[str, str], value: str, area_id: str, loc: Location, what: str) -> None:
-        path, line = kb.location(area_id, loc)
-        if value in seen:
-            problems.append(
-                Problem(path, line, f"{what} '{value}' is already used at {seen[value]}")
-            )
-        else:
-            seen[value] = f"{path}:{line}"
-
-    for area in kb.areas:
-        first_use(seen_areas, area.id, area.id, ("id",), "area id")
-        for i, leaf in enumerate(area.leaves):
-            first_use(seen_leaves, leaf.id, area.id, ("leaves", i, "id"), "leaf id")
-            seen_topics: dict[str, str] = {}
-            for j, topic in enumerate(leaf.topics):
-                first_use(
-                    seen_topics, topic.id, area.id, ("leaves", i, "topics", j, "id"), "topic id"
-                )
-            for j, implementation in enumerate(leaf.implementations):
-                loc = ("leaves", i, "implementations", j, "id")
-                first_use(
-                    seen_implementations, implementation.id, area.id, loc, "implementation id"
-                )
-            seen_keys: dict[str, str] = {}
-            for k, key in enumerate(leaf.papers):
-                first_use(seen_keys, key, area.id, ("leaves", i, "papers", k), "bib key")
-            for j, topic in enumerate(leaf.topics):
-                for k, key in enumerate(topic.papers):
-                    loc = ("leaves", i, "topics", j, "papers", k)
-                    first_use(seen_keys, key, area.id, loc, "bib key")
-    return problems
-
-
-def reference_problems(kb: KnowledgeBase) -> list[Problem]:
-    """Every bib key the taxonomy names exists; entries nothing names are warnings."""
-    problems: list[Problem] = []
-    used: set[str] = set()
-    for area_id, loc, key in _key_references(kb):
-        used.add(key)
-        if key not in kb.entries:
-            problems.append(_located(kb, area_id, loc, f"bib key '{key}' is not in bib/"))
-    if len(kb.areas) < len(AREA_IDS):
-        return problems  # an area did not load: its references are unknown, so no 'unused' noise
-    for key, entry in kb.entries.items():
-        if key not in used:
-            problems.append(
-                Problem(
-                    entry.path or "bib",
-                    entry.line,
-                    f"{key}: not used by any leaf, topic or implementation",
-                    Severity.WARNING,
-                )
-            )
-    return problems
-
-
-def notebook_path_problem(notebook: str) -> str | None:
-    path = PurePosixPath(notebook)
-    if path.is_absolute() or "\\" in notebook or ".." in path.parts or ":" in notebook:
-        return f"notebook must be a relative path inside the repository, found '{_shown(notebook)}'"
-    if path.suffix not in (".py", ".ipynb", ".md"):
-        return f"notebook must be a .py (jupytext), .ipynb or .md file, found '{_shown(notebook)}'"
-    return None
-
-
-def taxonomy_text_problems(kb: KnowledgeBase) -> list[Problem]:
-    """Titles and summaries hold no HTML or unsafe links; notebook paths stay in the repository."""
-    problems: list[Problem] = []
-
-    def check_text(area_id: str, loc: Location, value: str) -> None:
-        reason = unsafe_text(value)
-        if reason:
-            problems.append(_located(kb, area_id, loc, f"{loc[-1]} {reason}"))
-
-    for area in kb.areas:
-        check_text(area.id, ("title",), area.title)
-        check_text(area.id, ("summary",), area.summary)
-        for i, leaf in enumerate(area.leaves):
-            base: Location = ("leaves", i)
-            check_text(area.id, (*base, "title"), leaf.title)
-            check_text(area.id, (*base, "summary"), leaf.summary)
-            if leaf.notebook is not None and (reason := notebook_path_problem(leaf.notebook)):
-                problems.append(_located(kb, area.id, (*base, "notebook"), reason))
-            for j, topic in enumerate(leaf.topics):
-                check_text(area.id, (*base, "topics", j, "title"), topic.title)
-                check_text(area.id, (*base, "topics", j, "summary"), topic.summary)
-            for j, implementation in enumerate(leaf.implementations):
-                check_text(area.id, (*base, "implementations", j, "title"), implementation.title)
-    return problems
-
-
-def data_problems(kb: KnowledgeBase) -> list[Problem]:
-    """Every check that looks only at the parsed data."""
-    problems = unique_id_problems(kb)
-    problems += reference_problems(kb)
-    problems += taxonomy_text_problems(kb)
-    for entry in kb.entries.values():
-        problems += entry_problems(entry)
-    problems += duplicate_problems(kb.entries.values())
-    return problems
+IMPLEMENTATION_PACKAGE = "reference_impls"
+TESTS_DIR = Path("tests")
 
 
 # --------------------------------------------------------------------------- files
@@ -302,7 +56,7 @@ def notebook_problems(kb: KnowledgeBase) -> list[Problem]:
             if leaf.notebook is None:
                 if leaf.implementations:
                     problems.append(
-                        _located(
+                        located(
                             kb,
                             area.id,
                             ("leaves", i, "id"),
@@ -315,7 +69,7 @@ def notebook_problems(kb: KnowledgeBase) -> list[Problem]:
                 and not (kb.root / leaf.notebook).is_file()
             ):
                 problems.append(
-                    _located(
+                    located(
                         kb,
                         area.id,
                         ("leaves", i, "notebook"),
@@ -323,6 +77,139 @@ def notebook_problems(kb: KnowledgeBase) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def leaf_folder(area_id: str, leaf_id: str) -> Path:
+    """``reference_impls/<area>/<leaf>``: the leaf id as a package name (hyphens become
+    underscores; an id that starts with a digit, like ``3d``, gets a leading underscore)."""
+    package = leaf_id.replace("-", "_")
+    if package[:1].isdigit():
+        package = f"_{package}"
+    return Path(IMPLEMENTATION_PACKAGE) / area_id / package
+
+
+def implementation_paths(
+    area: Area, leaf: Leaf, implementation: Implementation
+) -> tuple[Path, Path]:
+    """Where the implementation's module and its test file should be, from the repository root."""
+    module = implementation.object.partition(":")[0].rsplit(".", 1)[-1]
+    folder = leaf_folder(area.id, leaf.id)
+    return folder / f"{module}.py", TESTS_DIR / folder / f"test_{module}.py"
+
+
+def _layout_problems(
+    root: Path, area: Area, leaf: Leaf, implementation: Implementation
+) -> list[str]:
+    module_name = implementation.object.partition(":")[0]
+    if module_name.split(".")[0] != IMPLEMENTATION_PACKAGE:
+        return [
+            f"object '{implementation.object}' is outside {IMPLEMENTATION_PACKAGE}; "
+            f"implementations live in {IMPLEMENTATION_PACKAGE}/<area>/<leaf>/"
+        ]
+    problems = []
+    module_file, test_file = implementation_paths(area, leaf, implementation)
+    expected = ".".join(module_file.with_suffix("").parts)
+    if module_name != expected:
+        problems.append(
+            f"object '{implementation.object}': the module must be in the leaf's folder "
+            f"{module_file.parent.as_posix()}/ (expected '{expected}')"
+        )
+    elif not (root / module_file).is_file():
+        problems.append(
+            f"object '{implementation.object}': {module_file.as_posix()} does not exist"
+        )
+    if not (root / test_file).is_file():
+        problems.append(
+            f"implementation '{implementation.id}' has no test file {test_file.as_posix()}"
+        )
+    return problems
+
+
+def _notebook_reference_problem(notebook_text: str, implementation: Implementation) -> str | None:
+    module_name, _, class_name = implementation.object.partition(":")
+    for name in (class_name, module_name):
+        if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", notebook_text):
+            return None
+    return (
+        f"the leaf's notebook does not use implementation '{implementation.id}' "
+        f"(neither {class_name} nor {module_name} appears in it)"
+    )
+
+
+def _notebook_text(root: Path, leaf: Leaf) -> str | None:
+    if leaf.notebook is None or notebook_path_problem(leaf.notebook) is not None:
+        return None
+    try:
+        return (root / leaf.notebook).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # notebook_problems reports a missing notebook
+
+
+def implementation_file_problems(kb: KnowledgeBase) -> list[Problem]:
+    """Module in ``reference_impls/<area>/<leaf>/``, test file present, used by the notebook.
+
+    Each problem points at the implementation's ``object`` line. Pure file-system and
+    text checks: nothing is imported.
+    """
+    problems: list[Problem] = []
+    for area in kb.areas:
+        for i, leaf in enumerate(area.leaves):
+            notebook_text = _notebook_text(kb.root, leaf)
+            for j, implementation in enumerate(leaf.implementations):
+                loc = ("leaves", i, "implementations", j, "object")
+                reasons = _layout_problems(kb.root, area, leaf, implementation)
+                if notebook_text is not None:
+                    reasons.append(_notebook_reference_problem(notebook_text, implementation))
+                problems += [located(kb, area.id, loc, r) for r in reasons if r]
+    return problems
+
+
+# --------------------------------------------------------------------------- imports
+
+
+class _PackageFromRoot(importlib.abc.MetaPathFinder):
+    """Finds ``reference_impls`` and its submodules under one root, ahead of every other finder
+    (an editable install maps the package to the checkout it was installed from)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == IMPLEMENTATION_PACKAGE:
+            return importlib.machinery.PathFinder.find_spec(fullname, [str(self.root)])
+        if fullname.startswith(f"{IMPLEMENTATION_PACKAGE}."):
+            return importlib.machinery.PathFinder.find_spec(fullname, path)
+        return None
+
+
+def _in_package(module_name: str) -> bool:
+    return module_name == IMPLEMENTATION_PACKAGE or module_name.startswith(
+        f"{IMPLEMENTATION_PACKAGE}."
+    )
+
+
+@contextmanager
+def imports_from(root: Path) -> Iterator[None]:
+    """Within the block, ``reference_impls`` is imported from ``root``'s copy.
+
+    The package's modules already imported (from another checkout, or by the tests,
+    which check fixture trees in-process) are set aside and put back afterwards, so
+    the check sees the files under ``root`` and the caller's modules are unchanged.
+    """
+    saved = {name: module for name, module in sys.modules.items() if _in_package(name)}
+    for name in saved:
+        del sys.modules[name]
+    finder = _PackageFromRoot(root)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [name for name in sys.modules if _in_package(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def resolve_object(object_path: str) -> Any:
@@ -335,21 +222,14 @@ def resolve_object(object_path: str) -> Any:
 def import_problems(kb: KnowledgeBase) -> list[Problem]:
     """Each implementation's ``object`` imports (from the repository root) and is a class."""
     problems: list[Problem] = []
-    root = str(kb.root)
-    added = root not in sys.path
-    if added:
-        sys.path.insert(0, root)
-    try:
+    with imports_from(kb.root):
         for area in kb.areas:
             for i, leaf in enumerate(area.leaves):
                 for j, implementation in enumerate(leaf.implementations):
                     loc = ("leaves", i, "implementations", j, "object")
                     reason = _object_problem(implementation.object)
                     if reason:
-                        problems.append(_located(kb, area.id, loc, reason))
-    finally:
-        if added:
-            sys.path.remove(root)
+                        problems.append(located(kb, area.id, loc, reason))
     return problems
 
 
@@ -372,7 +252,7 @@ def check(root: Path, *, imports: bool = True) -> list[Problem]:
     kb, problems = load_with_problems(root)
     if kb is None:
         return problems
-    problems = [*problems, *notebook_problems(kb)]
+    problems = [*problems, *notebook_problems(kb), *implementation_file_problems(kb)]
     if imports:
         problems += import_problems(kb)
     return sort_problems(problems)

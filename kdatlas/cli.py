@@ -161,18 +161,32 @@ def add(
     ] = Path("bib/kd.bib"),
 ) -> None:
     """Add a paper (BibTeX on stdin, --bib FILE, or --title/--year/--url) to leaves or topics."""
-    from kdatlas.add import AddError, Target, add_paper, entry_from_bibtex, entry_from_fields
+    from kdatlas.add import (
+        AddError,
+        Target,
+        add_paper,
+        entry_from_bibtex,
+        entry_from_fields,
+        house_style,
+        pending_stdin,
+    )
+    from kdatlas.loader import read_bibliography
 
     root = resolve_root(ctx)
     from_fields = any(v is not None for v in (title, year, url, venue, code, doi)) or bool(author)
     if from_fields and bib is not None:
         raise _fail("error: give either --bib or --title/--year/--url, not both", 2)
+    if from_fields and pending_stdin(sys.stdin).strip():
+        raise _fail(
+            "error: got a BibTeX entry on stdin and --title/--year/--url; give one of them, "
+            "not both (put the url in the entry)",
+            2,
+        )
+    notes: list[str] = []
     try:
         targets = [Target.parse(item) for item in to]
+        taken = {entry.key for entry in read_bibliography(root)[0]}
         if from_fields:
-            from kdatlas.loader import read_bibliography
-
-            taken = {entry.key for entry in read_bibliography(root)[0]}
             entry = entry_from_fields(
                 title=title or "",
                 year=year or "",
@@ -184,11 +198,13 @@ def add(
                 taken=taken,
             )
         else:
-            entry = entry_from_bibtex(*_read_snippet(bib))
+            entry, notes = house_style(entry_from_bibtex(*_read_snippet(bib)), taken)
         result = add_paper(root, entry, targets, bib_file=into)
     except AddError as error:
         _print_problems(error.problems, err=True)
         raise typer.Exit(1) from None
+    for note in notes:
+        typer.echo(f"note: {note}")
     where = ", ".join(str(target) for target in targets)
     typer.echo(f"added {result.key} under {where}")
     for path in result.files:
@@ -367,19 +383,91 @@ def schema(
         typer.echo(f"wrote {target}")
 
 
+# --------------------------------------------------------------------------- new
+
+new_app = typer.Typer(no_args_is_help=True)
+app.add_typer(new_app, name="new")
+
+
+@new_app.callback()
+def new() -> None:
+    """Start something from a template: 'kdatlas new implementation'."""
+
+
+class ImplementationKind(StrEnum):
+    loss = "loss"
+    procedure = "procedure"
+
+
+class LossInputs(StrEnum):
+    logits = "logits"
+    features = "features"
+    preact_features = "preact_features"
+    embeddings = "embeddings"
+
+
+@new_app.command("implementation")
+def new_implementation(
+    ctx: typer.Context,
+    leaf: Annotated[str, typer.Option("--leaf", help="area/leaf, e.g. sources/logit.")],
+    implementation_id: Annotated[
+        str, typer.Option("--id", help="Slug of the method, unique over the taxonomy (e.g. dkd).")
+    ],
+    paper: Annotated[
+        list[str], typer.Option("--paper", help="Bib key of the paper implemented (repeatable).")
+    ],
+    class_name: Annotated[
+        str | None, typer.Option("--class", help="Class name (default: from the id, e.g. DKDLoss).")
+    ] = None,
+    kind: Annotated[
+        ImplementationKind,
+        typer.Option(help="loss (a DistillationLoss) or procedure (a DistillationProcedure)."),
+    ] = ImplementationKind.loss,
+    inputs: Annotated[
+        LossInputs | None, typer.Option(help="What a loss reads (default: logits).")
+    ] = None,
+    needs_target: Annotated[
+        bool, typer.Option("--needs-target", help="The loss also takes the labels.")
+    ] = False,
+    title: Annotated[
+        str | None, typer.Option(help="Title (default: e.g. 'DKD (Zhao et al., 2022)').")
+    ] = None,
+) -> None:
+    """Write a method file, its test stubs and its taxonomy entry from the templates."""
+    from kdatlas.scaffold import Request, ScaffoldError, new_implementation, next_steps
+
+    root = resolve_root(ctx)
+    request = Request(
+        leaf=leaf,
+        id=implementation_id,
+        papers=paper,
+        class_name=class_name,
+        kind=kind.value,
+        inputs=inputs.value if inputs is not None else None,
+        needs_target=needs_target,
+        title=title,
+    )
+    try:
+        scaffold = new_implementation(root, request)
+    except ScaffoldError as error:
+        raise _fail(str(error.problem)) from None
+    for path in scaffold.created:
+        typer.echo(f"wrote {path.as_posix()}")
+    typer.echo(f"added '{implementation_id}' ({scaffold.object_path}) to {scaffold.taxonomy_file}")
+    for note in scaffold.notes:
+        typer.echo(f"note: {note}")
+    typer.echo("next steps:")
+    for number, step in enumerate(next_steps(scaffold), start=1):
+        typer.echo(f"  {number}. {step}")
+
+
 # --------------------------------------------------------------------------- import-markdown
 
 
 def _register_importer() -> None:
-    """Register the data import command; a missing or broken importer leaves the rest working."""
-    try:
-        from kdatlas.importer import import_markdown_command
-    except Exception as error:  # the importer is written separately; never break the other commands
-        reason = f"{type(error).__name__}: {error}"
-
-        def import_markdown_command() -> None:
-            """Import the survey's markdown lists (unavailable: the importer failed to load)."""
-            raise _fail(f"error: the markdown importer is unavailable ({reason})", 1)
+    """The survey import (a one-time migration, ``kdatlas/importers/survey.py``) as a command.
+    An error importing it is a bug of the tool: it propagates, never hidden."""
+    from kdatlas.importers.survey import import_markdown_command
 
     app.command("import-markdown")(import_markdown_command)
 

@@ -51,6 +51,8 @@ def _leaf_record(leaf: Leaf) -> dict[str, Any]:
             {"id": i.id, "title": i.title, "object": i.object, "papers": list(i.papers)}
             for i in leaf.implementations
         ],
+        # Ids of implementations filed under other leaves, shown here too ("see also").
+        "see_also": list(leaf.see_also),
     }
 
 

@@ -4,14 +4,14 @@ YAML: ruamel.yaml round trip, so comments stay; 2-space indentation with list
 items indented under their key; block style everywhere (one item a line, so
 diffs are one line a change); keys in the order the models declare them; the
 ``yaml-language-server`` schema comment first. BibTeX: whatever
-:func:`kdatlas.bibliography.render_bib` writes. Formatting is idempotent, and a
-file that does not parse is reported, never rewritten.
+:func:`kdatlas.bibliography.render_bib` writes (bibtexparser's writer). Formatting is
+idempotent, and a file that does not parse, or holds anything but entries (free text,
+comments, ``@string``), is reported with ``file:line``, never rewritten: nothing is dropped.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,26 +90,12 @@ def format_bib(path: Path, display_path: Path | str) -> tuple[str | None, list[P
     except (OSError, UnicodeDecodeError) as error:
         return None, [Problem(display_path, None, f"cannot read file: {error}")]
     entries, problems = parse_bib(text, path)
+    # Syntax errors, and anything that is not an entry (free text, comments, macros): the
+    # canonical form holds entries only, so such a file is reported, never rewritten.
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         return None, [_display(p, path, display_path) for p in errors]
-    if kept := _non_entry_line(text):
-        # The canonical form holds entries only; never drop someone's comments or macros.
-        number, line = kept
-        message = f"'{line.strip()[:40]}' is not an entry and the canonical form keeps only entries; remove it (not formatted)"
-        return None, [Problem(display_path, number, message)]
     return render_bib(entries), []
-
-
-NON_ENTRY = re.compile(r"^\s*(%|@\s*(string|preamble|comment)\b)", re.IGNORECASE)
-
-
-def _non_entry_line(text: str) -> tuple[int, str] | None:
-    """The first comment, @string, @preamble or @comment line of a BibTeX text, if any."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if NON_ENTRY.match(line):
-            return number, line
-    return None
 
 
 def _display(problem: Problem, path: Path, display_path: Path | str) -> Problem:

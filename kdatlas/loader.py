@@ -6,104 +6,37 @@ as ``("leaves", 2, "topics", 0, "id")`` is walked through the parsed nodes,
 whose ``.lc`` attributes carry their line numbers.
 
 ``load_with_problems`` returns what the data itself says is wrong (syntax,
-schema, file layout, ids, references, bibliography fields); the checks that
-look outside the data (notebook files exist, implementation objects import)
-live in :mod:`kdatlas.checks` and are run by ``kdatlas check``.
+schema, file layout, and the data checks of :mod:`kdatlas.validation`: ids,
+references, bibliography fields); the checks that look outside the data
+(notebooks, implementation files and tests, imports) live in
+:mod:`kdatlas.checks` and are run by ``kdatlas check``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from kdatlas.bibliography import BibEntry, read_bib_dir
-from kdatlas.models import AREA_IDS, Area, Implementation, Leaf
+from kdatlas.knowledge_base import BIB_DIR as BIB_DIR
+from kdatlas.knowledge_base import TAXONOMY_DIR as TAXONOMY_DIR
+from kdatlas.knowledge_base import KnowledgeBase as KnowledgeBase
+from kdatlas.knowledge_base import Location as Location
+from kdatlas.knowledge_base import Membership as Membership
+from kdatlas.knowledge_base import yaml_line as yaml_line
+from kdatlas.models import AREA_IDS, Area
 from kdatlas.problems import KnowledgeBaseError, Problem, Severity
+from kdatlas.validation import data_problems
 
-TAXONOMY_DIR = "taxonomy"
-BIB_DIR = "bib"
+# ``X as X`` above: the knowledge base types are re-exported, callers import them from here.
 YAML_SUFFIXES = (".yaml", ".yml")
-
-# A pydantic location: field names and list indices from the top of a file.
-Location = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Membership:
-    """Where one paper is filed: an area, a leaf and (optionally) a topic of that leaf."""
-
-    area: str
-    leaf: str
-    topic: str | None
-
-
-@dataclass
-class KnowledgeBase:
-    """The loaded taxonomy and bibliography, with what is needed to point at source lines."""
-
-    root: Path
-    areas: list[Area]  # ordered as models.AREA_IDS
-    entries: dict[str, BibEntry]  # bib key -> entry
-    area_paths: dict[str, Path] = field(default_factory=dict)  # area id -> file, root-relative
-    documents: dict[str, Any] = field(default_factory=dict)  # area id -> ruamel document
-    _memberships: dict[str, list[Membership]] | None = field(default=None, repr=False)
-
-    def leaves(self) -> Iterator[tuple[Area, Leaf]]:
-        for area in self.areas:
-            for leaf in area.leaves:
-                yield area, leaf
-
-    def implementations(self) -> Iterator[tuple[Area, Leaf, Implementation]]:
-        for area, leaf in self.leaves():
-            for implementation in leaf.implementations:
-                yield area, leaf, implementation
-
-    def memberships(self, key: str) -> list[Membership]:
-        """Every place the paper ``key`` is filed (leaf papers and topic papers)."""
-        if self._memberships is None:
-            self._memberships = _index_memberships(self.areas)
-        return list(self._memberships.get(key, []))
-
-    def leaf(self, area_id: str, leaf_id: str) -> Leaf:
-        for area, leaf in self.leaves():
-            if area.id == area_id and leaf.id == leaf_id:
-                return leaf
-        raise KeyError(f"no leaf {area_id}/{leaf_id}")
-
-    def location(self, area_id: str, loc: Location) -> tuple[Path, int | None]:
-        """The file and 1-based line of ``loc`` inside the area file ``area_id``."""
-        path = self.area_paths.get(area_id, Path(TAXONOMY_DIR) / f"{area_id}.yaml")
-        document = self.documents.get(area_id)
-        return path, (yaml_line(document, loc) if document is not None else None)
-
-    def referenced_keys(self) -> set[str]:
-        """Every bib key the taxonomy mentions (papers of leaves, topics and implementations)."""
-        keys: set[str] = set()
-        for _area, leaf in self.leaves():
-            keys.update(leaf.all_papers())
-            for implementation in leaf.implementations:
-                keys.update(implementation.papers)
-        return keys
-
-
-def _index_memberships(areas: Sequence[Area]) -> dict[str, list[Membership]]:
-    index: dict[str, list[Membership]] = {}
-    for area in areas:
-        for leaf in area.leaves:
-            for key in dict.fromkeys(leaf.papers):
-                index.setdefault(key, []).append(Membership(area.id, leaf.id, None))
-            for topic in leaf.topics:
-                for key in dict.fromkeys(topic.papers):
-                    index.setdefault(key, []).append(Membership(area.id, leaf.id, topic.id))
-    return index
 
 
 # --------------------------------------------------------------------------- root
@@ -149,21 +82,6 @@ def read_yaml(path: Path, display_path: Path | str) -> tuple[Any, list[Problem]]
         return None, [Problem(display_path, line, f"YAML syntax error: {_one_line(what)}")]
     except YAMLError as error:
         return None, [Problem(display_path, None, f"YAML error: {_one_line(str(error))}")]
-
-
-def yaml_line(node: Any, loc: Location) -> int | None:
-    """1-based line of the deepest node of ``loc`` present in the parsed document."""
-    line = 1 if isinstance(node, CommentedMap | CommentedSeq) else None
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
-            break
-    return line
 
 
 def plain(value: Any) -> Any:
@@ -314,8 +232,6 @@ def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]
     kb = KnowledgeBase(
         root=root, areas=areas, entries=entries, area_paths=paths, documents=documents
     )
-    from kdatlas.checks import data_problems
-
     problems.extend(data_problems(kb))
     return kb, sort_problems(problems)
 

@@ -83,6 +83,11 @@ class Leaf(Strict):
     papers: list[BibKey] = Field(default_factory=list, description="Bib keys not under a topic.")
     topics: list[Topic] = Field(default_factory=list)
     implementations: list[Implementation] = Field(default_factory=list)
+    see_also: list[Slug] = Field(
+        default_factory=list,
+        description="Ids of implementations filed under other leaves that this leaf also shows "
+        "(e.g. AT, a feature-based method, under Attention Distillation); the files stay put.",
+    )
 
     def all_papers(self) -> list[str]:
         """Every bib key of the leaf, its own first, then by topic, without repeats."""

@@ -16,6 +16,8 @@ fi
 echo "[test] ruff"
 ruff check .
 ruff format --check .
+echo "[test] kdatlas check --strict"
+kdatlas check --strict
 echo "[test] pytest"
 # one thread per process: pytest-xdist already runs one worker per core, and
 # oversubscribed torch threads made small CPU training runs ~10x slower here

@@ -1,8 +1,10 @@
 """Suite-wide options: CUDA skipping and the GPU run record (``--gpu-record``).
 
 ``pytest --gpu-record`` writes ``tests/gpu_runs/<date>-<device>.json`` holding the
-device name, torch and CUDA versions, the commit, and the outcome of every
-test, so the site can show which implementation passed on which device.
+device name, torch and CUDA versions, the commit, the outcome of every test, and,
+per implementation, the SHA-256 of its method file and of the test files that
+test it, so the site can show which implementation passed on which device and
+whether it has changed since (``kdatlas/site/records.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from kdatlas.site.records import implementation_module, read_from, record_files
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORD_DIR = ROOT / "tests" / "gpu_runs"
+# Knowledge bases used as test data hold files that look like tests; they are data.
+collect_ignore_glob = ["fixtures/*"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,14 +50,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def implementation_module(nodeid: str) -> str | None:
-    """``tests/reference_impls/sources/logit/test_kd.py::...`` -> ``reference_impls.sources.logit.kd``."""
-    match = re.match(r"tests/(reference_impls/.+)/test_(\w+)\.py", nodeid)
-    if not match:
-        return None
-    return f"{match.group(1).replace('/', '.')}.{match.group(2)}"
 
 
 class GpuRecorder:
@@ -104,6 +102,7 @@ class GpuRecorder:
             "exit_status": int(exitstatus),
             "counts": counts,
             "tests": tests,
+            "files": record_files(tests, read_from(ROOT)),
         }
         RECORD_DIR.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")

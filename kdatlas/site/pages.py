@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdatlas.bibliography import BibEntry
+from kdatlas.bibliography import SURVEY_KEY, BibEntry
 from kdatlas.loader import KnowledgeBase
 from kdatlas.models import Area, Implementation, Leaf
 from kdatlas.site.records import ModuleOutcome, latest_outcomes, read_records
@@ -37,7 +37,6 @@ from kdatlas.site.render import (
 )
 
 TITLE_FROM_PAGE = "kdatlas-page-title"
-SURVEY_KEY = "mansourian2025comprehensive"
 PARTIALS = Path("docs") / "partials"
 API_ROOT = "api"
 _MODULE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -156,6 +155,11 @@ class Generator:
         self.modules = api_modules(repo_root)
         self.outcomes = latest_outcomes(read_records(kb.root))
         self.render_notebook = notebook_renderer
+        # implementation id -> the leaves listing it under see_also
+        self.listed_by: dict[str, list[tuple[Area, Leaf]]] = {}
+        for area, leaf in kb.leaves():
+            for implementation_id in leaf.see_also:
+                self.listed_by.setdefault(implementation_id, []).append((area, leaf))
 
     # -- helpers
 
@@ -287,9 +291,10 @@ class Generator:
             notebook_cell = (
                 f"[notebook]({_relative(page, notebook.page)})" if notebook else "not yet"
             )
+            also = f" (+{len(leaf.see_also)} see also)" if leaf.see_also else ""
             lines.append(
                 f"| [{md_text(leaf.title)}]({leaf.id}.md) | {len(leaf.all_papers())} "
-                f"| {len(leaf.implementations)} | {notebook_cell} |"
+                f"| {len(leaf.implementations)}{also} | {notebook_cell} |"
             )
         lines.append("")
         for leaf in area.leaves:
@@ -357,24 +362,38 @@ class Generator:
         return [papers_table(known, anchored=anchored, missing=missing), ""]
 
     def implementations_section(self, page: str, leaf: Leaf) -> list[str]:
+        """The leaf's own implementations, then those it lists from other leaves ("see also")."""
         lines = ["## Implementations", ""]
-        if not leaf.implementations:
+        see_also = self.kb.see_also(leaf)
+        if not leaf.implementations and not see_also:
             return [*lines, "None yet.", ""]
         lines += [
             "| Implementation | API | Source | CPU tests | GPU tests | Papers |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for implementation in leaf.implementations:
-            lines.append(self.implementation_row(page, implementation))
+            listed_by = [
+                f"[{md_text(other.title)}]({_relative(page, self.leaf_page(area, other))})"
+                for area, other in self.listed_by.get(implementation.id, [])
+            ]
+            note = f" · also listed under {', '.join(listed_by)}" if listed_by else ""
+            lines.append(self.implementation_row(page, implementation, note))
+        for home_area, home, implementation in see_also:
+            home_link = (
+                f"[{md_text(home.title)}]({_relative(page, self.leaf_page(home_area, home))})"
+            )
+            note = f' · <span class="kd-see-also">see also</span>: filed under {home_link}'
+            lines.append(self.implementation_row(page, implementation, note))
         lines += [
             "",
             "Test columns: the latest recorded run of each implementation's tests "
-            "(`pytest --gpu-record`, `tests/gpu_runs/`).",
+            "(`pytest --gpu-record`, `tests/gpu_runs/`), shown as current only while the "
+            "method file and its test files are unchanged since that run.",
             "",
         ]
         return lines
 
-    def implementation_row(self, page: str, implementation: Implementation) -> str:
+    def implementation_row(self, page: str, implementation: Implementation, note: str = "") -> str:
         module, _, name = implementation.object.partition(":")
         code = f"<code>{html_text(implementation.object)}</code>"
         if module in self.modules:
@@ -389,7 +408,7 @@ class Generator:
             for k in implementation.papers
         )
         cells = [
-            md_text(implementation.title),
+            md_text(implementation.title) + note,
             api,
             source,
             self.status(module, "cpu"),
@@ -399,14 +418,22 @@ class Generator:
         return "| " + " | ".join(cells) + " |"
 
     def status(self, module: str, kind: str) -> str:
+        """The latest run's outcome, or, once the files it ran have changed, that they changed."""
         outcome: ModuleOutcome | None = self.outcomes.get((module, kind))
         if outcome is None:
             return "no record"
+        title = html_attr(f"torch {outcome.torch}, commit {outcome.commit}")
+        ran = f"{html_text(outcome.summary)}<br>{html_text(outcome.device)}, {html_text(outcome.date)}"
+        if outcome.is_current(self.kb.root, module):
+            return (
+                f'<span class="kd-status kd-status-{html_attr(outcome.outcome)}" title="{title}">'
+                f"{ran}</span>"
+            )
+        run = "GPU" if kind == "gpu" else "CPU"
         return (
-            f'<span class="kd-status kd-status-{html_attr(outcome.outcome)}" '
-            f'title="{html_attr(f"torch {outcome.torch}, commit {outcome.commit}")}">'
-            f"{html_text(outcome.summary)}<br>{html_text(outcome.device)}, "
-            f"{html_text(outcome.date)}</span>"
+            f'<span class="kd-status kd-status-changed" title="{title}">'
+            f"changed since the last {run} run ({html_text(outcome.date)})<br>"
+            f"<small>that run: {ran}</small></span>"
         )
 
     def papers_index(self) -> None:
@@ -557,12 +584,13 @@ def _read_json(path: Path) -> dict:
 def _loss_tables(device: str, record: dict) -> list[str]:
     """Per-call times and training-step overhead of every method on one device."""
     step = record.get("training_step", {})
+    b = md_text(str(record.get("per_call_batch", 256)))
     lines = [
         f"## Distillation methods on {md_text(str(record.get('device', device)))}",
         "",
         f"torch {md_text(str(record.get('torch', '?')))}, {md_text(str(record.get('date', '')))}, "
-        f"medians of {record.get('repeats', '?')} repeats. Per call: logits 256 x 100, three "
-        "stages of 256 x 256 x 8 x 8 feature maps, 256 x 256 embeddings. Step: forward, backward "
+        f"medians of {record.get('repeats', '?')} repeats. Per call: logits {b} x 100, three "
+        f"stages of {b} x 256 x 8 x 8 feature maps, {b} x 256 embeddings. Step: forward, backward "
         f"and SGD on a batch of {step.get('batch', '?')} images of 3 x 32 x 32, 100 classes, "
         "alternating with the cross-entropy step (with the teacher forward for "
         "methods that have a pre-trained teacher, the student alone otherwise); the overhead is "
@@ -586,7 +614,17 @@ def _loss_tables(device: str, record: dict) -> list[str]:
             f"{row['overhead_pct']:+.1f} %" if row else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    lines.append("")
+    skipped = {
+        name: reason
+        for part in ("per_call", "training_step")
+        for name, reason in record.get("not_benchmarked", {}).get(part, {}).items()
+    }
+    if skipped:
+        lines += ["Not timed by the generic path:", ""]
+        lines += [f"- {md_text(name)}: {md_text(str(reason))}" for name, reason in skipped.items()]
+        lines.append("")
+    return lines
 
 
 _MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")

@@ -6,7 +6,16 @@ from reference_impls.common.data import (
     load_digits_split,
     make_blobs_split,
 )
+from reference_impls.common.experiment import CachedTeacher, Experiment, Trained, cached_teacher
 from reference_impls.common.hooks import FeatureTaps
+from reference_impls.common.interfaces import (
+    INPUT_KINDS,
+    DistillationLoss,
+    DistillationProcedure,
+    RunsItsOwnTraining,
+    loss_inputs,
+)
+from reference_impls.common.losses import kl_divergence, softened_kl, softened_log_probs
 from reference_impls.common.models import (
     ModelOutput,
     TinyCNN,
@@ -44,25 +53,35 @@ from reference_impls.common.training import (
 )
 
 __all__ = [
+    "INPUT_KINDS",
+    "CachedTeacher",
     "DataSplit",
+    "DistillationLoss",
+    "DistillationProcedure",
+    "Experiment",
     "FeatureTaps",
     "History",
     "ModelOutput",
     "Results",
+    "RunsItsOwnTraining",
     "Supervised",
     "TinyCNN",
     "TinyMLP",
+    "Trained",
     "accuracy",
     "agreement",
+    "cached_teacher",
     "count_parameters",
     "default_device",
     "draw_bars",
     "format_summary",
     "freeze",
     "iterate_minibatches",
+    "kl_divergence",
     "kl_to_teacher",
     "linear_cka",
     "load_digits_split",
+    "loss_inputs",
     "make_blobs_split",
     "mean_std",
     "method_colors",
@@ -72,6 +91,8 @@ __all__ = [
     "predict_logits",
     "print_summary",
     "set_seed",
+    "softened_kl",
+    "softened_log_probs",
     "student_cnn",
     "student_mlp",
     "teacher_cnn",

@@ -2,7 +2,9 @@
 
 The contract from the design page: a loss returns a finite scalar; gradients
 reach the student and every trainable connector; none reach the teacher; the
-same numbers come out on CPU and CUDA; a bf16 autocast run stays finite.
+same numbers come out on CPU and CUDA; a bf16 autocast run stays finite and in
+float32. ``tests/reference_impls/test_contracts.py`` runs these for every
+implementation the taxonomy lists (cases from ``reference_impls.common.contract_cases``).
 """
 
 from __future__ import annotations
@@ -90,48 +92,191 @@ def exact_cuda_matmuls() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
-def _grads(loss_fn: nn.Module, student: Tensors, teacher: Tensors, extra, device):
+@contextlib.contextmanager
+def random_draws_on_cpu() -> Iterator[None]:
+    """Within the block, ``torch.rand``/``randn``/``randint``/``randperm`` draw on the CPU.
+
+    CPU and CUDA have separate generators, so a method drawing random masks, views
+    or noise (MGD, KDCL, DDGSD, ...) sees different numbers on each device under the
+    same seed. Drawing them on the CPU, then moving them, makes an agreement check
+    compare the arithmetic. Draws from an explicit ``generator`` are left alone.
+    """
+    names = ("rand", "randn", "randint", "randperm")
+    originals = {name: getattr(torch, name) for name in names}
+
+    def on_cpu(draw: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def wrapper(*args, device=None, generator=None, **kwargs) -> torch.Tensor:
+            if generator is not None:
+                return draw(*args, device=device, generator=generator, **kwargs)
+            value = draw(*args, **kwargs)
+            return value if device is None else value.to(device)
+
+        return wrapper
+
+    try:
+        for name, draw in originals.items():
+            setattr(torch, name, on_cpu(draw))
+        yield
+    finally:
+        for name, draw in originals.items():
+            setattr(torch, name, draw)
+
+
+def _seeded(seed: int, step: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``step()`` under ``seed``, its random draws made on the CPU (the same on every device)."""
+    torch.manual_seed(seed)
+    with random_draws_on_cpu():
+        return step()
+
+
+def _grad_or_none(tensor: torch.Tensor) -> torch.Tensor | None:
+    return None if tensor.grad is None else tensor.grad.detach().float().cpu()
+
+
+def _value_and_grads(loss_fn: nn.Module, arguments: Sequence, device: str, seed: int):
+    """The loss and the gradient of every floating input and parameter (``None``: none reached it)."""
     module = copy.deepcopy(loss_fn).to(device)
-    s = _leaf_copies(student, device)
-    t = _leaf_copies(teacher, device)
-    value = module(s, t, *[e.to(device) for e in extra])
+    leaves = [_leaf_copies(a, device) for a in arguments]
+    value = _seeded(seed, lambda: module(*leaves))
     value.backward()
-    grads = [g.grad.detach().cpu() for g in _flat(s)]
-    params = [p.grad.detach().cpu() for p in module.parameters() if p.grad is not None]
-    return value.detach().cpu(), grads, params
+    grads = {
+        f"input {i}[{j}]": _grad_or_none(t)
+        for i, a in enumerate(leaves)
+        for j, t in enumerate(_flat(a))
+        if t.is_floating_point()
+    }
+    grads.update({name: _grad_or_none(p) for name, p in module.named_parameters()})
+    return value.detach().float().cpu(), grads
+
+
+def assert_same_gradients(
+    got: dict[str, torch.Tensor | None],
+    want: dict[str, torch.Tensor | None],
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+) -> None:
+    """The same tensors get a gradient, and the gradients agree relative to each tensor's scale.
+
+    The tolerance grows with the largest entry of the tensor: reductions (batch-norm
+    backward, sums) run in a different order on another device.
+    """
+    assert got.keys() == want.keys()
+    for name, expected in want.items():
+        actual = got[name]
+        assert (actual is None) == (expected is None), (
+            f"{name}: a gradient on one device only ({'got' if actual is not None else 'want'})"
+        )
+        if expected is not None:
+            scale = expected.abs().max().item()
+            torch.testing.assert_close(
+                actual,
+                expected,
+                rtol=rtol,
+                atol=atol + rtol * scale,
+                msg=lambda m, n=name: f"{n}: {m}",
+            )
 
 
 def check_cpu_cuda_agreement(
     loss_fn: nn.Module,
     student: Tensors,
     teacher: Tensors,
-    *extra: torch.Tensor,
+    *extra: torch.Tensor | Sequence[torch.Tensor],
     rtol: float = 1e-4,
     atol: float = 1e-5,
+    seed: int = 0,
+    device: str = "cuda",
 ) -> None:
-    """The same loss and gradients on CPU and CUDA (same parameters, same inputs, TF32 off)."""
-    cpu = _grads(loss_fn, student, teacher, extra, "cpu")
+    """The same loss and gradients on CPU and ``device`` (same parameters, inputs and draws, TF32 off).
+
+    Every floating argument (``extra`` too, e.g. IRG's logits) is a leaf; the same
+    inputs and parameters must get a gradient on both devices, and equal ones.
+    """
+    arguments = (student, teacher, *extra)
+    cpu_value, cpu_grads = _value_and_grads(loss_fn, arguments, "cpu", seed)
     with exact_cuda_matmuls():
-        cuda = _grads(loss_fn, student, teacher, extra, "cuda")
-    torch.testing.assert_close(cuda[0], cpu[0], rtol=rtol, atol=atol)
-    for got, want in zip(cuda[1] + cuda[2], cpu[1] + cpu[2], strict=True):
-        torch.testing.assert_close(got, want, rtol=rtol * 10, atol=atol * 10)
+        value, grads = _value_and_grads(loss_fn, arguments, device, seed)
+    torch.testing.assert_close(value, cpu_value, rtol=rtol, atol=atol)
+    assert_same_gradients(grads, cpu_grads, rtol=rtol * 10, atol=atol * 10)
 
 
 def check_autocast_bf16(
-    loss_fn: nn.Module, student: Tensors, teacher: Tensors, *extra: torch.Tensor
+    loss_fn: nn.Module,
+    student: Tensors,
+    teacher: Tensors,
+    *extra: torch.Tensor | Sequence[torch.Tensor],
+    seed: int = 0,
+    device: str = "cuda",
 ) -> torch.Tensor:
-    """Run forward and backward under CUDA bf16 autocast; the loss and gradients stay finite."""
-    module = copy.deepcopy(loss_fn).to("cuda")
-    s = _leaf_copies(student, "cuda")
-    t = _leaf_copies(teacher, "cuda")
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        value = module(s, t, *[e.to("cuda") for e in extra])
+    """Forward and backward under bf16 autocast on ``device``; the loss and gradients stay finite.
+
+    The loss comes out in float32 (half precision is computed in float32, the one
+    numerical policy). Returns the loss in float32 on the CPU, for the caller to compare with its float32 value.
+    """
+    module = copy.deepcopy(loss_fn).to(device)
+    leaves = [_leaf_copies(a, device) for a in (student, teacher, *extra)]
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        value = _seeded(seed, lambda: module(*leaves))
     assert torch.isfinite(value.float()), f"loss not finite under bf16 autocast: {value}"
-    value.float().backward()
-    for tensor in _flat(s):
-        assert tensor.grad is not None and torch.isfinite(tensor.grad).all()
+    assert value.dtype == torch.float32, f"loss is {value.dtype} under autocast, not float32"
+    value.backward()
+    student_grads = [t.grad for t in _flat(leaves[0]) if t.grad is not None]
+    assert student_grads, "no student input got a gradient under bf16 autocast"
+    for grad in student_grads + [p.grad for p in module.parameters() if p.grad is not None]:
+        assert torch.isfinite(grad).all(), "non-finite gradient under bf16 autocast"
     return value.detach().float().cpu()
+
+
+def _procedure_step(procedure: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str, seed: int):
+    """One training step's terms and parameter gradients of a copy of ``procedure`` on ``device``."""
+    module = copy.deepcopy(procedure).to(device).train()
+    terms = _seeded(seed, lambda: module(x.to(device), y.to(device)))
+    terms["loss"].backward()
+    grads = {name: _grad_or_none(p) for name, p in module.named_parameters()}
+    return {name: v.detach().float().cpu() for name, v in terms.items()}, grads
+
+
+def check_procedure_cpu_cuda_agreement(
+    procedure: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+    seed: int = 0,
+    device: str = "cuda",
+) -> None:
+    """One step of ``procedure`` gives the same terms and gradients on CPU and ``device`` (TF32 off)."""
+    cpu_terms, cpu_grads = _procedure_step(procedure, x, y, "cpu", seed)
+    with exact_cuda_matmuls():
+        terms, grads = _procedure_step(procedure, x, y, device, seed)
+    assert terms.keys() == cpu_terms.keys()
+    for name, value in cpu_terms.items():
+        torch.testing.assert_close(terms[name], value, rtol=rtol, atol=atol, msg=name)
+    assert_same_gradients(grads, cpu_grads, rtol=rtol * 10, atol=atol * 10)
+
+
+def check_procedure_autocast_bf16(
+    procedure: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0, device: str = "cuda"
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One step of ``procedure`` under bf16 autocast on ``device``: finite terms and gradients.
+
+    The total comes out in float32, as for :func:`check_autocast_bf16`.
+
+    Returns the bf16 terms and the same step's float32 terms (both on the CPU), to compare.
+    """
+    module = copy.deepcopy(procedure).to(device).train()
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        terms = _seeded(seed, lambda: module(x.to(device), y.to(device)))
+    for name, value in terms.items():
+        assert torch.isfinite(value.float()).all(), f"term {name!r} not finite under bf16 autocast"
+    loss = terms["loss"]
+    assert loss.dtype == torch.float32, f"loss is {loss.dtype} under autocast, not float32"
+    loss.backward()
+    for name, parameter in module.named_parameters():
+        if parameter.grad is not None:
+            assert torch.isfinite(parameter.grad).all(), f"non-finite gradient on {name} under bf16"
+    reference, _ = _procedure_step(procedure, x, y, device, seed)
+    return {name: v.detach().float().cpu() for name, v in terms.items()}, reference
 
 
 def check_procedure_contract(

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.data import DataSplit, iterate_minibatches
+from reference_impls.common.losses import kl_divergence, softened_log_probs
 from reference_impls.common.models import ModelOutput
 
 
@@ -91,10 +92,13 @@ def agreement(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> float:
 def kl_to_teacher(
     student: nn.Module, teacher: nn.Module, x: torch.Tensor, temperature: float = 1.0
 ) -> float:
-    """Mean KL(teacher || student) of the softened predictions: the distance distillation shrinks."""
-    log_p_student = F.log_softmax(predict_logits(student, x) / temperature, dim=1)
-    log_p_teacher = F.log_softmax(predict_logits(teacher, x) / temperature, dim=1)
-    return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean").item()
+    """Mean KL(teacher || student) of the softened predictions: the distance distillation shrinks.
+
+    No $\\tau^2$ factor: a distance to report, not a loss to train with.
+    """
+    log_p_student = softened_log_probs(predict_logits(student, x), temperature)
+    log_p_teacher = softened_log_probs(predict_logits(teacher, x), temperature)
+    return kl_divergence(log_p_student, log_p_teacher).item()
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

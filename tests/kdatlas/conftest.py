@@ -1,16 +1,15 @@
 """A small, valid knowledge base written into ``tmp_path`` from fixture strings.
 
 Line numbers matter: the bad-input tests assert exact ``file:line`` positions,
-so the texts below are laid out literally (see the line comments). The
-implementation objects live in a package with a per-test unique name, so
-imports never hit a module cached by another test.
+so the texts below are laid out literally (see the line comments). The one
+implementation sits where ``kdatlas check`` wants it: its module in
+``reference_impls/sources/logit/``, its test file beside it under ``tests/``,
+its class named by the leaf's notebook. ``kdatlas check`` imports the fixture's
+own ``reference_impls`` (it sets the repository's copy aside while it does).
 """
 
 from __future__ import annotations
 
-import sys
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -141,7 +140,7 @@ def kd_function():
 
 @dataclass
 class FixtureKB:
-    """A valid knowledge base under ``root``; ``package`` is the unique implementation package."""
+    """A valid knowledge base under ``root``; ``package`` is its one leaf package of implementations."""
 
     root: Path
     package: str
@@ -174,24 +173,28 @@ class FixtureKB:
         }
 
 
-def write_fixture(root: Path, package: str) -> FixtureKB:
-    kb = FixtureKB(root, package)
-    kb.write("taxonomy/sources.yaml", SOURCES.replace("{package}", package))
+NOTEBOOK = "# %%\nfrom reference_impls.sources.logit.losses import KDLoss\n\nprint(KDLoss())\n"
+PACKAGE = "reference_impls.sources.logit"
+
+
+def write_fixture(root: Path) -> FixtureKB:
+    kb = FixtureKB(root, PACKAGE)
+    kb.write("taxonomy/sources.yaml", SOURCES.replace("{package}", PACKAGE))
     for area_id in OTHER_AREAS:
         kb.write(f"taxonomy/{area_id}.yaml", other_area(area_id))
     kb.write("bib/kd.bib", BIB)
-    kb.write("docs/notebooks/sources/logit.py", "# %%\nprint('fixture notebook')\n")
-    kb.write(f"{package}/__init__.py", "")
-    kb.write(f"{package}/losses.py", LOSSES)
+    kb.write("docs/notebooks/sources/logit.py", NOTEBOOK)
+    folder = PACKAGE.replace(".", "/")
+    for depth in range(1, 4):
+        kb.write("/".join(folder.split("/")[:depth]) + "/__init__.py", "")
+    kb.write(f"{folder}/losses.py", LOSSES)
+    kb.write(f"tests/{folder}/test_losses.py", "def test_fixture():\n    pass\n")
     return kb
 
 
 @pytest.fixture
-def fixture_kb(tmp_path: Path) -> Iterator[FixtureKB]:
-    package = f"kdfix_{uuid.uuid4().hex[:12]}"
-    yield write_fixture(tmp_path / "kb", package)
-    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
-        del sys.modules[name]
+def fixture_kb(tmp_path: Path) -> FixtureKB:
+    return write_fixture(tmp_path / "kb")
 
 
 @pytest.fixture

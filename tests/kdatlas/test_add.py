@@ -258,3 +258,148 @@ def test_add_error_type_carries_problems(fixture_kb):
     with pytest.raises(AddError) as raised:
         add_paper(fixture_kb.root, entry, [])
     assert "at least one leaf" in str(raised.value)
+
+
+# --------------------------------------------------------------------------- issue 8 regressions
+
+SCHOLAR_ARXIV = """\
+@article{tian2019contrastive,
+  title={Contrastive representation distillation},
+  author={Tian, Yonglong and Krishnan, Dilip and Isola, Phillip},
+  journal={arXiv preprint arXiv:1910.10699},
+  year={2019}
+}
+"""
+
+SCHOLAR_AAAI = """\
+@inproceedings{mirzadeh2020improved,
+  title={Improved knowledge distillation via teacher assistant},
+  author={Mirzadeh, Seyed Iman and Farajtabar, Mehrdad and Li, Ang},
+  booktitle={Proceedings of the AAAI Conference on Artificial Intelligence},
+  volume={34},
+  number={04},
+  pages={5191--5198},
+  year={2020},
+  doi={10.1609/aaai.v34i04.5963}
+}
+"""
+
+DBLP = r"""@inproceedings{DBLP:conf/cvpr/ParkKLC19,
+  author       = {Wonpyo Park and Dongju Kim and Yan Lu and Minsu Cho},
+  title        = {Relational Knowledge Distillation},
+  booktitle    = {{IEEE} Conference on Computer Vision and Pattern Recognition, {CVPR} 2019,
+                  Long Beach, CA, USA, June 16-20, 2019},
+  pages        = {3967--3976},
+  publisher    = {Computer Vision Foundation / {IEEE}},
+  year         = {2019},
+  url          = {http://openaccess.thecvf.com/content\_CVPR\_2019/html/Park\_Relational\_Knowledge\_Distillation\_CVPR\_2019\_paper.html},
+  doi          = {10.1109/CVPR.2019.00409},
+  timestamp    = {Mon, 30 Aug 2021 17:01:14 +0200},
+  biburl       = {https://dblp.org/rec/conf/cvpr/ParkKLC19.bib},
+  bibsource    = {dblp computer science bibliography, https://dblp.org}
+}
+"""
+
+
+def _added(fixture_kb, key):
+    return load(fixture_kb.root).entries[key].fields
+
+
+def test_add_scholar_snippet_without_url_takes_the_arxiv_id(fixture_kb, run_cli):
+    result = run_cli(fixture_kb.root, "add", "--to", "sources/feature", input=SCHOLAR_ARXIV)
+    assert result.exit_code == 0, result.output
+    fields = _added(fixture_kb, "tian2019contrastive")
+    assert fields["url"] == "https://arxiv.org/abs/1910.10699"
+    assert (fields["eprint"], fields["archiveprefix"]) == ("1910.10699", "arXiv")
+    assert fields["journal"] == "arXiv preprint"
+    assert "url https://arxiv.org/abs/1910.10699 made from the arXiv id" in result.output
+    assert run_cli(fixture_kb.root, "check").exit_code == 0
+
+
+def test_add_scholar_snippet_without_url_takes_the_doi_and_normalises_the_venue(
+    fixture_kb, run_cli
+):
+    result = run_cli(fixture_kb.root, "add", "--to", "sources/logit", input=SCHOLAR_AAAI)
+    assert result.exit_code == 0, result.output
+    entry = load(fixture_kb.root).entries["mirzadeh2020improved"]
+    assert entry.fields["url"] == "https://doi.org/10.1609/aaai.v34i04.5963"
+    assert (entry.entry_type, entry.fields["booktitle"]) == ("inproceedings", "AAAI")
+    assert (
+        "booktitle 'Proceedings of the AAAI Conference on Artificial Intelligence' -> 'AAAI'"
+        in result.output
+    )
+
+
+def test_add_dblp_snippet_gets_a_house_key(fixture_kb, run_cli):
+    result = run_cli(fixture_kb.root, "add", "--to", "sources/feature", input=DBLP)
+    assert result.exit_code == 0, result.output
+    assert "note: key 'DBLP:conf/cvpr/ParkKLC19' rewritten to 'park2019relational'" in result.output
+    assert "added park2019relational under sources/feature" in result.output
+    fields = _added(fixture_kb, "park2019relational")
+    assert fields["booktitle"] == "CVPR"
+    assert fields["url"] == (
+        "http://openaccess.thecvf.com/content_CVPR_2019/html/"
+        "Park_Relational_Knowledge_Distillation_CVPR_2019_paper.html"
+    )
+    assert not {"timestamp", "biburl", "bibsource"} & set(fields)
+    assert load(fixture_kb.root).leaf("sources", "feature").papers[-1] == "park2019relational"
+    assert run_cli(fixture_kb.root, "check").exit_code == 0
+
+
+def test_add_refuses_url_option_with_a_snippet_on_stdin(fixture_kb, run_cli):
+    before = fixture_kb.snapshot()
+    result = run_cli(
+        fixture_kb.root,
+        "add",
+        "--to",
+        "sources/feature",
+        "--url",
+        "https://example.org/rkd",
+        input=SNIPPET,
+    )
+    assert result.exit_code == 2, result.output
+    assert "a BibTeX entry on stdin and --title/--year/--url" in result.output
+    assert fixture_kb.snapshot() == before
+
+
+def test_add_reports_a_missing_comma_not_a_missing_field(fixture_kb, run_cli):
+    before = fixture_kb.snapshot()
+    broken = SNIPPET.replace("booktitle = {CVPR},", "booktitle = {CVPR}")
+    result = run_cli(fixture_kb.root, "add", "--to", "sources/feature", input=broken)
+    assert result.exit_code == 1
+    assert result.output.startswith("<stdin>:4: error: BibTeX syntax error"), result.output
+    assert "missing comma" in result.output
+    assert "missing required field" not in result.output
+    assert fixture_kb.snapshot() == before
+
+
+def test_add_greek_titles_are_different_papers(fixture_kb, run_cli):
+    for letter in ("β", "α"):
+        result = run_cli(
+            fixture_kb.root,
+            "add",
+            "--to",
+            "sources/logit",
+            "--title",
+            f"{letter}-Divergence Knowledge Distillation",
+            "--year",
+            "2024",
+            "--url",
+            f"https://example.org/{letter}",
+        )
+        assert result.exit_code == 0, result.output
+    titles = {e.fields["title"] for e in load(fixture_kb.root).entries.values()}
+    assert {"α-Divergence Knowledge Distillation", "β-Divergence Knowledge Distillation"} <= titles
+
+
+def test_add_never_drops_free_text_of_the_bib_file(fixture_kb, run_cli):
+    text = fixture_kb.BIB + "\nNotes for the logit leaf.\n"
+    fixture_kb.write("bib/kd.bib", text)
+    before = fixture_kb.snapshot()
+    result = run_cli(fixture_kb.root, "add", "--to", "sources/feature", input=SNIPPET)
+    assert result.exit_code == 1
+    line = text.splitlines().index("Notes for the logit leaf.") + 1
+    assert f"bib/kd.bib:{line}: error: 'Notes for the logit leaf.' is not an entry" in (
+        result.output
+    )
+    assert fixture_kb.snapshot() == before

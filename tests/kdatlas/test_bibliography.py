@@ -243,3 +243,102 @@ def test_identifiers() -> None:
         "10.21437/interspeech.2016-852"
     )
     assert doi(BibEntry("k", "a", {"url": "https://example.org/10.1/x"})) is None
+
+
+# ---------------------------------------------------------------- issue 8 regressions
+
+
+def test_normalise_title_keeps_greek_and_other_scripts() -> None:
+    alpha = normalise_title("α-Divergence Knowledge Distillation")
+    beta = normalise_title("β-Divergence Knowledge Distillation")
+    assert alpha != beta  # they collided as "divergenceknowledgedistillation"
+    assert alpha == normalise_title(r"$\alpha$-Divergence Knowledge {D}istillation")  # LaTeX
+    assert alpha == normalise_title("Α-DIVERGENCE KNOWLEDGE DISTILLATION")  # casefolded
+    assert normalise_title("知识蒸馏") != normalise_title("模型压缩")
+    assert normalise_title(r"Sch{\"o}lkopf") == normalise_title("Schölkopf") == "scholkopf"
+    assert normalise_title("ﬁne-tuning²") == "finetuning2"  # NFKD compatibility forms
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            "Proceedings of the AAAI Conference on Artificial Intelligence",
+            ("inproceedings", "booktitle", "AAAI"),
+        ),
+        (  # DBLP's booktitle: braces, then place and dates after a comma
+            "{IEEE/CVF} Conference on Computer Vision and Pattern Recognition, {CVPR} 2022, "
+            "New Orleans, LA, USA, June 18-24, 2022",
+            ("inproceedings", "booktitle", "CVPR"),
+        ),
+        ("{IEEE} Trans. Pattern Anal. Mach. Intell.", ("article", "journal", "IEEE TPAMI")),
+        ("CoRR", ("article", "journal", "arXiv preprint")),
+        ("arXiv preprint arXiv:1503.02531", ("article", "journal", "arXiv preprint")),
+        ("arXiv preprint arXiv:2012.00123", ("article", "journal", "arXiv preprint")),
+    ],
+)
+def test_normalise_venue_of_exported_snippets(raw: str, expected: tuple[str, str, str]) -> None:
+    assert normalise_venue(raw) == expected
+
+
+def test_venue_table_is_package_data() -> None:
+    from importlib.resources import files
+
+    from kdatlas.bibliography import venue_table
+
+    text = (files("kdatlas") / "data" / "venues.yaml").read_text(encoding="utf-8")
+    table = venue_table()
+    assert "IEEE TPAMI" in text and any(venue.name == "IEEE TPAMI" for venue in table)
+    assert all(venue.entry_type in ("inproceedings", "article", "misc") for venue in table)
+
+
+def test_author_names_use_bibtex_name_rules() -> None:
+    entry = BibEntry("k", "misc", {"author": "Hinton, Geoffrey AND King, Jr, Martin Luther"})
+    assert author_names(entry) == ["Geoffrey Hinton", "Martin Luther King Jr"]
+    assert make_key("van der Maaten, Laurens", 2008, "Visualizing Data", set()) == (
+        "maaten2008visualizing"
+    )
+    assert make_key("Laurens van der Maaten", 2008, "Visualizing Data", set()) == (
+        "maaten2008visualizing"
+    )
+
+
+def test_free_text_between_entries_is_a_problem_with_its_line() -> None:
+    text = (
+        "@misc{a2020one,\n  title = {One},\n}\n"  # 1-3
+        "The logit papers follow.\n"  # 4
+        "@misc{b2020two,\n  title = {Two},\n}\n"  # 5-7
+        "% a comment\n"  # 8
+        "@string{cvpr = {CVPR}}\n"  # 9
+    )
+    entries, problems = parse_bib(text, Path("p.bib"))
+    assert [e.key for e in entries] == ["a2020one", "b2020two"]
+    assert [(p.line, p.is_error) for p in problems] == [(4, True), (8, True), (9, True)]
+    assert problems[0].message.startswith("'The logit papers follow.' is not an entry")
+
+
+def test_missing_comma_is_a_syntax_error_on_its_line() -> None:
+    text = (
+        "@inproceedings{park2019relational,\n"  # 1
+        "  title = {Relational Knowledge Distillation},\n"  # 2
+        "  booktitle = {CVPR}\n"  # 3: the comma is missing
+        "  year = {2019},\n"  # 4
+        "}\n"
+    )
+    entries, problems = parse_bib(text, Path("p.bib"))
+    assert entries == []
+    assert [(p.line, p.is_error) for p in problems] == [(3, True)]
+    assert "BibTeX syntax error" in problems[0].message
+    assert "missing comma" in problems[0].message
+    # A macro, a number or a concatenation is not a missing comma.
+    fine = "@misc{a2020b,\n  month = jan,\n  year = 2020,\n  note = {a} # {b},\n}\n"
+    assert parse_bib(fine, Path("q.bib"))[1] == []
+
+
+def test_render_keeps_unknown_fields_and_quotes() -> None:
+    entry = BibEntry(
+        "k2020x", "Article", {"zeta": "z", "title": 'A "quoted" {T}itle', "alpha": "a"}
+    )
+    assert render_bib([entry]) == (
+        '@article{k2020x,\n  title = {A "quoted" {T}itle},\n  alpha = {a},\n  zeta = {z},\n}\n'
+    )

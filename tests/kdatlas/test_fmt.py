@@ -156,3 +156,20 @@ def test_bib_comments_and_macros_are_never_dropped(fixture_kb, run_cli):
         "bib/kd.bib:1: error: '% papers of the logit leaf' is not an entry"
     )
     assert fixture_kb.read("bib/kd.bib") == text
+
+
+def test_free_text_between_entries_is_never_dropped(fixture_kb, run_cli):
+    """bibtexparser reads a line between entries as an implicit comment; fmt used to drop it."""
+    text = fixture_kb.BIB.replace(
+        "\n@inproceedings{romero2015fitnets",
+        "\nThe feature papers start here.\n@inproceedings{romero2015fitnets",
+    )
+    fixture_kb.write("bib/kd.bib", text)
+    line = text.splitlines().index("The feature papers start here.") + 1
+    for args in (("fmt", "--check"), ("fmt",)):
+        result = run_cli(fixture_kb.root, *args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(
+            f"bib/kd.bib:{line}: error: 'The feature papers start here.' is not an entry"
+        )
+        assert fixture_kb.read("bib/kd.bib") == text

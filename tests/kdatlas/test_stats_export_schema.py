@@ -63,6 +63,10 @@ def test_stats_tables(fixture_kb, run_cli):
 
 
 def test_export_json_matches_its_schema(fixture_kb, run_cli):
+    fixture_kb.write(
+        "taxonomy/algorithms.yaml",
+        fixture_kb.read("taxonomy/algorithms.yaml") + "    see_also:\n      - kd\n",
+    )
     result = run_cli(fixture_kb.root, "export", "--format", "json")
     assert result.exit_code == 0, result.output
     exported = json.loads(result.stdout)
@@ -80,6 +84,9 @@ def test_export_json_matches_its_schema(fixture_kb, run_cli):
     logit = exported["areas"][0]["leaves"][0]
     assert logit["topics"][0]["papers"] == ["sun2024logit"]
     assert logit["implementations"][0]["object"] == f"{fixture_kb.package}.losses:KDLoss"
+    assert logit["see_also"] == []
+    attention = exported["areas"][2]["leaves"][0]
+    assert (attention["implementations"], attention["see_also"]) == ([], ["kd"])
     papers = {paper["key"]: paper for paper in exported["papers"]}
     zhao = papers["zhao2022decoupled"]
     assert zhao["authors"][:2] == ["Borui Zhao", "Quan Cui"]

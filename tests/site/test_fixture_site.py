@@ -29,9 +29,20 @@ def test_fixture_site_has_working_links_and_its_pages(fixture_site: Path):
         'href="../../api/reference_impls/sources/logit/dkd/#reference_impls.sources.logit.dkd.DKDLoss"'
         in logit
     )
-    assert "passed (2/2)" in logit and "NVIDIA H100 80GB HBM3" in logit  # GPU record of kd
-    assert "failed (0/1)" in logit  # GPU record of dkd
-    assert "passed (1/1, 1 skipped)" in logit  # CPU record of kd (one test skipped without CUDA)
+    # kd's GPU record hashed kd.py and test_kd.py as they are in the fixture: current.
+    assert 'kd-status-passed" title="torch 2.13.0, commit 0123456789">passed (2/2)' in logit
+    assert "NVIDIA H100 80GB HBM3" in logit
+    # kd's CPU record saw another kd.py; dkd's record has no hashes: both changed since.
+    assert "changed since the last CPU run (2026-11-02)" in logit
+    assert "passed (1/1, 1 skipped)" in logit  # what that CPU run saw (a CUDA test skipped)
+    assert "changed since the last GPU run (2026-11-01)" in logit
+    assert "that run: failed (0/1)" in logit  # GPU record of dkd
+    # dkd is listed under Attention as "see also", linking to its home leaf, and back.
+    attention = (fixture_site / "algorithms" / "attention" / "index.html").read_text(
+        encoding="utf-8"
+    )
+    assert re.search(r'see also</span>: filed under <a href="../../sources/logit/">', attention)
+    assert re.search(r'also listed under <a href="../../algorithms/attention/">', logit)
     papers = (fixture_site / "papers" / "index.html").read_text(encoding="utf-8")
     assert 'href="../sources/logit/#zhao2022decoupled"' in papers
     assert 'href="../schemes/offline/#hinton2015distilling"' in papers  # every leaf listing it

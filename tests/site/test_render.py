@@ -306,3 +306,17 @@ def test_benchmark_tables_show_calls_and_step_overhead():
     assert "| kd | logits | 0.11 | 0.22 | 101.5 | 100.0 | +1.5 % |" in text
     assert "| dml | procedure | - | - | 250.0 | 100.0 | +150.0 % |" in text
     assert "## Distillation methods on CPU" in text
+
+
+def test_benchmark_tables_say_which_methods_were_not_timed_and_the_call_size():
+    from kdatlas.site.pages import _loss_tables
+
+    record = {
+        "per_call_batch": 8,
+        "per_call": {},
+        "training_step": {"batch": 4, "methods": {}},
+        "not_benchmarked": {"training_step": {"takd": "trains its stages itself (run())"}},
+    }
+    text = "\n".join(_loss_tables("cpu", record))
+    assert "Per call: logits 8 x 100" in text
+    assert "- takd: trains its stages itself &#40;run&#40;&#41;&#41;" in text

@@ -20,12 +20,13 @@
 # the teacher, does a mid-sized *teacher assistant* (TAKD) in between help?
 #
 # **The setting.** scikit-learn's 8x8 digits. A teacher CNN (~0.31M parameters) is
-# trained on all 1,347 training images; the student (~20k parameters, 4x narrower)
+# trained on all 1,348 training images; the student (~20k parameters, 4x narrower)
 # and the assistant (~80k, 2x narrower than the teacher) see only **100 labelled
-# images**, the transfer set; all are tested on 450 held-out digits, over three seeds.
+# images**, the transfer set; all are tested on 449 held-out digits, over three seeds.
 # Compared: the student alone; `OfflineDistiller` with Hinton's KD from the teacher,
 # and from a teacher stopped after one epoch; TAKD's chain teacher → assistant →
-# student. Everything is imported from `reference_impls`.
+# student. Everything is imported from `reference_impls`; the set-up every notebook
+# shares (data, cached teachers, seeds, tables, plots) is `reference_impls.common.Experiment`.
 #
 # **Runtime.** 18 s, measured on a 2-core CPU with the kernel start included and
 # other jobs sharing the cores; the kernel itself used 17 s of CPU time. Seeded;
@@ -33,54 +34,26 @@
 
 # %%
 import copy
-import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-# without ipywidgets, tqdm falls back to a text progress bar; that is fine here
-warnings.filterwarnings("ignore", message="IProgress not found")
-from tqdm.auto import tqdm
-
 from reference_impls.common import (
+    Experiment,
     TinyCNN,
-    accuracy,
-    agreement,
     count_parameters,
-    default_device,
-    freeze,
-    kl_to_teacher,
-    load_digits_split,
     mean_std,
     method_colors,
-    plot_learning_curves,
-    plot_metric_bars,
-    predict_logits,
-    print_summary,
-    set_seed,
     student_cnn,
     teacher_cnn,
-    train,
-    train_supervised,
 )
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.schemes.offline.takd import TAKD
 from reference_impls.sources.logit.kd import KDLoss
 
-started = time.perf_counter()
-torch.set_num_threads(1)  # tiny 8x8 models: one thread is as fast and never fights for cores
-device = default_device()
-print(f"device: {device}")
-
-SEEDS = (0, 1, 2)
-LABELLED = 100
-EPOCHS = 16
-BATCH = 25
+exp = Experiment(seeds=(0, 1, 2), epochs=16, labelled=100, batch_size=25)
 TEMPERATURE, LAMBDA = 5.0, 0.5  # TAKD's default; used for plain KD too, for a fair comparison
-data = load_digits_split(seed=0).to(device)
-labelled = data.with_train_subset(LABELLED)
 
 
 def assistant_cnn() -> TinyCNN:
@@ -95,20 +68,15 @@ print(f"student: {count_parameters(student_cnn()):,} parameters")
 # %% [markdown]
 # ## Two frozen teachers
 #
-# The same teacher network, trained for one epoch (a weak teacher) and for five.
+# The same teacher network, from the same initialisation, trained for five epochs and
+# for one (a weak teacher). Both come back frozen: eval mode, so their batch-norm
+# statistics cannot move. Trained teachers are cached on disk, keyed by their
+# configuration, so the five-epoch one is the teacher of the Sources notebooks.
 
 # %%
-set_seed(0)
-teacher = teacher_cnn()
-history = train_supervised(teacher, data, epochs=5, lr=0.1, batch_size=128, device=device)
-set_seed(0)
-weak_teacher = teacher_cnn()
-train_supervised(weak_teacher, data, epochs=1, lr=0.1, batch_size=128, device=device)
-freeze(teacher)  # eval mode from here on: batch-norm statistics must not move
-freeze(weak_teacher)
-teacher_accuracy = accuracy(teacher, data.x_test, data.y_test)
-weak_accuracy = accuracy(weak_teacher, data.x_test, data.y_test)
-print(f"teacher test accuracy {teacher_accuracy:.3f}, weak teacher {weak_accuracy:.3f}")
+teacher = exp.teacher(teacher_cnn, epochs=5)
+weak_teacher = exp.teacher(teacher_cnn, epochs=1)
+teacher_accuracy, weak_accuracy = exp.accuracy(teacher), exp.accuracy(weak_teacher)
 teacher_state = copy.deepcopy(teacher.state_dict())
 
 # %% [markdown]
@@ -116,77 +84,50 @@ teacher_state = copy.deepcopy(teacher.state_dict())
 #
 # KD uses TAKD's default temperature and weight (τ = 5, λ = 0.5: half cross-entropy,
 # half KD) in both arms, so that the only difference is the assistant. TAKD trains
-# each step of its chain for the same 16 epochs on the same 100 images. A callback
-# records, after every epoch, how often the student agrees with the (strong) teacher.
+# each step of its chain for the same 16 epochs on the same 100 images. The learning
+# curve records, after every epoch, how often the student agrees with the (strong) teacher.
 
 # %%
 
 
+def agreement_with_teacher(model) -> float:
+    return exp.agreement(model, teacher)
+
+
+def alone(seed):
+    distiller = OfflineDistiller(student_cnn(), teacher, None)  # cross-entropy only
+    return exp.train(distiller, seed, curve=agreement_with_teacher)
+
+
 def kd_from(frozen_teacher):
-    def build(student, seed):
+    def run(seed):
         loss = KDLoss(temperature=TEMPERATURE)
-        return OfflineDistiller(student, frozen_teacher, loss, 1.0 - LAMBDA, LAMBDA), None
+        distiller = OfflineDistiller(student_cnn(), frozen_teacher, loss, 1.0 - LAMBDA, LAMBDA)
+        return exp.train(distiller, seed, curve=agreement_with_teacher)
 
-    return build
+    return run
 
 
-def takd(student, seed):
+def takd(seed):
+    student = student_cnn()
     chain = TAKD(teacher, [assistant_cnn()], student, temperature=TEMPERATURE, lambda_=LAMBDA)
     chain.start_step(0)  # teacher → assistant
-    train(chain, labelled, epochs=EPOCHS, batch_size=BATCH, seed=seed, device=device)
-    chain.start_step(1)  # assistant → student, trained below like the other methods
-    return chain, chain.chain[1]
+    assistant = exp.train(chain, seed).model
+    chain.start_step(1)  # assistant → student
+    trained = exp.train(chain, seed, curve=agreement_with_teacher)
+    trained.extras["assistant accuracy"] = exp.accuracy(assistant)
+    return trained
 
 
 METHODS = {
-    "alone": lambda student, seed: (OfflineDistiller(student, teacher, None), None),
+    "alone": alone,
     "KD, weak teacher": kd_from(weak_teacher),
     "KD": kd_from(teacher),
     "TAKD": takd,
 }
-
-teacher_predictions = predict_logits(teacher, data.x_test).argmax(1)  # computed once
-
-
-def agrees_with_teacher(model) -> float:
-    """``agreement(model, teacher, x_test)`` with the teacher's side cached."""
-    same = predict_logits(model, data.x_test).argmax(1) == teacher_predictions
-    return same.float().mean().item()
-
-
-results: dict[str, list[dict]] = {name: [] for name in METHODS}
-assistants = []
-runs = [(name, seed) for name in METHODS for seed in SEEDS]
-for name, seed in tqdm(runs, desc="methods x seeds"):
-    set_seed(seed)
-    student = student_cnn()
-    procedure, assistant = METHODS[name](student, seed)
-    curve: list[float] = []
-
-    def record_agreement(epoch, losses, student=student, curve=curve):
-        curve.append(agrees_with_teacher(student))
-
-    train(
-        procedure,
-        labelled,
-        epochs=EPOCHS,
-        batch_size=BATCH,
-        seed=seed,
-        device=device,
-        progress=record_agreement,
-    )
-    results[name].append(
-        {
-            "agreement_curve": curve,
-            "accuracy": accuracy(student, data.x_test, data.y_test),
-            "agreement": agreement(student, teacher, data.x_test),
-            "kl": kl_to_teacher(student, teacher, data.x_test, temperature=4.0),
-        }
-    )
-    if assistant is not None:
-        assistants.append(accuracy(assistant, data.x_test, data.y_test))
-
-print_summary(results)  # mean ± std over the seeds
+exp.compare(METHODS, exp.against(teacher))  # every method once per seed
+exp.summary()  # mean ± std over the seeds
+assistants = [run["assistant accuracy"] for run in exp.results["TAKD"]]
 print(f"{'TAKD assistant':>16}: test accuracy {mean_std(assistants)}")
 
 # the offline scheme's contract: the teacher did not move while teaching
@@ -200,12 +141,7 @@ print("teacher weights and batch-norm statistics unchanged after distillation:",
 # strong teacher's class (mean over seeds, band ± one standard deviation).
 
 # %%
-plot_learning_curves(
-    results,
-    key="agreement_curve",
-    ylabel="agreement with the teacher",
-    title=f"Students trained on {LABELLED} labelled digits",
-)
+exp.plot_curves(ylabel="agreement with the teacher")
 plt.show()
 
 # %% [markdown]
@@ -220,7 +156,7 @@ metrics = [
     ("agreement", "agreement with teacher"),
     ("kl", "KL(teacher ‖ student), τ = 4"),
 ]
-fig = plot_metric_bars(results, metrics, ylims={"accuracy": (0.6, 1.0), "agreement": (0.6, 1.0)})
+fig = exp.plot_bars(metrics, ylims={"accuracy": (0.6, 1.0), "agreement": (0.6, 1.0)})
 accuracy_axis = fig.axes[0]
 takd_color = method_colors(METHODS)["TAKD"]
 accuracy_axis.axhline(teacher_accuracy, color="grey", linestyle="--", label="teacher")
@@ -229,10 +165,7 @@ accuracy_axis.axhline(np.mean(assistants), color=takd_color, linestyle=":", labe
 accuracy_axis.legend(fontsize=7, loc="lower left")
 plt.show()
 
-print(
-    f"notebook ran in {time.perf_counter() - started:.0f} s on {device} "
-    f"({time.process_time():.0f} s of CPU time in this kernel)"
-)
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw

@@ -21,61 +21,39 @@
 # cohort's ensemble better than two networks trained independently?
 #
 # **The setting.** The ~20k-parameter student CNN of the other notebooks, trained on
-# **100 labelled** 8x8 digits from scikit-learn (no teacher anywhere), tested on 450
+# **100 labelled** 8x8 digits from scikit-learn (no teacher anywhere), tested on 449
 # held-out digits, over three seeds. Compared: the network alone; DML (two students
 # teaching each other); ONE (one network whose last stage has three branches and a
 # gated ensemble); KDCL (two peers, each on a randomly shifted view, taught by a
 # "min-logit" ensemble), and KDCL without its shift, to separate the augmentation
-# from the distillation. All methods are imported from `reference_impls`.
+# from the distillation. All methods are imported from `reference_impls`; the set-up
+# every notebook shares (data, seeds, tables, plots) is `reference_impls.common.Experiment`.
 #
 # **Runtime.** 19 s, measured on a 2-core CPU with the kernel start included and
 # other jobs sharing the cores; the kernel itself used 18 s of CPU time. Seeded;
 # runs on CUDA when present (not timed there).
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# without ipywidgets, tqdm falls back to a text progress bar; that is fine here
-warnings.filterwarnings("ignore", message="IProgress not found")
-from tqdm.auto import tqdm
-
 from reference_impls.common import (
+    Experiment,
     ModelOutput,
-    default_device,
-    load_digits_split,
+    Supervised,
     method_colors,
-    plot_learning_curves,
-    plot_metric_bars,
     predict_logits,
-    print_summary,
     set_seed,
     student_cnn,
-    train,
-    train_supervised,
 )
 from reference_impls.schemes.online.dml import DML
 from reference_impls.schemes.online.kdcl import KDCL
 from reference_impls.schemes.online.one import ONE, ONENetwork
 
-started = time.perf_counter()
-torch.set_num_threads(1)  # tiny 8x8 models: one thread is as fast and never fights for cores
-device = default_device()
-print(f"device: {device}")
-
-SEEDS = (0, 1, 2)
-LABELLED = 100
-EPOCHS = 20
-BATCH = 25
-data = load_digits_split(seed=0).to(device)
-labelled = data.with_train_subset(LABELLED)
-print(f"students train on {len(labelled.x_train)} labelled images")
+exp = Experiment(seeds=(0, 1, 2), epochs=20, labelled=100, batch_size=25)
 
 # %% [markdown]
 # ## The methods
@@ -87,11 +65,11 @@ print(f"students train on {len(labelled.x_train)} labelled images")
 #
 # Each method returns the network we would deploy (one student, one ONE branch, one
 # KDCL peer: all of the student's size, ONE's branch plus its shared trunk) and the
-# cohort, whose averaged softmax is the ensemble. The baseline's "cohort" is two
-# students trained independently from different seeds.
+# test accuracy of its cohort's ensemble (the averaged softmax). The baseline's
+# "cohort" is two students trained independently from different seeds.
 
 # %%
-ONE_RAMPUP = round(EPOCHS * 80 / 300)
+ONE_RAMPUP = round(exp.epochs * 80 / 300)
 
 
 class OneBranch(nn.Module):
@@ -107,47 +85,39 @@ class OneBranch(nn.Module):
         return ModelOutput(branch_logits[:, self.index])
 
 
-def fit(procedure: nn.Module, evaluate: nn.Module, seed: int) -> list[float]:
-    history = train(
-        procedure,
-        labelled,
-        epochs=EPOCHS,
-        batch_size=BATCH,
-        seed=seed,
-        device=device,
-        evaluate=evaluate,
-    )
-    return history.test_accuracy
+def ensemble_accuracy(models: list[nn.Module]) -> float:
+    probabilities = sum(F.softmax(predict_logits(m, exp.data.x_test), dim=1) for m in models)
+    return (probabilities.argmax(1) == exp.data.y_test).float().mean().item()
+
+
+def with_ensemble(trained, cohort):
+    trained.extras["ensemble"] = ensemble_accuracy(cohort)
+    return trained
 
 
 def alone(seed):
-    settings = {"epochs": EPOCHS, "batch_size": BATCH, "device": device}
-    first = student_cnn()
-    curve = train_supervised(first, labelled, seed=seed, **settings).test_accuracy
+    first = exp.train(Supervised(student_cnn()), seed)
     set_seed(seed + 100)  # an independent second student, for the ensemble
-    second = student_cnn()
-    train_supervised(second, labelled, seed=seed + 100, **settings)
-    return first, [first, second], curve
+    second = exp.train(Supervised(student_cnn()), seed + 100)
+    return with_ensemble(first, [first.model, second.model])
 
 
 def dml(seed):
     procedure = DML([student_cnn(), student_cnn()])
-    curve = fit(procedure, procedure.student, seed)
-    return procedure.student, list(procedure.students), curve
+    return with_ensemble(exp.train(procedure, seed), list(procedure.students))
 
 
 def one(seed):
     network = ONENetwork(channels=student_cnn().channels, num_branches=3)
-    deployed = OneBranch(network, 0)
-    curve = fit(ONE(network, temperature=3.0, rampup_epochs=ONE_RAMPUP), deployed, seed)
-    return deployed, [network], curve  # ONE's ensemble is its own gated output
+    procedure = ONE(network, temperature=3.0, rampup_epochs=ONE_RAMPUP)
+    trained = exp.train(procedure, seed, evaluate=OneBranch(network, 0))
+    return with_ensemble(trained, [network])  # ONE's ensemble is its own gated output
 
 
 def kdcl(seed, shift=True):
     peers = [student_cnn(), student_cnn()]
     procedure = KDCL(peers) if shift else KDCL(peers, augment=None)
-    curve = fit(procedure, procedure.student, seed)
-    return procedure.student, list(procedure.peers), curve
+    return with_ensemble(exp.train(procedure, seed), list(procedure.peers))
 
 
 METHODS = {
@@ -163,36 +133,8 @@ COLORS = method_colors(METHODS)  # the baseline in black, as in every figure bel
 # ## Training
 
 # %%
-
-
-def ensemble_accuracy(models: list[nn.Module]) -> float:
-    probabilities = sum(F.softmax(predict_logits(m, data.x_test), dim=1) for m in models)
-    return (probabilities.argmax(1) == data.y_test).float().mean().item()
-
-
-def entropy(model: nn.Module) -> torch.Tensor:
-    log_p = F.log_softmax(predict_logits(model, data.x_test), dim=1)
-    return -(log_p.exp() * log_p).sum(1).cpu()
-
-
-results: dict[str, list[dict]] = {name: [] for name in METHODS}
-deployed_models: dict[str, nn.Module] = {}
-runs = [(name, seed) for name in METHODS for seed in SEEDS]
-for name, seed in tqdm(runs, desc="methods x seeds"):
-    set_seed(seed)
-    deployed, cohort, curve = METHODS[name](seed)
-    correct = predict_logits(deployed, data.x_test).argmax(1) == data.y_test
-    results[name].append(
-        {
-            "curve": curve,
-            "accuracy": correct.float().mean().item(),
-            "ensemble": ensemble_accuracy(cohort),
-        }
-    )
-    if seed == SEEDS[0]:
-        deployed_models[name] = deployed
-
-print_summary(results, [("accuracy", "deployed"), ("ensemble", "ensemble")])
+exp.compare(METHODS)  # every method once per seed; measured: the deployed network's accuracy
+exp.summary([("accuracy", "deployed"), ("ensemble", "ensemble")])
 
 # %% [markdown]
 # ## Learning curves
@@ -201,7 +143,7 @@ print_summary(results, [("accuracy", "deployed"), ("ensemble", "ensemble")])
 # standard deviation).
 
 # %%
-plot_learning_curves(results, title=f"One network of each cohort, {LABELLED} labelled digits")
+exp.plot_curves(title=f"One network of each cohort, {len(exp.labelled.x_train)} labelled digits")
 plt.show()
 
 # %% [markdown]
@@ -213,7 +155,7 @@ plt.show()
 
 # %%
 metrics = [("accuracy", "deployed network"), ("ensemble", "cohort ensemble")]
-fig = plot_metric_bars(results, metrics, ylims={"accuracy": (0.7, 1.0)}, sharey=True)
+fig = exp.plot_bars(metrics, ylims={"accuracy": (0.7, 1.0)}, sharey=True)
 fig.axes[0].set_ylabel("test accuracy")
 plt.show()
 
@@ -228,8 +170,15 @@ plt.show()
 # further right means softer predictions.
 
 # %%
+
+
+def entropy(model: nn.Module) -> torch.Tensor:
+    log_p = F.log_softmax(predict_logits(model, exp.data.x_test), dim=1)
+    return -(log_p.exp() * log_p).sum(1).cpu()
+
+
 fig, ax = plt.subplots(figsize=(7, 3.6))
-for name, model in deployed_models.items():
+for name, model in exp.models.items():  # each method's seed-0 network
     values = entropy(model).numpy()
     width = 2.5 if name == "alone" else 1.5
     ax.ecdf(values, color=COLORS[name], linewidth=width, label=name)
@@ -239,10 +188,7 @@ ax.set_xlim(0, 1.5)
 ax.legend(fontsize=8, loc="lower right")
 plt.show()
 
-print(
-    f"notebook ran in {time.perf_counter() - started:.0f} s on {device} "
-    f"({time.process_time():.0f} s of CPU time in this kernel)"
-)
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw

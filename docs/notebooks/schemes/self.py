@@ -23,39 +23,28 @@
 # of the same network, in accuracy or in how well its confidence is calibrated?
 #
 # **The setting.** The ~20k-parameter student CNN of the other notebooks, trained on
-# **100 labelled** 8x8 digits from scikit-learn, tested on 450 held-out digits, over
-# three seeds. All methods are imported from `reference_impls`.
+# **100 labelled** 8x8 digits from scikit-learn, tested on 449 held-out digits, over
+# three seeds. All methods are imported from `reference_impls`; the set-up every
+# notebook shares (data, seeds, tables, plots) is `reference_impls.common.Experiment`.
 #
 # **Runtime.** 19 s, measured on a 2-core CPU with the kernel start included and
 # other jobs sharing the cores; the kernel itself used 17 s of CPU time. Seeded;
 # runs on CUDA when present (not timed there).
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# without ipywidgets, tqdm falls back to a text progress bar; that is fine here
-warnings.filterwarnings("ignore", message="IProgress not found")
-from tqdm.auto import tqdm
-
 from reference_impls.common import (
-    default_device,
+    Experiment,
+    Trained,
     draw_bars,
-    load_digits_split,
     method_colors,
-    plot_learning_curves,
-    plot_metric_bars,
     predict_logits,
-    print_summary,
-    set_seed,
     student_cnn,
-    train,
 )
 from reference_impls.schemes.self.ban import BornAgain
 from reference_impls.schemes.self.byot import BYOT
@@ -65,19 +54,8 @@ from reference_impls.schemes.self.instance_label_smoothing import (
 )
 from reference_impls.schemes.self.pskd import PSKD
 
-started = time.perf_counter()
-torch.set_num_threads(1)  # tiny 8x8 models: one thread is as fast and never fights for cores
-device = default_device()
-print(f"device: {device}")
-
-SEEDS = (0, 1, 2)
-LABELLED = 100
-EPOCHS = 20
-BATCH = 25
+exp = Experiment(seeds=(0, 1, 2), epochs=20, labelled=100, batch_size=25)
 GENERATIONS = 2  # born-again students after generation 0
-data = load_digits_split(seed=0).to(device)
-labelled = data.with_train_subset(LABELLED)
-print(f"the network trains on {len(labelled.x_train)} labelled images")
 
 # %% [markdown]
 # ## The methods
@@ -91,38 +69,49 @@ print(f"the network trains on {len(labelled.x_train)} labelled images")
 # (this saves one run per seed); BAN is its last generation.
 
 # %%
+x_test, y_test = exp.data.x_test, exp.data.y_test
 
 
-def fit(procedure: nn.Module, seed: int) -> list[float]:
-    history = train(procedure, labelled, epochs=EPOCHS, batch_size=BATCH, seed=seed, device=device)
-    return history.test_accuracy
+def accuracy_of(logits: torch.Tensor) -> float:
+    return (logits.argmax(1) == y_test).float().mean().item()
 
 
 def born_again(seed):
+    """Generation 0 is the "alone" baseline, the last generation is BAN's student."""
     ban = BornAgain(student_cnn)
-    histories = ban.run(
-        labelled, generations=GENERATIONS, epochs=EPOCHS, batch_size=BATCH, seed=seed, device=device
-    )
-    return ban, histories
+    schedule = {"epochs": exp.epochs, "batch_size": exp.batch_size, "device": exp.device}
+    histories = ban.run(exp.labelled, generations=GENERATIONS, seed=seed, **schedule)
+    first, last = ban.generations[0], ban.generations[-1]
+    generations = [accuracy_of(predict_logits(g, x_test)) for g in ban.generations]
+    bane = accuracy_of(ban.ensemble_probabilities(x_test))  # the generations' ensemble
+    return {
+        "alone": Trained(first, histories[0].test_accuracy),
+        "BAN": Trained(last, histories[-1].test_accuracy, {"generations": [*generations, bane]}),
+    }
 
 
-def wrap(procedure_class):
-    def run(seed):
-        model = student_cnn()
-        procedure = procedure_class(model)
-        return model, procedure, fit(procedure, seed)
+def byot(seed):
+    procedure = BYOT(student_cnn())
+    trained = exp.train(procedure, seed)
+    with torch.no_grad():
+        exit_logits, _ = procedure.exit_outputs(x_test)
+    ensemble = procedure.ensemble_logits(x_test)
+    trained.extras["exits"] = [accuracy_of(z) for z in [*exit_logits, ensemble]]
+    return trained
 
-    return run
+
+def self_taught(procedure_class):
+    """A method whose procedure wraps the one network it trains."""
+    return lambda seed: exp.train(procedure_class(student_cnn()), seed)
 
 
-SELF_METHODS = {
-    "BYOT": wrap(BYOT),
-    "PS-KD": wrap(PSKD),
-    "inst. label smoothing": wrap(InstanceSpecificLabelSmoothing),
-    "DDGSD": wrap(DDGSD),
+METHODS = {
+    "BAN": born_again,  # also gives "alone"
+    "BYOT": byot,
+    "PS-KD": self_taught(PSKD),
+    "inst. label smoothing": self_taught(InstanceSpecificLabelSmoothing),
+    "DDGSD": self_taught(DDGSD),
 }
-NAMES = ["alone", "BAN", *SELF_METHODS]
-COLORS = method_colors(NAMES)  # the baseline in black, as in every figure below
 
 # %% [markdown]
 # ## Training
@@ -136,10 +125,10 @@ COLORS = method_colors(NAMES)  # the baseline in black, as in every figure below
 # %%
 
 
-def evaluate(model: nn.Module) -> dict:
-    probabilities = F.softmax(predict_logits(model, data.x_test), dim=1)
+def calibration(model: nn.Module) -> dict[str, float]:
+    probabilities = F.softmax(predict_logits(model, x_test), dim=1)
     confidence, predicted = probabilities.max(1)
-    correct = (predicted == data.y_test).float()
+    correct = (predicted == y_test).float()
     bins = torch.clamp((confidence * 10).long(), max=9)
     gaps = [
         (bins == b).float().mean()
@@ -154,37 +143,9 @@ def evaluate(model: nn.Module) -> dict:
     }
 
 
-results: dict[str, list[dict]] = {name: [] for name in NAMES}
-byot_exits, ban_generations = [], []
-runs = [(name, seed) for name in ["BAN", *SELF_METHODS] for seed in SEEDS]
-for name, seed in tqdm(runs, desc="methods x seeds"):
-    set_seed(seed)
-    if name == "BAN":
-        ban, histories = born_again(seed)
-        results["alone"].append(
-            {"curve": histories[0].test_accuracy, **evaluate(ban.generations[0])}
-        )
-        results["BAN"].append(
-            {"curve": histories[-1].test_accuracy, **evaluate(ban.generations[-1])}
-        )
-        generation_accuracy = [evaluate(g)["accuracy"] for g in ban.generations]
-        bane = ban.ensemble_probabilities(data.x_test).argmax(1) == data.y_test
-        ban_generations.append([*generation_accuracy, bane.float().mean().item()])
-        continue
-    model, procedure, curve = SELF_METHODS[name](seed)
-    results[name].append({"curve": curve, **evaluate(model)})
-    if name == "BYOT":
-        with torch.no_grad():
-            procedure.eval()
-            exit_logits, _ = procedure.exit_outputs(data.x_test)
-        ensemble = procedure.ensemble_logits(data.x_test)
-        byot_exits.append(
-            [(z.argmax(1) == data.y_test).float().mean().item() for z in [*exit_logits, ensemble]]
-        )
-
-print_summary(
-    results, [("accuracy", "accuracy"), ("confidence", "mean confidence"), ("ece", "ECE")]
-)
+exp.compare(METHODS, calibration)  # every method once per seed
+exp.summary([("accuracy", "accuracy"), ("confidence", "mean confidence"), ("ece", "ECE")])
+COLORS = method_colors(exp.results)  # the baseline in black, as in every figure below
 
 # %% [markdown]
 # ## Learning curves
@@ -193,7 +154,7 @@ print_summary(
 # BAN's curve is its last generation, which starts from scratch like the others.
 
 # %%
-plot_learning_curves(results, title=f"Trained on {LABELLED} labelled digits")
+exp.plot_curves(title=f"Trained on {len(exp.labelled.x_train)} labelled digits")
 plt.show()
 
 # %% [markdown]
@@ -203,7 +164,7 @@ plt.show()
 
 # %%
 metrics = [("accuracy", "test accuracy"), ("ece", "expected calibration error")]
-plot_metric_bars(results, metrics, ylims={"accuracy": (0.7, 1.0)})
+exp.plot_bars(metrics, ylims={"accuracy": (0.7, 1.0)})
 plt.show()
 
 # %% [markdown]
@@ -215,6 +176,8 @@ plt.show()
 # by the previous one, and their ensemble (BANE). Mean ± standard deviation over seeds.
 
 # %%
+byot_exits = [run["exits"] for run in exp.results["BYOT"]]
+ban_generations = [run["generations"] for run in exp.results["BAN"]]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 panels = [
     (
@@ -238,10 +201,7 @@ axes[0].set_ylabel("test accuracy")
 fig.tight_layout()
 plt.show()
 
-print(
-    f"notebook ran in {time.perf_counter() - started:.0f} s on {device} "
-    f"({time.process_time():.0f} s of CPU time in this kernel)"
-)
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw

@@ -21,41 +21,21 @@
 # student, and which of nine published ways of transferring features works here?
 #
 # **The setting.** As in the logit notebook: a teacher CNN (~0.31M parameters) trained on
-# the 1,347 training digits of scikit-learn's 8x8 set; a student 15x smaller trained on
-# **100 labelled images**; tests on the 450 held-out digits. Both networks have three
-# stages with 8x8, 4x4 and 2x2 maps. Every method is imported from `reference_impls`.
+# the 1,348 training digits of scikit-learn's 8x8 set; a student 15x smaller trained on
+# **100 labelled images**; tests on the 449 held-out digits. Both networks have three
+# stages with 8x8, 4x4 and 2x2 maps. Every method is imported from `reference_impls`;
+# the shared set-up (data, cached teacher, seeds, tables, plots) is
+# `reference_impls.common.Experiment`.
 #
 # **Runtime.** 23 s, measured on a 2-core CPU with the kernel start included and
 # other jobs sharing the cores; the kernel itself used 22 s of CPU time. Seeded;
 # runs on CUDA when present (not timed there).
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 import torch
 
-# without ipywidgets, tqdm falls back to a text progress bar; that is fine here
-warnings.filterwarnings("ignore", message="IProgress not found")
-from tqdm.auto import tqdm
-
-from reference_impls.common import (
-    accuracy,
-    agreement,
-    default_device,
-    freeze,
-    linear_cka,
-    load_digits_split,
-    plot_learning_curves,
-    plot_metric_bars,
-    print_summary,
-    set_seed,
-    student_cnn,
-    teacher_cnn,
-    train,
-    train_supervised,
-)
+from reference_impls.common import Experiment, linear_cka, student_cnn
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.feature.ab import ABInitialisation, ABLoss
 from reference_impls.sources.feature.at import ATLoss, attention_map
@@ -67,31 +47,16 @@ from reference_impls.sources.feature.ofd import OFDLoss, margins_from_data
 from reference_impls.sources.feature.reviewkd import ReviewKDLoss
 from reference_impls.sources.feature.simkd import SimKD
 
-started = time.perf_counter()
-torch.set_num_threads(1)  # tiny 8x8 models: one thread is as fast and never fights for cores
-device = default_device()
-print(f"device: {device}")
-
-SEEDS = (0, 1)
-LABELLED = 100  # labelled training images the student sees
-EPOCHS = 12
-BATCH = 25
-data = load_digits_split(seed=0).to(device)
-labelled = data.with_train_subset(LABELLED)
-print(f"teacher trains on {len(data.x_train)} images, students on {len(labelled.x_train)}")
+exp = Experiment(seeds=(0, 1), epochs=12, labelled=100, batch_size=25)
 
 # %% [markdown]
 # ## The teacher
+#
+# The teacher of the logit notebook (5 epochs of cross-entropy on all training
+# digits), frozen, and read from the teacher cache when it has been trained before.
 
 # %%
-set_seed(0)
-teacher = teacher_cnn()
-teacher_history = train_supervised(
-    teacher, data, epochs=5, lr=0.1, batch_size=128, device=device, progress=True
-)
-freeze(teacher)  # eval mode from here on: its batch-norm statistics must not move
-teacher_accuracy = teacher_history.final_accuracy
-print(f"teacher test accuracy: {teacher_accuracy:.3f}")
+teacher = exp.teacher()
 student_channels, teacher_channels = student_cnn().channels, teacher.channels
 print(f"stage widths: student {student_channels}, teacher {teacher_channels}")
 
@@ -121,36 +86,40 @@ print(f"stage widths: student {student_channels}, teacher {teacher_channels}")
 #   classifies with the teacher's frozen classifier, as its authors do.
 
 # %%
-WARMUP = max(1, round(EPOCHS * 20 / 240))
+WARMUP = max(1, round(exp.epochs * 20 / 240))
 with torch.no_grad():
-    ofd_margins = margins_from_data(teacher, labelled.x_train)
+    ofd_margins = margins_from_data(teacher, exp.labelled.x_train)
 
 
-def distiller_with(loss_factory, ce_weight=1.0, kd_weight=1.0):
-    """A builder for methods that are one loss added to the student's cross-entropy."""
+def distiller_with(loss_factory):
+    """A method that adds one loss to the student's cross-entropy (weights 1 and 1)."""
 
-    def build(student, seed):
+    def run(seed):
+        student = student_cnn()
         loss = loss_factory() if loss_factory else None
-        return OfflineDistiller(student, teacher, loss, ce_weight, kd_weight), student
+        return exp.train(OfflineDistiller(student, teacher, loss), seed)
 
-    return build
+    return run
 
 
-def build_ft(student, seed):
+def ft(seed):
+    student = student_cnn()
     loss = FTLoss(student_channels, teacher_channels, beta=62.5)
-    pretrain_paraphraser(loss, teacher, labelled, epochs=6, batch_size=BATCH, seed=seed)
-    return OfflineDistiller(student, teacher, loss), student
+    pretrain_paraphraser(
+        loss, teacher, exp.labelled, epochs=6, batch_size=exp.batch_size, seed=seed
+    )
+    return exp.train(OfflineDistiller(student, teacher, loss), seed)
 
 
-def build_ab(student, seed):
+def ab(seed):
+    student = student_cnn()
     initialisation = ABInitialisation(student, teacher, ABLoss(student_channels, teacher_channels))
-    train(initialisation, labelled, epochs=4, batch_size=BATCH, seed=seed, device=device)
-    return OfflineDistiller(student, teacher, None), student
+    exp.train(initialisation, seed, epochs=4)  # the initialisation phase; connectors discarded
+    return exp.train(OfflineDistiller(student, teacher, None), seed)
 
 
-def build_simkd(student, seed):
-    procedure = SimKD(student, teacher)
-    return procedure, procedure.student  # the deployed model reuses the teacher's classifier
+def simkd(seed):
+    return exp.train(SimKD(student_cnn(), teacher), seed)  # its student reuses the teacher's fc
 
 
 METHODS = {
@@ -158,13 +127,13 @@ METHODS = {
     "FitNets": distiller_with(lambda: FitNetsLoss(student_channels, teacher_channels)),
     "AT": distiller_with(lambda: ATLoss(stages=(0,))),
     "NST": distiller_with(lambda: NSTLoss(stages=(0,))),
-    "FT": build_ft,
-    "AB": build_ab,
+    "FT": ft,
+    "AB": ab,
     "OFD": distiller_with(lambda: OFDLoss(student_channels, teacher_channels, ofd_margins)),
     "ReviewKD": distiller_with(
         lambda: ReviewKDLoss(student_channels, teacher_channels, warmup_epochs=WARMUP)
     ),
-    "SimKD": build_simkd,
+    "SimKD": simkd,
     "MGD": distiller_with(
         lambda: MGDLoss(
             student_channels, teacher_channels, alpha_mgd=1e-2, generator=torch.Generator()
@@ -179,37 +148,29 @@ METHODS = {
 # cosine learning rate).
 
 # %%
+x_test = exp.data.x_test
 with torch.no_grad():
-    teacher_features = teacher(data.x_test).features
+    teacher_features = teacher(x_test).features
 
 
 def cka_to_teacher(model: torch.nn.Module, stage: int) -> float:
     """Linear CKA between the model's and the teacher's maps at one stage, on the test set."""
     with torch.no_grad():
-        features = model.eval()(data.x_test).features
+        features = model.eval()(x_test).features
     return linear_cka(features[stage], teacher_features[stage])
 
 
-results: dict[str, list[dict]] = {name: [] for name in METHODS}
-students: dict[str, torch.nn.Module] = {}
-runs = [(name, seed) for name in METHODS for seed in SEEDS]
-for name, seed in tqdm(runs, desc="methods x seeds"):
-    set_seed(seed)
-    procedure, deployed = METHODS[name](student_cnn().to(device), seed)
-    history = train(procedure, labelled, epochs=EPOCHS, batch_size=BATCH, seed=seed, device=device)
-    results[name].append(
-        {
-            "curve": history.test_accuracy,
-            "accuracy": accuracy(deployed, data.x_test, data.y_test),
-            "agreement": agreement(deployed, teacher, data.x_test),
-            "cka first": cka_to_teacher(deployed, 0),
-            "cka last": cka_to_teacher(deployed, -1),
-        }
-    )
-    if seed == SEEDS[0]:
-        students[name] = deployed
+def measure(model: torch.nn.Module) -> dict[str, float]:
+    return {
+        "accuracy": exp.accuracy(model),
+        "agreement": exp.agreement(model, teacher),
+        "cka first": cka_to_teacher(model, 0),
+        "cka last": cka_to_teacher(model, -1),
+    }
 
-print_summary(results)  # mean ± std over the seeds
+
+exp.compare(METHODS, measure)  # every method once per seed
+exp.summary()  # mean ± std over the seeds
 
 # %% [markdown]
 # ## Learning curves
@@ -217,10 +178,8 @@ print_summary(results)  # mean ± std over the seeds
 # Test accuracy after each epoch, mean over the seeds. The dashed line is the teacher.
 
 # %%
-plot_learning_curves(
-    results,
-    title=f"Students trained on {LABELLED} labelled digits",
-    teacher_accuracy=teacher_accuracy,
+exp.plot_curves(
+    teacher_accuracy=exp.accuracy(teacher),
     bands=False,  # two seeds: a standard deviation would say little
     legend_columns=2,
 )
@@ -245,7 +204,7 @@ metrics = [
     ("cka last", "CKA to the teacher, last stage"),
 ]
 ylims = {"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0), "cka first": (0, 1), "cka last": (0, 1)}
-plot_metric_bars(results, metrics, ylims=ylims)
+exp.plot_bars(metrics, ylims=ylims)
 plt.show()
 
 # %% [markdown]
@@ -258,12 +217,12 @@ plt.show()
 # student's map to look like the teacher's row.
 
 # %%
-examples = data.x_test[:5]
+examples = x_test[:5]
 rows = [
     ("input", None),
     ("teacher", teacher),
-    ("student, no distillation", students["no distillation"]),
-    ("student, AT", students["AT"]),
+    ("student, no distillation", exp.models["no distillation"]),  # each method's seed-0 model
+    ("student, AT", exp.models["AT"]),
 ]
 fig, axes = plt.subplots(len(rows), len(examples), figsize=(7.5, 6.4))
 for row, (title, model) in enumerate(rows):
@@ -283,17 +242,14 @@ fig.suptitle("First-stage attention maps (brighter: more active)")
 plt.show()
 
 with torch.no_grad():
-    teacher_attention = attention_map(teacher(data.x_test).features[0])
+    teacher_attention = attention_map(teacher_features[0])
     print("mean cosine similarity of first-stage attention to the teacher's, test set:")
     for name in ("no distillation", "AT", "NST", "FitNets"):
-        student_attention = attention_map(students[name].eval()(data.x_test).features[0])
+        student_attention = attention_map(exp.models[name].eval()(x_test).features[0])
         similarity = torch.nn.functional.cosine_similarity(student_attention, teacher_attention)
         print(f"  {name:>16}: {similarity.mean().item():.3f}")
 
-print(
-    f"notebook ran in {time.perf_counter() - started:.0f} s on {device} "
-    f"({time.process_time():.0f} s of CPU time in this kernel)"
-)
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw

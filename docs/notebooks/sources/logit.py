@@ -20,45 +20,24 @@
 # of Hinton's loss (DKD, logit standardization, TTM, NormKD) change the picture?
 #
 # **The setting.** A teacher CNN (~0.31M parameters) is trained on the full
-# training split of scikit-learn's 8x8 digits (1,347 images). A student 15x smaller
+# training split of scikit-learn's 8x8 digits (1,348 images). A student 15x smaller
 # (~20k parameters) then trains on only **100 labelled images**, with or without the
-# teacher, for a few seeds; all students are tested on the same 450 held-out images.
-# Every loss is imported from `reference_impls`; the notebook only wires them up.
+# teacher, for three seeds; all students are tested on the same 449 held-out images.
+# Every loss is imported from `reference_impls`; the notebook only wires them up, and
+# the set-up every notebook shares (data, teacher, seeds, tables, plots) comes from
+# `reference_impls.common.Experiment`.
 #
 # **Runtime.** 22 s, measured on a 2-core CPU with the kernel start included and
 # other jobs sharing the cores; the kernel itself used 19 s of CPU time. Seeded;
 # runs on CUDA when present (not timed there).
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-# without ipywidgets, tqdm falls back to a text progress bar; that is fine here
-warnings.filterwarnings("ignore", message="IProgress not found")
-from tqdm.auto import tqdm
-
-from reference_impls.common import (
-    accuracy,
-    agreement,
-    default_device,
-    freeze,
-    kl_to_teacher,
-    load_digits_split,
-    plot_learning_curves,
-    plot_metric_bars,
-    predict_logits,
-    print_summary,
-    set_seed,
-    student_cnn,
-    teacher_cnn,
-    train,
-    train_supervised,
-)
+from reference_impls.common import Experiment, predict_logits, student_cnn
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.logit.dkd import DKDLoss
 from reference_impls.sources.logit.kd import KDLoss
@@ -68,35 +47,20 @@ from reference_impls.sources.logit.logit_standardization import (
 from reference_impls.sources.logit.normkd import NormKDLoss
 from reference_impls.sources.logit.ttm import TTMLoss
 
-started = time.perf_counter()
-torch.set_num_threads(1)  # tiny 8x8 models: one thread is as fast and never fights for cores
-device = default_device()
-print(f"device: {device}")
-
-SEEDS = (0, 1, 2)
-LABELLED = 100  # labelled training images the student sees
-EPOCHS = 20
-BATCH = 25
-data = load_digits_split(seed=0)
-labelled = data.with_train_subset(LABELLED)
-print(f"teacher trains on {len(data.x_train)} images, students on {len(labelled.x_train)}")
-print("labelled images per class:", torch.bincount(labelled.y_train, minlength=10).tolist())
+# the digits, split once; each student sees the first 100 training images
+exp = Experiment(seeds=(0, 1, 2), epochs=20, labelled=100, batch_size=25)
+print("labelled images per class:", torch.bincount(exp.labelled.y_train, minlength=10).tolist())
 
 # %% [markdown]
 # ## The teacher
 #
 # Five epochs of cross-entropy on the full training split are enough for ~99% test
-# accuracy on digits.
+# accuracy on digits. The teacher comes back frozen (eval mode: its batch-norm
+# statistics must not move). Its weights are cached on disk, keyed by everything that
+# decides them, so all notebooks share one training run.
 
 # %%
-set_seed(0)
-teacher = teacher_cnn()
-teacher_history = train_supervised(
-    teacher, data, epochs=5, lr=0.1, batch_size=128, device=device, progress=True
-)
-freeze(teacher)  # eval mode from here on: its batch-norm statistics must not move
-teacher_accuracy = teacher_history.final_accuracy
-print(f"teacher test accuracy: {teacher_accuracy:.3f}")
+teacher = exp.teacher()  # teacher_cnn(), 5 epochs, lr 0.1, batches of 128, seed 0
 
 # %% [markdown]
 # ## The students
@@ -111,7 +75,7 @@ print(f"teacher test accuracy: {teacher_accuracy:.3f}")
 #   test accuracy. We use a weight of 10, and say so in the chart's label.
 
 # %%
-WARMUP = max(1, round(EPOCHS * 20 / 240))
+WARMUP = max(1, round(exp.epochs * 20 / 240))
 METHODS = {
     # name: (loss factory, cross-entropy weight, distillation weight)
     "no distillation": (lambda: None, 1.0, 0.0),
@@ -122,27 +86,20 @@ METHODS = {
     "NormKD": (lambda: NormKDLoss(temperature_norm=2.0), 0.1, 0.9),
 }
 
-results: dict[str, list[dict]] = {name: [] for name in METHODS}
-students: dict[str, torch.nn.Module] = {}
-runs = [(name, seed) for name in METHODS for seed in SEEDS]
-for name, seed in tqdm(runs, desc="methods x seeds"):
-    make_loss, ce_weight, kd_weight = METHODS[name]
-    set_seed(seed)
-    student = student_cnn()
-    distiller = OfflineDistiller(student, teacher, make_loss(), ce_weight, kd_weight)
-    history = train(distiller, labelled, epochs=EPOCHS, batch_size=BATCH, seed=seed, device=device)
-    results[name].append(
-        {
-            "curve": history.test_accuracy,
-            "accuracy": accuracy(student, data.x_test.to(device), data.y_test.to(device)),
-            "agreement": agreement(student, teacher, data.x_test.to(device)),
-            "kl": kl_to_teacher(student, teacher, data.x_test.to(device), temperature=4.0),
-        }
-    )
-    if seed == SEEDS[0]:
-        students[name] = student
 
-print_summary(results)  # mean ± std over the seeds
+def distil(make_loss, ce_weight, kd_weight):
+    """One method: a fresh student trained by ``OfflineDistiller`` with the given loss."""
+
+    def run(seed):
+        distiller = OfflineDistiller(student_cnn(), teacher, make_loss(), ce_weight, kd_weight)
+        return exp.train(distiller, seed)  # the student, and its test accuracy per epoch
+
+    return run
+
+
+# every method once per seed; test accuracy, agreement with and KL to the teacher (τ = 4)
+exp.compare({name: distil(*method) for name, method in METHODS.items()}, exp.against(teacher))
+exp.summary()  # mean ± std over the seeds
 
 # %% [markdown]
 # ## Learning curves
@@ -151,11 +108,7 @@ print_summary(results)  # mean ± std over the seeds
 # deviation). The dashed line is the teacher.
 
 # %%
-plot_learning_curves(
-    results,
-    title=f"Students trained on {LABELLED} labelled digits",
-    teacher_accuracy=teacher_accuracy,
-)
+exp.plot_curves(teacher_accuracy=exp.accuracy(teacher))
 plt.show()
 
 # %% [markdown]
@@ -171,7 +124,7 @@ metrics = [
     ("agreement", "agreement with teacher"),
     ("kl", "KL(teacher ‖ student), τ = 4"),
 ]
-plot_metric_bars(results, metrics, ylims={"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0)})
+exp.plot_bars(metrics, ylims={"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0)})
 plt.show()
 
 # %% [markdown]
@@ -189,14 +142,15 @@ plt.show()
 # %%
 def class_similarity(model: torch.nn.Module, temperature: float = 4.0) -> np.ndarray:
     """Mean softened prediction per true class: row c is the average over test images of c."""
-    probs = F.softmax(predict_logits(model, data.x_test.to(device)) / temperature, dim=1).cpu()
-    return np.stack([probs[data.y_test == c].mean(0).numpy() for c in range(10)])
+    probs = F.softmax(predict_logits(model, exp.data.x_test) / temperature, dim=1).cpu()
+    labels = exp.data.y_test.cpu()
+    return np.stack([probs[labels == c].mean(0).numpy() for c in range(10)])
 
 
 panels = [
     ("teacher", teacher),
-    ("student, no distillation", students["no distillation"]),
-    ("student, KD", students["KD"]),
+    ("student, no distillation", exp.models["no distillation"]),  # each method's seed-0 model
+    ("student, KD", exp.models["KD"]),
 ]
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
 for ax, (title, model) in zip(axes, panels, strict=True):
@@ -207,10 +161,7 @@ for ax, (title, model) in zip(axes, panels, strict=True):
 fig.colorbar(image, ax=axes, shrink=0.8, label="mean probability at τ = 4")
 plt.show()
 
-print(
-    f"notebook ran in {time.perf_counter() - started:.0f} s on {device} "
-    f"({time.process_time():.0f} s of CPU time in this kernel)"
-)
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw

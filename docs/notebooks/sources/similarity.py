@@ -22,42 +22,20 @@
 # student. With only a few labelled examples, do they help?
 #
 # **The setting.** As in the other Sources notebooks: a teacher CNN (~0.31M
-# parameters) trained on the 1,347 training digits of scikit-learn's 8x8 set; a
-# student 15x smaller trained on **100 labelled images**; tests on the 450 held-out
-# digits. Every method is imported from `reference_impls`.
+# parameters) trained on the 1,348 training digits of scikit-learn's 8x8 set; a
+# student 15x smaller trained on **100 labelled images**; tests on the 449 held-out
+# digits. Every method is imported from `reference_impls`; the shared set-up (data,
+# cached teacher, seeds, tables, plots) is `reference_impls.common.Experiment`.
 #
 # **Runtime.** 20 s, measured on a 2-core CPU with the kernel start included and
 # other jobs sharing the cores; the kernel itself used 19 s of CPU time. Seeded;
 # runs on CUDA when present (not timed there).
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 import torch
 
-# without ipywidgets, tqdm falls back to a text progress bar; that is fine here
-warnings.filterwarnings("ignore", message="IProgress not found")
-from tqdm.auto import tqdm
-
-from reference_impls.common import (
-    accuracy,
-    agreement,
-    default_device,
-    freeze,
-    kl_to_teacher,
-    linear_cka,
-    load_digits_split,
-    plot_learning_curves,
-    plot_metric_bars,
-    print_summary,
-    set_seed,
-    student_cnn,
-    teacher_cnn,
-    train,
-    train_supervised,
-)
+from reference_impls.common import Experiment, linear_cka, student_cnn
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.similarity.cc import CCLoss
 from reference_impls.sources.similarity.dist import DISTLoss
@@ -68,31 +46,17 @@ from reference_impls.sources.similarity.pkt import PKTLoss
 from reference_impls.sources.similarity.rkd import RKDLoss
 from reference_impls.sources.similarity.sp import SPLoss, similarity_matrix
 
-started = time.perf_counter()
-torch.set_num_threads(1)  # tiny 8x8 models: one thread is as fast and never fights for cores
-device = default_device()
-print(f"device: {device}")
-
-SEEDS = (0, 1)
-LABELLED = 100  # labelled training images the student sees
-EPOCHS = 16
-BATCH = 25  # relations are computed within a batch: 25 images, 300 pairs
-data = load_digits_split(seed=0).to(device)
-labelled = data.with_train_subset(LABELLED)
-print(f"teacher trains on {len(data.x_train)} images, students on {len(labelled.x_train)}")
+# relations are computed within a batch: 25 images, 300 pairs
+exp = Experiment(seeds=(0, 1), epochs=16, labelled=100, batch_size=25)
 
 # %% [markdown]
 # ## The teacher
+#
+# The teacher of the logit notebook (5 epochs of cross-entropy on all training
+# digits), frozen, and read from the teacher cache when it has been trained before.
 
 # %%
-set_seed(0)
-teacher = teacher_cnn()
-teacher_history = train_supervised(
-    teacher, data, epochs=5, lr=0.1, batch_size=128, device=device, progress=True
-)
-freeze(teacher)  # eval mode from here on: its batch-norm statistics must not move
-teacher_accuracy = teacher_history.final_accuracy
-print(f"teacher test accuracy: {teacher_accuracy:.3f}")
+teacher = exp.teacher()
 student_channels, teacher_channels = student_cnn().channels, teacher.channels
 
 # %% [markdown]
@@ -110,20 +74,23 @@ student_channels, teacher_channels = student_cnn().channels, teacher.channels
 # FSP, CC and ICKD train small connectors with the student, as their modules document.
 
 # %%
-FSP_INIT_EPOCHS = max(1, round(EPOCHS * 30 / 240))
+FSP_INIT_EPOCHS = max(1, round(exp.epochs * 30 / 240))
 
 
 def distiller_with(loss_factory, kd_weight=1.0):
-    """A builder for methods that add one loss to the student's cross-entropy."""
+    """A method that adds one loss to the student's cross-entropy."""
 
-    def build(student, seed):
+    def run(seed):
+        student = student_cnn()
         loss = loss_factory() if loss_factory else None
-        return OfflineDistiller(student, teacher, loss, ce_weight=1.0, kd_weight=kd_weight)
+        distiller = OfflineDistiller(student, teacher, loss, ce_weight=1.0, kd_weight=kd_weight)
+        return exp.train(distiller, seed)
 
-    return build
+    return run
 
 
-def build_fsp(student, seed):
+def fsp(seed):
+    student = student_cnn()
     # RepDistiller's mean over the m x n entries with weight 50, per pair of stages
     pair_weights = [
         50.0 / (teacher_channels[first] * teacher_channels[second])
@@ -136,20 +103,20 @@ def build_fsp(student, seed):
         teacher_channels=teacher_channels,
     )
     initialisation = OfflineDistiller(student, teacher, loss, ce_weight=0.0, kd_weight=1.0)
-    train(initialisation, labelled, epochs=FSP_INIT_EPOCHS, batch_size=BATCH, seed=seed)
-    return OfflineDistiller(student, teacher, None)
+    exp.train(initialisation, seed, epochs=FSP_INIT_EPOCHS)
+    return exp.train(OfflineDistiller(student, teacher, None), seed)
 
 
 METHODS = {
     "no distillation": distiller_with(None),
-    "FSP": build_fsp,
+    "FSP": fsp,
     "SP": distiller_with(lambda: SPLoss(gamma=3000.0)),
     "RKD": distiller_with(lambda: RKDLoss()),
     "CC": distiller_with(
         lambda: CCLoss(student_channels[-1], teacher_channels[-1]), kd_weight=0.02
     ),
     "PKT": distiller_with(lambda: PKTLoss(), kd_weight=30000.0),
-    "IRG": lambda student, seed: OfflineDistiller(student, teacher, IRGLoss()),
+    "IRG": distiller_with(lambda: IRGLoss()),
     "DIST": distiller_with(lambda: DISTLoss()),
     "ICKD": distiller_with(lambda: ICKDLoss(student_channels, teacher_channels), kd_weight=2.5),
 }
@@ -158,37 +125,24 @@ METHODS = {
 # ## Training the students
 
 # %%
+x_test = exp.data.x_test
 with torch.no_grad():
-    teacher_embeddings = teacher(data.x_test).embedding
+    teacher_embeddings = teacher(x_test).embedding
 
 
 def cka_to_teacher(model: torch.nn.Module) -> float:
     """Linear CKA of the pooled embeddings: how alike the two Gram matrices of the test set are."""
     with torch.no_grad():
-        return linear_cka(model.eval()(data.x_test).embedding, teacher_embeddings)
+        return linear_cka(model.eval()(x_test).embedding, teacher_embeddings)
 
 
-results: dict[str, list[dict]] = {name: [] for name in METHODS}
-students: dict[str, torch.nn.Module] = {}
-runs = [(name, seed) for name in METHODS for seed in SEEDS]
-for name, seed in tqdm(runs, desc="methods x seeds"):
-    set_seed(seed)
-    student = student_cnn().to(device)
-    procedure = METHODS[name](student, seed)
-    history = train(procedure, labelled, epochs=EPOCHS, batch_size=BATCH, seed=seed, device=device)
-    results[name].append(
-        {
-            "curve": history.test_accuracy,
-            "accuracy": accuracy(student, data.x_test, data.y_test),
-            "agreement": agreement(student, teacher, data.x_test),
-            "kl": kl_to_teacher(student, teacher, data.x_test, temperature=4.0),
-            "cka": cka_to_teacher(student),
-        }
-    )
-    if seed == SEEDS[0]:
-        students[name] = student
+def measure(model: torch.nn.Module) -> dict[str, float]:
+    """Test accuracy, agreement with and KL to the teacher (τ = 4), and the CKA above."""
+    return {**exp.against(teacher)(model), "cka": cka_to_teacher(model)}
 
-print_summary(results)  # mean ± std over the seeds
+
+exp.compare(METHODS, measure)  # every method once per seed
+exp.summary()  # mean ± std over the seeds
 
 # %% [markdown]
 # ## Learning curves
@@ -197,10 +151,8 @@ print_summary(results)  # mean ± std over the seeds
 # FSP's curve starts after its initialisation phase.
 
 # %%
-plot_learning_curves(
-    results,
-    title=f"Students trained on {LABELLED} labelled digits",
-    teacher_accuracy=teacher_accuracy,
+exp.plot_curves(
+    teacher_accuracy=exp.accuracy(teacher),
     bands=False,  # two seeds: a standard deviation would say little
     legend_columns=2,
 )
@@ -224,7 +176,7 @@ metrics = [
     ("cka", "CKA to the teacher, embeddings"),
 ]
 ylims = {"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0), "cka": (0.0, 1.0)}
-plot_metric_bars(results, metrics, ylims=ylims)
+exp.plot_bars(metrics, ylims=ylims)
 plt.show()
 
 # %% [markdown]
@@ -239,12 +191,12 @@ plt.show()
 # minimises.
 
 # %%
-order = torch.argsort(data.y_test[:40].cpu(), stable=True)
-batch = data.x_test[:40][order.to(device)]
+order = torch.argsort(exp.data.y_test[:40], stable=True)
+batch = x_test[:40][order]
 panels = [
     ("teacher", teacher),
-    ("student, no distillation", students["no distillation"]),
-    ("student, SP", students["SP"]),
+    ("student, no distillation", exp.models["no distillation"]),  # each method's seed-0 model
+    ("student, SP", exp.models["SP"]),
 ]
 with torch.no_grad():
     matrices = [similarity_matrix(model.eval()(batch).features[-1]).cpu() for _, model in panels]
@@ -259,10 +211,7 @@ for ax, (title, _), matrix in zip(axes, panels, matrices, strict=True):
 fig.suptitle("Batch similarity of last-stage activations, 40 test digits sorted by class")
 plt.show()
 
-print(
-    f"notebook ran in {time.perf_counter() - started:.0f} s on {device} "
-    f"({time.process_time():.0f} s of CPU time in this kernel)"
-)
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw

@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import INPUT_KINDS, DistillationProcedure, loss_inputs
 from reference_impls.common.models import ModelOutput
 from reference_impls.common.training import freeze, logits_of
-
-INPUT_KINDS = ("logits", "features", "preact_features", "embeddings")
 
 
 def select_inputs(output: ModelOutput, kind: str):
@@ -44,13 +43,15 @@ def select_inputs(output: ModelOutput, kind: str):
     raise ValueError(f"unknown loss input kind {kind!r}; expected one of {INPUT_KINDS}")
 
 
-class OfflineDistiller(nn.Module):
+class OfflineDistiller(DistillationProcedure):
     """Student + frozen teacher + one distillation loss (+ weighted cross-entropy).
 
     Args:
         student: the model being trained; returns a ``ModelOutput``.
         teacher: a trained model; frozen here (eval mode, no gradients).
         loss: a distillation loss module, or ``None`` for the cross-entropy baseline.
+            It must declare ``inputs`` (see ``reference_impls.common.DistillationLoss``);
+            a missing or unknown declaration raises ``TypeError`` naming its class.
             Its trainable connectors are parameters of this distiller and are
             optimised with the student.
         ce_weight: weight of the cross-entropy on labels.
@@ -66,6 +67,7 @@ class OfflineDistiller(nn.Module):
         kd_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        self.loss_kinds = loss_inputs(loss) if loss is not None else ()
         self.student = student
         self.teacher = freeze(teacher)
         self.loss = loss
@@ -79,7 +81,7 @@ class OfflineDistiller(nn.Module):
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Pass the epoch to losses with a schedule (e.g. DKD's warm-up)."""
-        if hasattr(self.loss, "on_epoch_start"):
+        if self.loss is not None and hasattr(self.loss, "on_epoch_start"):
             self.loss.on_epoch_start(epoch, epochs)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -90,9 +92,8 @@ class OfflineDistiller(nn.Module):
         if self.loss is not None:
             with torch.no_grad():
                 teacher_out = self.teacher(x)
-            kinds = getattr(self.loss, "inputs", "logits")
             args = []
-            for kind in (kinds,) if isinstance(kinds, str) else kinds:
+            for kind in self.loss_kinds:
                 args += [select_inputs(student_out, kind), select_inputs(teacher_out, kind)]
             if getattr(self.loss, "needs_target", False):
                 args.append(y)

@@ -45,12 +45,14 @@ import torch
 from torch import nn
 
 from reference_impls.common.data import DataSplit
+from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.training import History, freeze, train
+from reference_impls.common.validation import in_unit_interval, positive
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.logit.kd import KDLoss
 
 
-class TAKD(nn.Module):
+class TAKD(DistillationProcedure):
     """The chain teacher → assistants → student, distilled one step at a time.
 
     Args:
@@ -70,13 +72,9 @@ class TAKD(nn.Module):
         lambda_: float = 0.5,
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if not 0.0 <= lambda_ <= 1.0:
-            raise ValueError(f"lambda_ must lie in [0, 1], got {lambda_}")
         self.chain = nn.ModuleList([teacher, *assistants, student])
-        self.temperature = temperature
-        self.lambda_ = lambda_
+        self.temperature = positive("temperature", temperature)
+        self.lambda_ = in_unit_interval("lambda_", lambda_)
         # a plain list: the distiller's models are already registered in ``chain``
         self._current: list[OfflineDistiller] = []
         self.start_step(0)

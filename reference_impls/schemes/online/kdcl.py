@@ -50,7 +50,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import at_least_float32, kl_divergence, softened_log_probs
 from reference_impls.common.training import logits_of
+from reference_impls.common.validation import at_least, one_of, positive
 
 ENSEMBLES = ("min_logit", "naive")
 
@@ -81,7 +84,7 @@ def naive_teacher(peer_logits: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(list(peer_logits)).mean(dim=0)
 
 
-class KDCL(nn.Module):
+class KDCL(DistillationProcedure):
     """Peers trained collaboratively toward an ensemble teacher built from their own logits.
 
     Args:
@@ -102,16 +105,11 @@ class KDCL(nn.Module):
         augment: Callable[[torch.Tensor], torch.Tensor] | None = random_shift,
     ) -> None:
         super().__init__()
-        if len(peers) < 2:
-            raise ValueError(f"KDCL needs at least 2 peers, got {len(peers)}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+        at_least("number of peers", len(peers), 2)
         self.peers = nn.ModuleList(peers)
-        self.temperature = temperature
+        self.temperature = positive("temperature", temperature)
         self.lambda_ = lambda_
-        self.ensemble = ensemble
+        self.ensemble = one_of("ensemble", ensemble, ENSEMBLES)
         self.augment = augment
 
     @property
@@ -120,7 +118,7 @@ class KDCL(nn.Module):
         return self.peers[0]
 
     def teacher_logits(self, peer_logits: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        detached = [z.detach().float() for z in peer_logits]
+        detached = [at_least_float32(z.detach()) for z in peer_logits]
         if self.ensemble == "min_logit":
             return min_logit_teacher(detached, y)
         return naive_teacher(detached)
@@ -128,13 +126,12 @@ class KDCL(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         views = [self.augment(x) if self.augment is not None else x for _ in self.peers]
         logits = [logits_of(peer(view)) for peer, view in zip(self.peers, views, strict=True)]
-        log_p_teacher = F.log_softmax(self.teacher_logits(logits, y) / self.temperature, dim=1)
+        log_p_teacher = softened_log_probs(self.teacher_logits(logits, y), self.temperature)
         terms: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=x.device)
         for m, z in enumerate(logits):
             ce = F.cross_entropy(z, y)
-            log_p = F.log_softmax(z.float() / self.temperature, dim=1)
-            kl = F.kl_div(log_p, log_p_teacher, reduction="none", log_target=True).sum(1).mean()
+            kl = kl_divergence(softened_log_probs(z, self.temperature), log_p_teacher)
             total = total + ce + self.lambda_ * self.temperature**2 * kl
             terms[f"ce_{m}"] = ce.detach()
             terms[f"kl_{m}"] = kl.detach()

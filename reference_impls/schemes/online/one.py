@@ -38,7 +38,8 @@ the stem and all stages but the last are shared, and each branch is a copy of
 the last stage (``ConvStage``) with pooling and its own classifier; the gate
 reads the pooled output of the shared part, as the authors' gate reads the
 input of their branched stage. Deviation: the authors add $10^{-7}$ to the
-teacher's probabilities before the log; we compute the KL from log-softmaxes.
+teacher's probabilities before the log; we compute the KL from log-softmaxes
+(the shared ``reference_impls.common.losses.softened_kl``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import softened_kl
 from reference_impls.common.models import ConvStage, ModelOutput, TinyCNN
+from reference_impls.common.validation import at_least, non_negative, positive
 
 
 class ONENetwork(nn.Module):
@@ -69,8 +73,7 @@ class ONENetwork(nn.Module):
         in_channels: int = 1,
     ) -> None:
         super().__init__()
-        if num_branches < 2:
-            raise ValueError(f"ONE needs at least 2 branches, got {num_branches}")
+        at_least("num_branches", num_branches, 2)
         if len(channels) < 2:
             raise ValueError("ONE needs at least two stages: shared layers and a branched one")
         trunk = TinyCNN(tuple(channels[:-1]), num_classes, in_channels)
@@ -122,19 +125,8 @@ def one_loss(
     num_branches = branch_logits.shape[1]
     branch_ce = sum(F.cross_entropy(branch_logits[:, i], target) for i in range(num_branches))
     ensemble_ce = F.cross_entropy(ensemble, target)
-    log_p_teacher = F.log_softmax(ensemble.detach().float() / temperature, dim=1)
-    kl = sum(
-        F.kl_div(
-            F.log_softmax(branch_logits[:, i].float() / temperature, dim=1),
-            log_p_teacher,
-            reduction="none",
-            log_target=True,
-        )
-        .sum(1)
-        .mean()
-        for i in range(num_branches)
-    )
-    kl = kl * temperature**2
+    # the ensemble is the (detached) teacher of every branch
+    kl = sum(softened_kl(branch_logits[:, i], ensemble, temperature) for i in range(num_branches))
     return {
         "ce": branch_ce.detach(),
         "ce_ensemble": ensemble_ce.detach(),
@@ -151,7 +143,7 @@ def sigmoid_rampup(epoch: int, rampup_epochs: int) -> float:
     return math.exp(-5.0 * (1.0 - progress) ** 2)
 
 
-class ONE(nn.Module):
+class ONE(DistillationProcedure):
     """The ONE training procedure around an ``ONENetwork``.
 
     Args:
@@ -164,13 +156,9 @@ class ONE(nn.Module):
         self, model: ONENetwork, temperature: float = 3.0, rampup_epochs: int = 80
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if rampup_epochs < 0:
-            raise ValueError(f"rampup_epochs must be >= 0, got {rampup_epochs}")
         self.model = model
-        self.temperature = temperature
-        self.rampup_epochs = rampup_epochs
+        self.temperature = positive("temperature", temperature)
+        self.rampup_epochs = non_negative("rampup_epochs", rampup_epochs)
         self.kl_weight = sigmoid_rampup(0, rampup_epochs)
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:

@@ -32,9 +32,11 @@ $$
 which :meth:`BornAgain.ensemble_probabilities` computes over any members
 (default: every trained generation, generation 0 included).
 
-Deviations: the paper's CWTM and DKPP variants are not implemented; the
-training schedule (optimiser, epochs) is that of ``reference_impls.common.train``,
-the same for every generation, as in the paper.
+The KD term is the shared ``reference_impls.common.losses.softened_kl``, as in
+KD (half precision in float32, float64 kept). Deviations: the paper's CWTM and
+DKPP variants are not implemented; the training schedule (optimiser, epochs) is
+that of ``reference_impls.common.train``, the same for every generation, as in
+the paper.
 """
 
 from __future__ import annotations
@@ -47,20 +49,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.data import DataSplit
+from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import softened_kl
 from reference_impls.common.training import History, freeze, logits_of, predict_logits, train
+from reference_impls.common.validation import loss_weights, non_negative, positive
 
 
 def born_again_kd_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """$\\tau^2\\,\\mathrm{KL}(p^{t,\\tau} \\| p^{s,\\tau})$, summed over classes, batch mean, in float32."""
-    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(dim=1)
-    return kl.mean() * temperature**2
+    """$\\tau^2\\,\\mathrm{KL}(p^{t,\\tau} \\| p^{s,\\tau})$, summed over classes, batch mean."""
+    return softened_kl(student_logits, teacher_logits, temperature)
 
 
-class BornAgain(nn.Module):
+class BornAgain(DistillationProcedure):
     """Sequential self-distillation over generations of one architecture.
 
     Args:
@@ -84,15 +86,9 @@ class BornAgain(nn.Module):
         kd_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if ce_weight < 0 or kd_weight < 0 or ce_weight + kd_weight == 0:
-            raise ValueError(
-                f"ce_weight and kd_weight must be non-negative and not both zero, "
-                f"got {ce_weight} and {kd_weight}"
-            )
+        loss_weights(ce_weight=ce_weight, kd_weight=kd_weight)
         self.make_model = make_model
-        self.temperature = temperature
+        self.temperature = positive("temperature", temperature)
         self.ce_weight = ce_weight
         self.kd_weight = kd_weight
         self.student = make_model()
@@ -142,8 +138,7 @@ class BornAgain(nn.Module):
         one training history per generation; afterwards ``generations`` holds
         the ``generations + 1`` trained networks, frozen, and ``student`` the last.
         """
-        if generations < 0:
-            raise ValueError(f"generations must be non-negative, got {generations}")
+        non_negative("generations", generations)
         if len(self.generations) > 0:
             raise RuntimeError("run() starts from generation 0; build a new BornAgain to rerun")
         histories = []

@@ -34,7 +34,8 @@ Choices and deviations:
 * The KD term is a KL divergence; the code uses the cross-entropy with the
   deep soft targets, which differs by the targets' entropy: same gradients,
   but ours is zero when an exit agrees with the deepest classifier.
-* As in the code the KD term is a batch mean, but the hint is summed over
+* As in the code the KD term is a batch mean (the shared
+  ``reference_impls.common.losses.softened_kl``), but the hint is summed over
   batch and feature dimensions (hence the tiny $\lambda$); both CE terms are batch means.
 """
 
@@ -46,7 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import softened_kl
 from reference_impls.common.models import TinyCNN
+from reference_impls.common.validation import in_unit_interval, non_negative, positive
 
 
 class ExitBranch(nn.Module):
@@ -88,22 +92,19 @@ def byot_loss(
     Returns the named terms: ``ce`` (summed over exits), ``kd`` and ``hint``
     (summed over shallow exits) and the weighted total under ``loss``.
     """
-    deep_logits = exit_logits[-1].detach().float()
+    deep_logits = exit_logits[-1].detach()
     deep_features = exit_features[-1].detach().float()
-    log_p_deep = F.log_softmax(deep_logits / temperature, dim=1)
     ce = sum(F.cross_entropy(logits.float(), target) for logits in exit_logits)
     kd = torch.zeros((), device=deep_logits.device)
     hint = torch.zeros((), device=deep_logits.device)
     for logits, features in zip(exit_logits[:-1], exit_features[:-1], strict=True):
-        log_p_exit = F.log_softmax(logits.float() / temperature, dim=1)
-        kl = F.kl_div(log_p_exit, log_p_deep, reduction="none", log_target=True).sum(dim=1)
-        kd = kd + kl.mean() * temperature**2
+        kd = kd + softened_kl(logits, deep_logits, temperature)
         hint = hint + (features.float() - deep_features).pow(2).sum()
     total = (1 - alpha) * ce + alpha * kd + beta * hint
     return {"loss": total, "ce": ce.detach(), "kd": kd.detach(), "hint": hint.detach()}
 
 
-class BYOT(nn.Module):
+class BYOT(DistillationProcedure):
     """A ``TinyCNN`` with an exit on every shallow stage, trained by self-distillation.
 
     Args:
@@ -127,12 +128,9 @@ class BYOT(nn.Module):
             raise TypeError(f"BYOT wraps the stages of a TinyCNN, got {type(model).__name__}")
         if len(model.channels) < 2:
             raise ValueError("BYOT needs at least two stages (one shallow exit)")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        if beta < 0:
-            raise ValueError(f"beta must be non-negative, got {beta}")
+        positive("temperature", temperature)
+        in_unit_interval("alpha", alpha)
+        non_negative("beta", beta)
         self.model = model
         last = len(model.channels) - 1
         # each stage after the first halves the resolution: stride 2^(last - i) meets the last map

@@ -26,7 +26,8 @@ Choices and deviations (no released code to follow):
 * Each KL term treats the other view's posterior as a fixed target (no
   gradient through it), as in mutual learning; the MMD term trains both views.
   The KL terms are batch means over samples, sums over classes, at temperature
-  $\tau = 1$ (``temperature``; scaled by $\tau^2$ when changed).
+  $\tau = 1$ (``temperature``; scaled by $\tau^2$ when changed): the shared
+  ``reference_impls.common.losses.softened_kl``, once in each direction.
 * Defaults $\lambda = 1$ and $\mu = 5\times10^{-4}$: the paper's exact values
   could not be checked against code; $\lambda = 1$ weighs the posterior terms
   like the label terms, and $5\times10^{-4}$ is the MMD weight of a public
@@ -46,7 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import softened_kl
 from reference_impls.common.models import ModelOutput
+from reference_impls.common.validation import non_negative, positive
 
 
 def distort(
@@ -86,12 +90,10 @@ def distort(
 def symmetric_kl(
     logits_a: torch.Tensor, logits_b: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
-    """$\\tau^2[\\mathrm{KL}(p^b \\| p^a) + \\mathrm{KL}(p^a \\| p^b)]$; each target side detached; float32."""
-    log_p_a = F.log_softmax(logits_a.float() / temperature, dim=1)
-    log_p_b = F.log_softmax(logits_b.float() / temperature, dim=1)
-    a_learns = F.kl_div(log_p_a, log_p_b.detach(), reduction="batchmean", log_target=True)
-    b_learns = F.kl_div(log_p_b, log_p_a.detach(), reduction="batchmean", log_target=True)
-    return (a_learns + b_learns) * temperature**2
+    """$\\tau^2[\\mathrm{KL}(p^b \\| p^a) + \\mathrm{KL}(p^a \\| p^b)]$; each target side detached."""
+    a_learns = softened_kl(logits_a, logits_b, temperature)
+    b_learns = softened_kl(logits_b, logits_a, temperature)
+    return a_learns + b_learns
 
 
 def linear_mmd(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
@@ -99,7 +101,7 @@ def linear_mmd(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tens
     return (features_a.float().mean(dim=0) - features_b.float().mean(dim=0)).pow(2).sum()
 
 
-class DDGSD(nn.Module):
+class DDGSD(DistillationProcedure):
     """Self-distillation between two random distortions of every batch.
 
     Args:
@@ -121,22 +123,12 @@ class DDGSD(nn.Module):
         noise_std: float = 0.1,
     ) -> None:
         super().__init__()
-        if lambda_kl < 0 or mu_mmd < 0:
-            raise ValueError(
-                f"lambda_kl and mu_mmd must be non-negative, got {lambda_kl}, {mu_mmd}"
-            )
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if max_shift < 0 or noise_std < 0:
-            raise ValueError(
-                f"max_shift and noise_std must be non-negative, got {max_shift}, {noise_std}"
-            )
         self.model = model
-        self.lambda_kl = lambda_kl
-        self.mu_mmd = mu_mmd
-        self.temperature = temperature
-        self.max_shift = max_shift
-        self.noise_std = noise_std
+        self.lambda_kl = non_negative("lambda_kl", lambda_kl)
+        self.mu_mmd = non_negative("mu_mmd", mu_mmd)
+        self.temperature = positive("temperature", temperature)
+        self.max_shift = non_negative("max_shift", max_shift)
+        self.noise_std = non_negative("noise_std", noise_std)
 
     def two_views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (

@@ -53,7 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.training import freeze, logits_of
+from reference_impls.common.validation import in_unit_interval, positive
 
 
 def sample_beta_confidences(
@@ -96,7 +98,7 @@ def beta_smoothing_loss(
     return (1 - alpha) * ce + alpha * soft, ce, soft
 
 
-class InstanceSpecificLabelSmoothing(nn.Module):
+class InstanceSpecificLabelSmoothing(DistillationProcedure):
     """Beta smoothing with the model's own weight average as the teacher.
 
     Args:
@@ -111,10 +113,8 @@ class InstanceSpecificLabelSmoothing(nn.Module):
         self, model: nn.Module, alpha: float = 0.6, beta: float = 3.0, ema_decay: float = 0.999
     ) -> None:
         super().__init__()
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        if beta <= 0:
-            raise ValueError(f"beta must be positive, got {beta}")
+        in_unit_interval("alpha", alpha)
+        positive("beta", beta)
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
         self.model = model

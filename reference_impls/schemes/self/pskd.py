@@ -42,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.training import freeze, logits_of
+from reference_impls.common.validation import in_unit_interval
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
@@ -64,7 +66,7 @@ def progressive_targets(
     return (1 - alpha_t) * one_hot + alpha_t * previous_probabilities.detach().float()
 
 
-class PSKD(nn.Module):
+class PSKD(DistillationProcedure):
     """A model trained on targets softened by its own predictions of the previous epoch.
 
     Args:
@@ -78,10 +80,8 @@ class PSKD(nn.Module):
 
     def __init__(self, model: nn.Module, alpha_T: float = 0.8) -> None:
         super().__init__()
-        if not 0.0 <= alpha_T <= 1.0:
-            raise ValueError(f"alpha_T must lie in [0, 1], got {alpha_T}")
         self.model = model
-        self.alpha_T = alpha_T
+        self.alpha_T = in_unit_interval("alpha_T", alpha_T)
         self.alpha_t = 0.0
         self.previous_model: nn.Module | None = None
 

@@ -55,6 +55,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
+from reference_impls.common.validation import non_negative, positive, stage_indices
+
 AUTHORS_SCALE = 3 / 1000  # the authors' CIFAR code: ``loss_alter / 1000 * 3``
 
 
@@ -83,7 +86,7 @@ def connector(student_channels: int, teacher_channels: int) -> nn.Module:
     return nn.Sequential(conv, batch_norm)
 
 
-class ABLoss(nn.Module):
+class ABLoss(DistillationLoss):
     """Activation-boundary loss on pre-ReLU features, with one connector per compared stage.
 
     Args:
@@ -111,17 +114,9 @@ class ABLoss(nn.Module):
                 f"got {len(student_channels)} student stages but {len(teacher_channels)} "
                 "teacher stages; give the channels of every tapped stage of both"
             )
-        if len(stages) == 0 or not all(0 <= i < len(student_channels) for i in stages):
-            raise ValueError(
-                f"stages {tuple(stages)} must name stages of 0..{len(student_channels) - 1}"
-            )
-        if margin <= 0:
-            raise ValueError(f"margin must be positive, got {margin}")
-        if beta < 0:
-            raise ValueError(f"beta must be non-negative, got {beta}")
-        self.margin = margin
-        self.stages = tuple(stages)
-        self.beta = beta
+        self.margin = positive("margin", margin)
+        self.stages = tuple(stage_indices("stages", stages, len(student_channels)))
+        self.beta = non_negative("beta", beta)
         count = len(self.stages)
         self.layer_weights = tuple(2.0 ** (i - count + 1) for i in range(count))
         self.connectors = nn.ModuleList(
@@ -156,7 +151,7 @@ class ABLoss(nn.Module):
         return f"margin={self.margin}, stages={self.stages}, beta={self.beta}"
 
 
-class ABInitialisation(nn.Module):
+class ABInitialisation(DistillationProcedure):
     """The paper's initialisation phase: train student and connectors on the AB loss alone.
 
     A procedure for ``reference_impls.common.train``: ``forward(x, y)`` returns

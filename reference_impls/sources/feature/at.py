@@ -52,7 +52,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative, positive, stage_indices
 
 
 def attention_map(features: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -86,7 +88,7 @@ def at_stage_loss(
     return (attention_map(student, p) - attention_map(teacher, p)).pow(2).mean()
 
 
-class ATLoss(nn.Module):
+class ATLoss(DistillationLoss):
     """Activation-based attention transfer summed over the chosen stages.
 
     Args:
@@ -108,15 +110,9 @@ class ATLoss(nn.Module):
         pool_to_smaller: bool = False,
     ) -> None:
         super().__init__()
-        if beta < 0:
-            raise ValueError(f"beta must be non-negative, got {beta}")
-        if p <= 0:
-            raise ValueError(f"p must be positive, got {p}")
-        if len(stages) == 0:
-            raise ValueError("stages must name at least one stage")
-        self.beta = beta
-        self.p = p
-        self.stages = tuple(stages)
+        self.beta = non_negative("beta", beta)
+        self.p = positive("p", p)
+        self.stages = tuple(stage_indices("stages", stages))
         self.pool_to_smaller = pool_to_smaller
 
     def forward(

@@ -55,6 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
+from reference_impls.common.validation import non_negative, stage_index
+
 
 class HintRegressor(nn.Sequential):
     """Conv (kernel $H_g - H_h + 1$) + BN + ReLU: maps the guided layer onto the hint's shape."""
@@ -75,7 +78,7 @@ class HintRegressor(nn.Sequential):
         )
 
 
-class FitNetsLoss(nn.Module):
+class FitNetsLoss(DistillationLoss):
     """Hint loss: $\\beta \\cdot$ MSE between the regressed guided layer and the teacher's hint.
 
     Args:
@@ -105,12 +108,8 @@ class FitNetsLoss(nn.Module):
                 f"got {len(student_channels)} student stages but {len(teacher_channels)} "
                 "teacher stages; give the channels of every tapped stage of both"
             )
-        if not 0 <= hint_layer < len(student_channels):
-            raise ValueError(
-                f"hint_layer {hint_layer} is out of range for {len(student_channels)} stages"
-            )
-        if beta < 0:
-            raise ValueError(f"beta must be non-negative, got {beta}")
+        stage_index("hint_layer", hint_layer, len(student_channels))
+        non_negative("beta", beta)
         if (student_size is None) != (teacher_size is None):
             raise ValueError("give both student_size and teacher_size, or neither")
         self.hint_layer = hint_layer
@@ -150,7 +149,7 @@ class FitNetsLoss(nn.Module):
         return f"hint_layer={self.hint_layer}, beta={self.beta}"
 
 
-class FitNetsHintStage(nn.Module):
+class FitNetsHintStage(DistillationProcedure):
     """The paper's stage 1: train the student up to its guided layer (and the regressor) on the hint.
 
     A procedure for ``reference_impls.common.train``: ``forward(x, y)`` returns

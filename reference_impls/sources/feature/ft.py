@@ -60,7 +60,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.data import DataSplit
+from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
 from reference_impls.common.training import History, train
+from reference_impls.common.validation import non_negative, one_of, stage_index
 
 
 def _conv_block(in_channels: int, out_channels: int, transposed: bool = False) -> list[nn.Module]:
@@ -112,7 +114,7 @@ def ft_distance(
     return (student_unit - teacher_unit).abs().pow(p).mean()
 
 
-class FTLoss(nn.Module):
+class FTLoss(DistillationLoss):
     """Factor transfer at one stage, with a frozen paraphraser and a trainable translator.
 
     Pre-train ``self.paraphraser`` with :func:`pretrain_paraphraser` before training the
@@ -145,18 +147,12 @@ class FTLoss(nn.Module):
                 f"got {len(student_channels)} student stages but {len(teacher_channels)} "
                 "teacher stages; give the channels of every tapped stage of both"
             )
-        if not 0 <= stage < len(student_channels):
-            raise ValueError(f"stage {stage} is out of range for {len(student_channels)} stages")
         if not 0 < rate <= 1:
             raise ValueError(f"rate must be in (0, 1], got {rate}")
-        if beta < 0:
-            raise ValueError(f"beta must be non-negative, got {beta}")
-        if p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {p}")
-        self.stage = stage
+        self.stage = stage_index("stage", stage, len(student_channels))
         self.rate = rate
-        self.beta = beta
-        self.p = p
+        self.beta = non_negative("beta", beta)
+        self.p = one_of("p", p, (1, 2))
         factor_channels = max(1, round(teacher_channels[stage] * rate))
         self.paraphraser = Paraphraser(teacher_channels[stage], factor_channels)
         self.paraphraser.requires_grad_(False)  # trained beforehand, frozen during distillation
@@ -187,7 +183,7 @@ class FTLoss(nn.Module):
         return f"stage={self.stage}, rate={self.rate}, beta={self.beta}, p={self.p}"
 
 
-class ParaphraserPretraining(nn.Module):
+class ParaphraserPretraining(DistillationProcedure):
     """Procedure for ``reference_impls.common.train``: reconstruct the teacher's features.
 
     ``forward(x, y)`` returns ``{"loss": reconstruction}``; labels are not used.
@@ -197,15 +193,11 @@ class ParaphraserPretraining(nn.Module):
         self, teacher: nn.Module, loss: FTLoss, reconstruction_p: int = 1, optimizer: str = "adam"
     ) -> None:
         super().__init__()
-        if reconstruction_p not in (1, 2):
-            raise ValueError(f"reconstruction_p must be 1 or 2, got {reconstruction_p}")
-        if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        self.reconstruction_p = one_of("reconstruction_p", reconstruction_p, (1, 2))
+        self.optimizer = one_of("optimizer", optimizer, ("adam", "sgd"))
         self.teacher = teacher.eval().requires_grad_(False)
         self.paraphraser = loss.paraphraser
         self.stage = loss.stage
-        self.reconstruction_p = reconstruction_p
-        self.optimizer = optimizer
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         """Adam (ours, for few steps) or the authors' SGD (momentum 0.9, weight decay 5e-4)."""

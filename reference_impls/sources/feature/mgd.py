@@ -54,6 +54,9 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import in_unit_interval, one_of, positive, stage_indices
+
 MaskKind = Literal["spatial", "channel"]
 
 
@@ -82,7 +85,7 @@ def random_keep_mask(
     return (uniform >= masked_ratio).to(device=features.device, dtype=features.dtype)
 
 
-class MGDLoss(nn.Module):
+class MGDLoss(DistillationLoss):
     """Yang et al.'s masked generative distillation.
 
     Args:
@@ -113,18 +116,10 @@ class MGDLoss(nn.Module):
             raise ValueError(
                 f"student has {len(student_channels)} stages, teacher {len(teacher_channels)}"
             )
-        if not stages or any(not 0 <= s < len(teacher_channels) for s in stages):
-            raise ValueError(f"stages {tuple(stages)} out of range 0..{len(teacher_channels) - 1}")
-        if alpha_mgd <= 0:
-            raise ValueError(f"alpha_mgd must be positive, got {alpha_mgd}")
-        if not 0.0 <= lambda_mgd <= 1.0:
-            raise ValueError(f"lambda_mgd is a masked ratio in [0, 1], got {lambda_mgd}")
-        if mask not in ("spatial", "channel"):
-            raise ValueError(f"mask must be 'spatial' or 'channel', got {mask!r}")
-        self.stages = tuple(stages)
-        self.alpha_mgd = alpha_mgd
-        self.lambda_mgd = lambda_mgd
-        self.mask = mask
+        self.stages = tuple(stage_indices("stages", stages, len(teacher_channels)))
+        self.alpha_mgd = positive("alpha_mgd", alpha_mgd)
+        self.lambda_mgd = in_unit_interval("lambda_mgd", lambda_mgd)  # a masked ratio
+        self.mask = one_of("mask", mask, ("spatial", "channel"))
         self.generator = generator
         self.align = nn.ModuleList(
             nn.Conv2d(student_channels[s], teacher_channels[s], kernel_size=1)

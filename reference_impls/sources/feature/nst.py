@@ -53,7 +53,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative, stage_indices
 
 
 def selectivity_patterns(features: torch.Tensor) -> torch.Tensor:
@@ -89,7 +91,7 @@ def nst_stage_loss(
     return (teacher_term + student_term - 2 * cross_term).mean()
 
 
-class NSTLoss(nn.Module):
+class NSTLoss(DistillationLoss):
     """MMD between neuron selectivity patterns, summed over the chosen stages.
 
     Args:
@@ -110,18 +112,12 @@ class NSTLoss(nn.Module):
         stages: Sequence[int] = (2,),
     ) -> None:
         super().__init__()
-        if lambda_ < 0:
-            raise ValueError(f"lambda_ must be non-negative, got {lambda_}")
         if degree < 1 or int(degree) != degree:
             raise ValueError(f"degree must be a positive integer, got {degree}")
-        if offset < 0:
-            raise ValueError(f"offset must be non-negative for a valid kernel, got {offset}")
-        if len(stages) == 0:
-            raise ValueError("stages must name at least one stage")
-        self.lambda_ = lambda_
+        self.lambda_ = non_negative("lambda_", lambda_)
         self.degree = int(degree)
-        self.offset = offset
-        self.stages = tuple(stages)
+        self.offset = non_negative("offset", offset)  # a valid (positive definite) kernel
+        self.stages = tuple(stage_indices("stages", stages))
 
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]

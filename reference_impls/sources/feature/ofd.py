@@ -55,7 +55,9 @@ Deviations:
   ResNets where they use the residual block's last BN. For our tiny models the
   data-driven margins (:func:`margins_from_data`) are the more faithful ones.
 * The authors keep the teacher in training mode (batch statistics) during
-  distillation; ``OfflineDistiller`` keeps it in eval mode, like mdistiller.
+  distillation (``d_net.t_net.train()`` in ``train_with_distill`` of
+  ``CIFAR-100/train_with_distillation.py``); ``OfflineDistiller`` keeps it in eval
+  mode, like mdistiller.
 * The distance is computed in float32 (also under autocast) so that the sum
   over many elements does not lose precision.
 * Teacher and student maps of a stage must have the same spatial size (as in the
@@ -70,6 +72,9 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import positive, stage_indices
 
 # Below this probability of a negative response the Gaussian formula is unstable.
 _MIN_NEGATIVE_PROBABILITY = 1e-3
@@ -154,7 +159,7 @@ def connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
     return nn.Sequential(conv, bn)
 
 
-class OFDLoss(nn.Module):
+class OFDLoss(DistillationLoss):
     """Heo et al.'s overhauled feature distillation on pre-ReLU features.
 
     Args:
@@ -187,12 +192,8 @@ class OFDLoss(nn.Module):
         for index, (margin, channels) in enumerate(zip(margins, teacher_channels, strict=True)):
             if margin.numel() != channels:
                 raise ValueError(f"margin {index} has {margin.numel()} values, want {channels}")
-        if not stages or any(not 0 <= s < len(teacher_channels) for s in stages):
-            raise ValueError(f"stages {tuple(stages)} out of range 0..{len(teacher_channels) - 1}")
-        if alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        self.stages = tuple(stages)
-        self.alpha = alpha
+        self.stages = tuple(stage_indices("stages", stages, len(teacher_channels)))
+        self.alpha = positive("alpha", alpha)
         self.connectors = nn.ModuleList(
             connector(student_channels[s], teacher_channels[s]) for s in self.stages
         )

@@ -58,6 +58,13 @@ $\min(1, (e+1)/E_w)$ with a 0-based epoch $e$ (mdistiller's 1-based epoch),
 so the first epoch is not silently undistilled (the original ``train.py``
 gives 0 there). Called outside a training loop (no epoch reported), the
 factor is 1. HCL is computed in float32.
+
+The authors' ``CIFAR-100/train.py`` never calls ``teacher.eval()`` (only the
+student, in its ``test`` function): the teacher's batch norms normalise with
+the statistics of each training batch (its weights are frozen by
+``load_teacher_weight`` in ``CIFAR-100/util/misc.py``). ``OfflineDistiller``
+keeps the teacher in eval mode (running statistics), like mdistiller's
+``Distiller.train``.
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative
 
 PYRAMID_LEVELS = (4, 2, 1)
 
@@ -136,7 +146,7 @@ class AttentionBasedFusion(nn.Module):
         return self.output(resized), resized
 
 
-class ReviewKDLoss(nn.Module):
+class ReviewKDLoss(DistillationLoss):
     """Chen et al.'s knowledge review: ABF fusion of student levels + HCL to teacher levels.
 
     Args:
@@ -165,9 +175,7 @@ class ReviewKDLoss(nn.Module):
                 f"need the same non-zero number of stages, got student {len(student_channels)} "
                 f"and teacher {len(teacher_channels)}"
             )
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
-        self.warmup_epochs = warmup_epochs
+        self.warmup_epochs = non_negative("warmup_epochs", warmup_epochs)
         self.student_preact = student_preact
         # levels: every stage, then the pooled embedding (same channels as the last stage)
         in_channels = [*student_channels, student_channels[-1]]

@@ -44,8 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.models import ModelOutput
 from reference_impls.common.training import freeze, logits_of
+from reference_impls.common.validation import loss_weights
 
 
 def projector(student_channels: int, teacher_channels: int, factor: int = 2) -> nn.Sequential:
@@ -88,7 +90,7 @@ class ReusedClassifierStudent(nn.Module):
         return ModelOutput(logits, features, list(out.preact_features), embedding)
 
 
-class SimKD(nn.Module):
+class SimKD(DistillationProcedure):
     """Train the student backbone + projector to match the teacher's last feature map.
 
     Args:
@@ -119,8 +121,7 @@ class SimKD(nn.Module):
             if channels is None:
                 raise ValueError("pass student_channels: the student has no 'channels' attribute")
             student_channels = channels[-1]
-        if beta < 0 or ce_weight < 0 or beta + ce_weight == 0:
-            raise ValueError(f"need beta, ce_weight >= 0, not both 0; got {beta}, {ce_weight}")
+        loss_weights(beta=beta, ce_weight=ce_weight)
         self.teacher = freeze(teacher)
         self.beta = beta
         self.ce_weight = ce_weight

@@ -35,9 +35,12 @@ Deliberate deviations: mdistiller builds TCKD from ``log(softmax)`` of the
 2-way masked probabilities and NCKD by subtracting 1000 from the target logit.
 We compute both in log space (``logsumexp`` over the masked classes, the target
 logit set to $-\infty$), which gives the same values without the
-$\log 0$ hazard, and in float32 so that bf16 autocast keeps the small
-probabilities. ``beta`` for other teacher-student pairs in mdistiller ranges
-from 2 to 8; 8 is the ResNet32x4 → ResNet8x4 value.
+$\log 0$ hazard, and in at least float32 (``softened_log_probs``, the shared
+policy of ``reference_impls.common.losses``) so that bf16 autocast keeps the small
+probabilities. The KL itself stays local (``_kl_rows``): the masked classes are
+$-\infty$ on both sides, where the shared ``kl_divergence`` would give NaN.
+``beta`` for other teacher-student pairs in mdistiller ranges from 2 to 8; 8 is
+the ResNet32x4 → ResNet8x4 value.
 """
 
 from __future__ import annotations
@@ -46,7 +49,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import softened_log_probs
+from reference_impls.common.validation import non_negative, positive
 
 
 def _target_mask(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -74,18 +80,17 @@ def tckd_nckd(
     target: torch.Tensor,
     temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample TCKD and NCKD (no $\\tau^2$, no batch mean), computed in float32."""
+    """Per-sample TCKD and NCKD (no $\\tau^2$, no batch mean), computed in at least float32."""
     mask = _target_mask(student_logits, target)
-    z_student = student_logits.float() / temperature
-    z_teacher = teacher_logits.detach().float() / temperature
+    teacher_logits = teacher_logits.detach()
     tckd = _kl_rows(
-        _binary_log_probs(F.log_softmax(z_teacher, dim=1), mask),
-        _binary_log_probs(F.log_softmax(z_student, dim=1), mask),
+        _binary_log_probs(softened_log_probs(teacher_logits, temperature), mask),
+        _binary_log_probs(softened_log_probs(student_logits, temperature), mask),
     )
     # the distribution among non-target classes: softmax with the target logit removed
     nckd = _kl_rows(
-        F.log_softmax(z_teacher.masked_fill(mask, float("-inf")), dim=1),
-        F.log_softmax(z_student.masked_fill(mask, float("-inf")), dim=1),
+        softened_log_probs(teacher_logits.masked_fill(mask, float("-inf")), temperature),
+        softened_log_probs(student_logits.masked_fill(mask, float("-inf")), temperature),
     )
     return tckd, nckd
 
@@ -103,7 +108,7 @@ def dkd_loss(
     return (alpha * tckd.mean() + beta * nckd.mean()) * temperature**2
 
 
-class DKDLoss(nn.Module):
+class DKDLoss(DistillationLoss):
     """Decoupled KD with the authors' linear warm-up.
 
     Args:
@@ -125,16 +130,10 @@ class DKDLoss(nn.Module):
         warmup_epochs: int = 20,
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha and beta must be non-negative, got {alpha}, {beta}")
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
-        self.alpha = alpha
-        self.beta = beta
-        self.temperature = temperature
-        self.warmup_epochs = warmup_epochs
+        self.alpha = non_negative("alpha", alpha)
+        self.beta = non_negative("beta", beta)
+        self.temperature = positive("temperature", temperature)
+        self.warmup_epochs = non_negative("warmup_epochs", warmup_epochs)
         self.warmup_factor = 1.0
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:

@@ -17,7 +17,8 @@ The factor $\tau^2$ keeps the gradient magnitude independent of $\tau$
 (the gradient of the soft term scales as $1/\tau^2$, §2 of the paper). The
 mean is over the batch (``batchmean``), the sum over classes. In mdistiller's
 CIFAR-100 setting $\tau = 4$ and the total loss is $0.1\,\mathrm{CE} + 0.9\,\mathcal{L}_{\mathrm{KD}}$
-(use ``OfflineDistiller(..., ce_weight=0.1, kd_weight=0.9)``).
+(use ``OfflineDistiller(..., ce_weight=0.1, kd_weight=0.9)``). The term is computed
+by the shared ``reference_impls.common.losses.softened_kl`` (half precision in float32).
 """
 
 from __future__ import annotations
@@ -25,21 +26,20 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import softened_kl
+from reference_impls.common.validation import positive
 
 
 def kd_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
     """$\\tau^2 \\cdot \\mathrm{KL}(p^t \\| p^s)$ at temperature $\\tau$, summed over classes, batch mean."""
-    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(dim=1)
-    return kl.mean() * temperature**2
+    return softened_kl(student_logits, teacher_logits, temperature)
 
 
-class KDLoss(nn.Module):
+class KDLoss(DistillationLoss):
     """Hinton et al.'s soft-target loss.
 
     Args:
@@ -51,9 +51,7 @@ class KDLoss(nn.Module):
 
     def __init__(self, temperature: float = 4.0) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        self.temperature = temperature
+        self.temperature = positive("temperature", temperature)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         return kd_loss(student_logits, teacher_logits, self.temperature)

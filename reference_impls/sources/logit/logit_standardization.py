@@ -39,8 +39,9 @@ The KD and DKD formulas are not repeated here: this module standardises the
 logits and calls ``reference_impls.sources.logit.kd.kd_loss`` or
 ``reference_impls.sources.logit.dkd.dkd_loss``. As in the authors' code, the
 standard deviation is the unbiased one ($n - 1$) and $10^{-7}$ is added to it.
-Deviation: the z-score is computed in float32 so that bf16 autocast does not
-round the small per-class differences away. ``needs_target`` is True for the
+Deviation: the z-score is computed in at least float32 (the shared policy of
+``reference_impls.common.losses``) so that bf16 autocast does not round the small
+per-class differences away. ``needs_target`` is True for the
 class as a whole (DKD needs the labels); with ``base="kd"`` the target may be
 omitted and is ignored.
 """
@@ -50,8 +51,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import nn
 
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
+from reference_impls.common.validation import non_negative, one_of, positive
 from reference_impls.sources.logit.dkd import dkd_loss
 from reference_impls.sources.logit.kd import kd_loss
 
@@ -60,14 +63,14 @@ STD_EPSILON = 1e-7
 
 
 def standardize(logits: torch.Tensor, eps: float = STD_EPSILON) -> torch.Tensor:
-    """Per-sample z-score over classes (unbiased std, as the authors), in float32."""
-    logits = logits.float()
+    """Per-sample z-score over classes (unbiased std, as the authors), in at least float32."""
+    logits = at_least_float32(logits)
     mean = logits.mean(dim=1, keepdim=True)
     std = logits.std(dim=1, keepdim=True)
     return (logits - mean) / (std + eps)
 
 
-class LogitStandardizationLoss(nn.Module):
+class LogitStandardizationLoss(DistillationLoss):
     """KD or DKD on z-scored logits.
 
     Args:
@@ -90,17 +93,11 @@ class LogitStandardizationLoss(nn.Module):
         warmup_epochs: int = 20,
     ) -> None:
         super().__init__()
-        if base not in BASES:
-            raise ValueError(f"base must be one of {BASES}, got {base!r}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
-        self.base = base
-        self.temperature = temperature
+        self.base = one_of("base", base, BASES)
+        self.temperature = positive("temperature", temperature)
         self.alpha = alpha
         self.beta = beta
-        self.warmup_epochs = warmup_epochs
+        self.warmup_epochs = non_negative("warmup_epochs", warmup_epochs)
         self.warmup_factor = 1.0
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:

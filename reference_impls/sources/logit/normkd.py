@@ -30,9 +30,10 @@ ce_weight=0.1, kd_weight=0.9)``).
 
 Deviations: the standard deviation is the unbiased one, as in the authors'
 code, but a small floor (``1e-7``) keeps constant logit rows from dividing by
-zero (the authors have none); everything is computed in float32 so that bf16
-autocast does not distort the per-sample temperatures. The teacher's
-temperature, which scales the loss, is computed from the detached teacher.
+zero (the authors have none); everything is computed in at least float32 (the
+shared policy of ``reference_impls.common.losses``) so that bf16 autocast does not
+distort the per-sample temperatures. The teacher's temperature, which scales the
+loss, is computed from the detached teacher.
 """
 
 from __future__ import annotations
@@ -40,32 +41,36 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32, kl_divergence, softened_log_probs
+from reference_impls.common.validation import positive
 
 STD_FLOOR = 1e-7
 
 
 def sample_temperatures(logits: torch.Tensor, temperature_norm: float) -> torch.Tensor:
     """``[B, 1]`` per-sample temperatures $T_{\\mathrm{norm}}\\,\\sigma(z_b)$ (unbiased std)."""
-    return temperature_norm * logits.float().std(dim=1, keepdim=True).clamp_min(STD_FLOOR)
+    spread = at_least_float32(logits).std(dim=1, keepdim=True).clamp_min(STD_FLOOR)
+    return temperature_norm * spread
 
 
 def normkd_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature_norm: float
 ) -> torch.Tensor:
     """Per-sample-temperature KD, each sample's KL scaled by its teacher temperature squared."""
-    student = student_logits.float()
-    teacher = teacher_logits.detach().float()
-    t_student = sample_temperatures(student, temperature_norm)
-    t_teacher = sample_temperatures(teacher, temperature_norm)
-    log_p_student = F.log_softmax(student / t_student, dim=1)
-    log_p_teacher = F.log_softmax(teacher / t_teacher, dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(dim=1)
+    teacher_logits = teacher_logits.detach()
+    t_student = sample_temperatures(student_logits, temperature_norm)
+    t_teacher = sample_temperatures(teacher_logits, temperature_norm)
+    kl = kl_divergence(
+        softened_log_probs(student_logits, t_student),
+        softened_log_probs(teacher_logits, t_teacher),
+        reduction="none",
+    )
     return (kl * t_teacher.squeeze(1) ** 2).mean()
 
 
-class NormKDLoss(nn.Module):
+class NormKDLoss(DistillationLoss):
     """KD with a normalised, per-sample temperature.
 
     Args:
@@ -78,9 +83,7 @@ class NormKDLoss(nn.Module):
 
     def __init__(self, temperature_norm: float = 2.0) -> None:
         super().__init__()
-        if temperature_norm <= 0:
-            raise ValueError(f"temperature_norm must be positive, got {temperature_norm}")
-        self.temperature_norm = temperature_norm
+        self.temperature_norm = positive("temperature_norm", temperature_norm)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         return normkd_loss(student_logits, teacher_logits, self.temperature_norm)

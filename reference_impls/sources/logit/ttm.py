@@ -39,8 +39,9 @@ teacher-student pair (their WTTM example uses $\gamma = 0.2$).
 
 Deviation: the authors raise ``softmax`` to the power $\gamma$ and renormalise;
 we use the identity above and compute $\log\tilde p^t = \mathrm{log\_softmax}(\gamma\,
-\log p^t)$ and $\log U_\gamma = \mathrm{logsumexp}(\gamma \log p^t)$ in float32, which
-gives the same values without underflow of $(p^t_i)^\gamma$ for tiny $p^t_i$.
+\log p^t)$ and $\log U_\gamma = \mathrm{logsumexp}(\gamma \log p^t)$ in at least float32,
+which gives the same values without underflow of $(p^t_i)^\gamma$ for tiny $p^t_i$.
+The KL is the shared ``reference_impls.common.losses.kl_divergence``.
 """
 
 from __future__ import annotations
@@ -49,14 +50,17 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import kl_divergence, softened_log_probs
+from reference_impls.common.validation import positive
 
 
 def transformed_teacher(
     teacher_logits: torch.Tensor, gamma: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log of the power-transformed teacher distribution and of its normaliser $U_\\gamma$."""
-    powered = gamma * F.log_softmax(teacher_logits.detach().float(), dim=1)
+    powered = gamma * softened_log_probs(teacher_logits.detach())
     return F.log_softmax(powered, dim=1), powered.logsumexp(dim=1)
 
 
@@ -68,14 +72,13 @@ def ttm_loss(
 ) -> torch.Tensor:
     """KL(transformed teacher || student) per sample, optionally weighted by $U_\\gamma$; batch mean."""
     log_p_teacher, log_normaliser = transformed_teacher(teacher_logits, gamma)
-    log_p_student = F.log_softmax(student_logits.float(), dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(dim=1)
+    kl = kl_divergence(softened_log_probs(student_logits), log_p_teacher, reduction="none")
     if weighted:
         kl = log_normaliser.exp() * kl
     return kl.mean()
 
 
-class TTMLoss(nn.Module):
+class TTMLoss(DistillationLoss):
     """TTM, or WTTM with ``weighted=True``.
 
     Args:
@@ -88,9 +91,7 @@ class TTMLoss(nn.Module):
 
     def __init__(self, gamma: float = 0.1, weighted: bool = False) -> None:
         super().__init__()
-        if gamma <= 0:
-            raise ValueError(f"gamma must be positive, got {gamma}")
-        self.gamma = gamma
+        self.gamma = positive("gamma", gamma)
         self.weighted = weighted
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

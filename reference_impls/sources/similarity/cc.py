@@ -53,6 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative, positive
+
 
 def correlation_matrix(embeddings: torch.Tensor, gamma: float, p_order: int) -> torch.Tensor:
     """``[n, n]`` Taylor-expanded Gaussian-RBF correlations of L2-normalised embeddings."""
@@ -65,7 +68,7 @@ def correlation_matrix(embeddings: torch.Tensor, gamma: float, p_order: int) -> 
     return correlation
 
 
-class CCLoss(nn.Module):
+class CCLoss(DistillationLoss):
     """Peng et al.'s correlation congruence on ``[B, D]`` embeddings, through linear connectors.
 
     Args:
@@ -93,14 +96,10 @@ class CCLoss(nn.Module):
                 f"dimensions must be positive, got student_dim={student_dim}, "
                 f"teacher_dim={teacher_dim}, embed_dim={embed_dim}"
             )
-        if gamma <= 0:
-            raise ValueError(f"gamma must be positive, got {gamma}")
-        if p_order < 0:
-            raise ValueError(f"p_order must be >= 0, got {p_order}")
+        self.gamma = positive("gamma", gamma)
+        self.p_order = non_negative("p_order", p_order)
         self.student_connector = nn.Linear(student_dim, embed_dim)
         self.teacher_connector = nn.Linear(teacher_dim, embed_dim)
-        self.gamma = gamma
-        self.p_order = p_order
 
     def forward(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
         if student_emb.shape[0] != teacher_emb.shape[0]:

@@ -40,7 +40,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative, positive
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -60,7 +62,7 @@ def intra_class_relation(p_student: torch.Tensor, p_teacher: torch.Tensor) -> to
     return inter_class_relation(p_student.t(), p_teacher.t())
 
 
-class DISTLoss(nn.Module):
+class DISTLoss(DistillationLoss):
     """Huang et al.'s inter- plus intra-class relation loss on logits.
 
     Args:
@@ -74,13 +76,9 @@ class DISTLoss(nn.Module):
 
     def __init__(self, beta: float = 2.0, gamma: float = 2.0, temperature: float = 4.0) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if beta < 0 or gamma < 0:
-            raise ValueError(f"beta and gamma must be non-negative, got {beta} and {gamma}")
-        self.beta = beta
-        self.gamma = gamma
-        self.temperature = temperature
+        self.beta = non_negative("beta", beta)
+        self.gamma = non_negative("gamma", gamma)
+        self.temperature = positive("temperature", temperature)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:

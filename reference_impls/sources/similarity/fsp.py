@@ -57,6 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.interfaces import DistillationLoss
+
 Pair = tuple[int, int]
 
 
@@ -81,7 +83,7 @@ def _connector(in_channels: int, out_channels: int) -> nn.Module:
     )
 
 
-class FSPLoss(nn.Module):
+class FSPLoss(DistillationLoss):
     """Yim et al.'s FSP-matrix loss over pairs of stages.
 
     Args:

@@ -2,7 +2,7 @@ r"""ICKD: match the correlations between the channels of the teacher's feature m
 
 Citation: ``liu2021exploring`` (Liu et al., ICCV 2021).
 Authors' code: https://github.com/ADLab-AutoDrive/ICKD (``Cifar100/distiller_zoo/ICKD.py``,
-``Cifar100/train_student.py`` and ``Cifar100/train_student.sh`` for CIFAR-100).
+``Cifar100/train_student.py`` and ``Cifar100/scripts/run_cifar_distill.sh`` for CIFAR-100).
 
 Each channel of a feature map is a feature detector; how channels co-vary
 (their diversity and homology) is the knowledge. For one example, flatten the
@@ -25,9 +25,11 @@ $$
 
 Defaults: the last feature map (``feat[-2]`` in the authors' CIFAR code, the
 output of the last stage before pooling), ``stages=(-1,)`` on our 3-stage
-models; the authors' CIFAR-100 script trains $\mathrm{CE} + 2.5\,\mathcal{L}_{\mathrm{ICKD}}$
-with no KD term (``-a 0 -b 2.5``), i.e. ``OfflineDistiller(..., ce_weight=1.0,
-kd_weight=2.5)``. Several stages may be given; their losses are summed, as the
+models; the ICKD command of the authors' ``Cifar100/README.md`` and
+``Cifar100/scripts/run_cifar_distill.sh`` trains $\mathrm{CE} + 2.5\,\mathcal{L}_{\mathrm{ICKD}}$
+with no KD term (``-a 0 -b 2.5``, ``-r`` left at 1), i.e.
+``OfflineDistiller(..., ce_weight=1.0, kd_weight=2.5)``; their top-level
+``Cifar100/train_student.sh`` uses ``-b 4`` instead, and we follow the README. Several stages may be given; their losses are summed, as the
 authors' training loop sums the per-stage list. The paper's grid-level variant
 (ICKD-L, matrices per spatial patch, for segmentation) is not implemented.
 """
@@ -40,6 +42,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import stage_indices
 
 
 def channel_correlation(feature_map: torch.Tensor) -> torch.Tensor:
@@ -56,7 +61,7 @@ def _connector(in_channels: int, out_channels: int) -> nn.Module:
     )
 
 
-class ICKDLoss(nn.Module):
+class ICKDLoss(DistillationLoss):
     """Liu et al.'s inter-channel correlation loss, with a 1x1 connector per used stage.
 
     Args:
@@ -79,12 +84,9 @@ class ICKDLoss(nn.Module):
             raise ValueError(
                 f"{len(student_channels)} student stages but {len(teacher_channels)} teacher stages"
             )
-        if not stages:
-            raise ValueError("stages must name at least one stage")
-        for stage in stages:
-            if not -len(student_channels) <= stage < len(student_channels):
-                raise ValueError(f"stage {stage} out of range for {len(student_channels)} stages")
-        self.stages = tuple(stages)
+        self.stages = tuple(
+            stage_indices("stages", stages, len(student_channels), negative_ok=True)
+        )
         self.connectors = nn.ModuleList(
             _connector(student_channels[stage], teacher_channels[stage]) for stage in self.stages
         )

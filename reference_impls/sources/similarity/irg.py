@@ -46,8 +46,16 @@ maps and the pooled embedding, averaged; transformation between the last two
 stages (the Zoo uses two intermediate maps and the pooled feature of its CIFAR
 ResNets; here the last two of our three stages). The largest distance is a
 constant in the backward pass, as in the authors' Caffe ``Backward_cpu``.
-Deviation: the authors' single-IRG CIFAR-10 example (``IRG.prototxt``) trains
-only the embedding's edge term (loss weight 0.005, Caffe's half-sum Euclidean
+Deviation: for the edges, the authors' ``BatchEuclideanMapLayer::Backward_cpu``
+(and ``Backward_gpu``) adds, for each entry $(n, m)$ of the graph, only the
+derivative with respect to $f_n$, $2\,(f_n - f_m)/\max$, and never the equal and
+opposite one with respect to $f_m$; as the incoming gradient of the symmetric
+graph is symmetric, each example receives half of the true gradient of the edge
+term (as if $\lambda_2$ were halved in the backward pass only). We keep autograd's
+full gradient, the convention of the Zoo's PyTorch port whose weights we use.
+(``BatchEuclideanVectorLayer``, the transformation, back-propagates to both of
+its inputs in full.) Deviation: the authors' single-IRG CIFAR-10 example
+(``IRG.prototxt``) trains only the embedding's edge term (loss weight 0.005, Caffe's half-sum Euclidean
 loss); the full three-term loss here is the paper's.
 """
 
@@ -58,7 +66,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative, stage_index
 
 
 def edge_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -103,7 +113,7 @@ def _pooled(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.mean(dim=(2, 3)) if feature_map.dim() == 4 else feature_map
 
 
-class IRGLoss(nn.Module):
+class IRGLoss(DistillationLoss):
     """Liu et al.'s vertex + edge + transformation loss on stage maps (and logits).
 
     Args:
@@ -128,8 +138,9 @@ class IRGLoss(nn.Module):
         transformation_stages: tuple[int, int] = (-2, -1),
     ) -> None:
         super().__init__()
-        if min(lambda_vertex, lambda_edge, lambda_transformation) < 0:
-            raise ValueError("IRG weights must be non-negative")
+        non_negative("lambda_vertex", lambda_vertex)
+        non_negative("lambda_edge", lambda_edge)
+        non_negative("lambda_transformation", lambda_transformation)
         if not edge_stages and not embedding_edge and lambda_edge > 0:
             raise ValueError("lambda_edge > 0 needs edge_stages or embedding_edge")
         if len(transformation_stages) != 2:
@@ -193,8 +204,7 @@ class IRGLoss(nn.Module):
                 f"{len(student_feats)} student maps but {len(teacher_feats)} teacher maps"
             )
         for stage in (*self.edge_stages, *self.transformation_stages):
-            if not -len(student_feats) <= stage < len(student_feats):
-                raise ValueError(f"stage {stage} out of range for {len(student_feats)} maps")
+            stage_index("stages", stage, len(student_feats), negative_ok=True)
 
     def extra_repr(self) -> str:
         return (

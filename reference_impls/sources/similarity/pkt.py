@@ -42,7 +42,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import positive
 
 
 def neighbour_probabilities(embeddings: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -52,7 +54,7 @@ def neighbour_probabilities(embeddings: torch.Tensor, eps: float = 1e-7) -> torc
     return kernel / kernel.sum(dim=1, keepdim=True)
 
 
-class PKTLoss(nn.Module):
+class PKTLoss(DistillationLoss):
     """Passalis and Tefas's probabilistic knowledge transfer on ``[B, D]`` embeddings.
 
     Args:
@@ -64,9 +66,7 @@ class PKTLoss(nn.Module):
 
     def __init__(self, eps: float = 1e-7) -> None:
         super().__init__()
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}")
-        self.eps = eps
+        self.eps = positive("eps", eps)
 
     def forward(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
         if student_emb.dim() != 2 or teacher_emb.dim() != 2:

@@ -50,7 +50,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative
 
 
 def distance_potential(embeddings: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -74,7 +76,7 @@ def angle_potential(embeddings: torch.Tensor) -> torch.Tensor:
     return directions @ directions.transpose(1, 2)
 
 
-class RKDLoss(nn.Module):
+class RKDLoss(DistillationLoss):
     """Park et al.'s distance-wise plus angle-wise relational loss on ``[B, D]`` embeddings.
 
     Args:
@@ -93,13 +95,8 @@ class RKDLoss(nn.Module):
         normalize_embeddings: bool = True,
     ) -> None:
         super().__init__()
-        if lambda_distance < 0 or lambda_angle < 0:
-            raise ValueError(
-                f"weights must be non-negative, got lambda_distance={lambda_distance}, "
-                f"lambda_angle={lambda_angle}"
-            )
-        self.lambda_distance = lambda_distance
-        self.lambda_angle = lambda_angle
+        self.lambda_distance = non_negative("lambda_distance", lambda_distance)
+        self.lambda_angle = non_negative("lambda_angle", lambda_angle)
         self.normalize_embeddings = normalize_embeddings
 
     def forward(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import non_negative, stage_indices
 
 
 def similarity_matrix(activations: torch.Tensor) -> torch.Tensor:
@@ -44,7 +46,7 @@ def similarity_matrix(activations: torch.Tensor) -> torch.Tensor:
     return F.normalize(flat @ flat.t(), p=2, dim=1)
 
 
-class SPLoss(nn.Module):
+class SPLoss(DistillationLoss):
     """Tung and Mori's similarity-preserving loss on lists of activation maps.
 
     Args:
@@ -57,12 +59,8 @@ class SPLoss(nn.Module):
 
     def __init__(self, gamma: float = 3000.0, stages: Sequence[int] = (-1,)) -> None:
         super().__init__()
-        if gamma < 0:
-            raise ValueError(f"gamma must be non-negative, got {gamma}")
-        if not stages:
-            raise ValueError("stages must name at least one stage")
-        self.gamma = gamma
-        self.stages = tuple(stages)
+        self.gamma = non_negative("gamma", gamma)
+        self.stages = tuple(stage_indices("stages", stages))
 
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
@@ -71,9 +69,7 @@ class SPLoss(nn.Module):
             raise ValueError(
                 f"{len(student_feats)} student maps but {len(teacher_feats)} teacher maps"
             )
-        for stage in self.stages:
-            if not -len(student_feats) <= stage < len(student_feats):
-                raise ValueError(f"stage {stage} out of range for {len(student_feats)} maps")
+        stage_indices("stages", self.stages, len(student_feats), negative_ok=True)
         total = student_feats[0].new_zeros((), dtype=torch.float32)
         # the b x b Gram sums chw products: compute it in float32 under autocast
         with torch.autocast(device_type=student_feats[0].device.type, enabled=False):

@@ -1,4 +1,4 @@
-"""TAKD (Mirzadeh et al., 2020): contract per step, the step loss by hand, the chain run, CUDA."""
+"""TAKD (Mirzadeh et al., 2020): contract per step, the step loss by hand, the chain run."""
 
 from __future__ import annotations
 
@@ -100,23 +100,3 @@ def test_chain_run_distils_teacher_to_assistant_to_student():
     distilled_gap = kl_to_teacher(student, teacher, data.x_test, temperature=4.0)
     baseline_gap = kl_to_teacher(baseline, teacher, data.x_test, temperature=4.0)
     assert distilled_gap < 0.8 * baseline_gap
-
-
-@pytest.mark.gpu
-def test_cpu_cuda_agreement(chain, batch):
-    x, y = batch
-    cpu_terms = copy.deepcopy(chain)(x, y)
-    cuda_terms = copy.deepcopy(chain).to("cuda")(x.cuda(), y.cuda())
-    for name in ("ce", "kd", "loss"):
-        torch.testing.assert_close(cuda_terms[name].cpu(), cpu_terms[name], rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.gpu
-def test_bf16_autocast(chain, batch):
-    chain.to("cuda")
-    x, y = batch
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        terms = chain(x.cuda(), y.cuda())
-    assert torch.isfinite(terms["loss"].float())
-    terms["loss"].float().backward()
-    assert all(torch.isfinite(p.grad).all() for p in chain.student.parameters())

@@ -1,4 +1,4 @@
-"""KDCL (Guo et al., 2020): contract, MinLogit properties, hand values, augmentation, training, CUDA."""
+"""KDCL (Guo et al., 2020): contract, MinLogit properties, hand values, augmentation, training."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from reference_impls.schemes.online.kdcl import (
 )
 
 
-@pytest.mark.parametrize("ensemble", ["min_logit", "naive"])
-def test_contract_and_every_peer_gets_gradients(ensemble, batch):
+def test_contract_of_the_naive_ensemble_and_every_peer_of_three_gets_gradients(batch):
+    # two peers with the default min-logit teacher: tests/reference_impls/test_contracts.py
     torch.manual_seed(0)
     peers = [student_cnn(), student_cnn(), student_cnn()]
-    check_procedure_contract(KDCL(peers, ensemble=ensemble), *batch)
+    check_procedure_contract(KDCL(peers, ensemble="naive"), *batch)
     for peer in peers:
         assert all(p.grad is not None for p in peer.parameters())
         assert sum(p.grad.abs().sum() for p in peer.parameters()) > 0
@@ -163,26 +163,3 @@ def test_collaborative_learning_pulls_the_peers_toward_their_teacher_and_each_ot
     # over training seeds 1-3 the ratios were 0.51-0.60 (gap) and 0.52-0.73 (disagreement)
     assert gap_to_min_logit_teacher(peers, data) < 0.8 * gap_to_min_logit_teacher(apart, data)
     assert peer_disagreement(*peers, data.x_test) < 0.9 * peer_disagreement(*apart, data.x_test)
-
-
-@pytest.mark.gpu
-def test_cpu_cuda_agreement(batch):
-    torch.manual_seed(0)
-    procedure = KDCL([student_cnn(), student_cnn()], augment=None)
-    x, y = batch
-    cpu_terms = copy.deepcopy(procedure)(x, y)
-    cuda_terms = copy.deepcopy(procedure).to("cuda")(x.cuda(), y.cuda())
-    for name, value in cpu_terms.items():
-        torch.testing.assert_close(cuda_terms[name].cpu(), value, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.gpu
-def test_bf16_autocast(batch):
-    torch.manual_seed(0)
-    procedure = KDCL([student_cnn(), student_cnn()]).to("cuda")
-    x, y = batch
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        terms = procedure(x.cuda(), y.cuda())
-    assert all(torch.isfinite(v.float()).all() for v in terms.values())
-    terms["loss"].float().backward()
-    assert all(torch.isfinite(p.grad).all() for p in procedure.parameters())

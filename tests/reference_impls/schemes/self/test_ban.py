@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -81,7 +80,7 @@ def test_hand_computed_value():
     ("kwargs", "match"),
     [
         ({"temperature": 0.0}, "temperature"),
-        ({"ce_weight": 0.0, "kd_weight": 0.0}, "not both zero"),
+        ({"ce_weight": 0.0, "kd_weight": 0.0}, "not all be zero"),
         ({"kd_weight": -1.0}, "non-negative"),
     ],
 )
@@ -117,33 +116,3 @@ def test_born_again_student_moves_toward_its_teacher_and_the_ensemble_averages()
     torch.testing.assert_close(single, F.softmax(second(data.x_test).logits, dim=1))
     halfway = (single + procedure.ensemble_probabilities(data.x_test, members=[0])) / 2
     torch.testing.assert_close(ensemble, halfway)
-
-
-def _loss_and_grads(procedure: BornAgain, x: torch.Tensor, y: torch.Tensor, device: str):
-    procedure = copy.deepcopy(procedure).to(device)
-    loss = procedure(x.to(device), y.to(device))["loss"]
-    loss.backward()
-    grads = [p.grad.detach().cpu() for p in procedure.student.parameters()]
-    return loss.detach().cpu(), grads
-
-
-@pytest.mark.gpu
-def test_cpu_cuda_agreement(batch, full_precision_cuda):
-    procedure = _with_teacher(ce_weight=1.0)
-    cpu_loss, cpu_grads = _loss_and_grads(procedure, *batch, "cpu")
-    cuda_loss, cuda_grads = _loss_and_grads(procedure, *batch, "cuda")
-    torch.testing.assert_close(cuda_loss, cpu_loss, rtol=1e-4, atol=1e-5)
-    for got, want in zip(cuda_grads, cpu_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
-
-
-@pytest.mark.gpu
-def test_bf16_autocast(batch):
-    procedure = _with_teacher(ce_weight=1.0).to("cuda")
-    x, y = batch[0].to("cuda"), batch[1].to("cuda")
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        terms = procedure(x, y)
-    assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
-    terms["loss"].backward()
-    assert all(torch.isfinite(p.grad).all() for p in procedure.student.parameters())
-    torch.testing.assert_close(terms["loss"], procedure(x, y)["loss"], rtol=0.05, atol=0.05)

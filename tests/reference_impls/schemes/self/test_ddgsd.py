@@ -1,8 +1,7 @@
-"""DDGSD (Xu & Liu, 2019): contract, distortions, paper properties, hand values, training, CUDA."""
+"""DDGSD (Xu & Liu, 2019): distortions, paper properties, hand values, training, CUDA."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -16,7 +15,6 @@ from reference_impls.common import (
     student_mlp,
     train,
 )
-from reference_impls.common.testing import check_procedure_contract
 from reference_impls.schemes.self.ddgsd import DDGSD, distort, linear_mmd, symmetric_kl
 
 
@@ -28,11 +26,11 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def test_contract(batch):
+def test_two_random_views_differ_so_kl_and_mmd_are_positive(batch):
     torch.manual_seed(0)
-    terms = check_procedure_contract(DDGSD(student_cnn()), *batch)
+    terms = DDGSD(student_cnn())(*batch)
     assert set(terms) == {"loss", "ce", "kl", "mmd"}
-    assert terms["kl"] > 0 and terms["mmd"] > 0  # two different views
+    assert terms["kl"] > 0 and terms["mmd"] > 0
 
 
 def test_distortion_moves_each_image_by_at_most_the_shift():
@@ -136,41 +134,8 @@ def test_training_makes_the_views_agree():
     assert _view_disagreement(model, data.x_test) < 0.8 * _view_disagreement(baseline, data.x_test)
 
 
-def _fixed_view_loss_and_grads(procedure: DDGSD, x: torch.Tensor, y: torch.Tensor, device: str):
-    # random views differ between CPU and CUDA generators: make them once, on CPU
-    generator = torch.Generator().manual_seed(0)
-    view_a, view_b = distort(x, generator=generator), distort(x, generator=generator)
-    procedure = copy.deepcopy(procedure).to(device)
-    loss = procedure.loss_on_views(view_a.to(device), view_b.to(device), y.to(device))["loss"]
-    loss.backward()
-    return loss.detach().cpu(), [p.grad.detach().cpu() for p in procedure.model.parameters()]
-
-
-@pytest.mark.gpu
-def test_cpu_cuda_agreement(batch, full_precision_cuda):
-    torch.manual_seed(0)
-    procedure = DDGSD(student_cnn(), mu_mmd=0.1)
-    cpu_loss, cpu_grads = _fixed_view_loss_and_grads(procedure, *batch, "cpu")
-    cuda_loss, cuda_grads = _fixed_view_loss_and_grads(procedure, *batch, "cuda")
-    torch.testing.assert_close(cuda_loss, cpu_loss, rtol=1e-4, atol=1e-5)
-    for got, want in zip(cuda_grads, cpu_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
-
-
 @pytest.mark.gpu
 def test_distortion_on_cuda(batch):
     images = batch[0].to("cuda")
     distorted = distort(images, generator=torch.Generator("cuda").manual_seed(0))
     assert distorted.device == images.device and distorted.shape == images.shape
-
-
-@pytest.mark.gpu
-def test_bf16_autocast(batch):
-    torch.manual_seed(0)
-    procedure = DDGSD(student_cnn()).to("cuda")
-    x, y = batch[0].to("cuda"), batch[1].to("cuda")
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        terms = procedure(x, y)
-    assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
-    terms["loss"].backward()
-    assert all(torch.isfinite(p.grad).all() for p in procedure.model.parameters())

@@ -8,7 +8,6 @@ from torch import nn
 
 from reference_impls.common import linear_cka, train
 from reference_impls.common.testing import (
-    check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_loss_contract,
     digits_setup,
@@ -58,10 +57,10 @@ def test_default_distils_the_last_stage_only(feats):
     assert all(p.grad is not None for p in loss.parameters())
 
 
-@pytest.mark.parametrize("mask", ["spatial", "channel"])
-def test_contract_on_every_stage(feats, mask):
+def test_contract_with_the_papers_spatial_mask_on_every_stage(feats):
+    # the default (channel mask, last stage) is covered by tests/reference_impls/test_contracts.py
     loss = MGDLoss(
-        STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(0, 1, 2), mask=mask, generator=seeded()
+        STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(0, 1, 2), mask="spatial", generator=seeded()
     )
     check_loss_contract(loss, *feats)
 
@@ -152,17 +151,9 @@ def test_training_moves_student_features_toward_the_teacher():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("mask", ["spatial", "channel"])
-def test_cpu_cuda_agreement(feats, mask):
-    # every stage, so that every student input gets a gradient to compare
+def test_cpu_cuda_agreement_with_the_spatial_mask_from_a_cpu_generator(feats):
+    # the masks are drawn on the generator's device (CPU) and moved to the features'
     loss = MGDLoss(
-        STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(0, 1, 2), mask=mask, generator=seeded()
+        STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(0, 1, 2), mask="spatial", generator=seeded()
     )
     check_cpu_cuda_agreement(loss, *feats)
-
-
-@pytest.mark.gpu
-def test_bf16_autocast(feats):
-    loss = MGDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(0, 1, 2), generator=seeded())
-    value = check_autocast_bf16(loss, *feats)
-    torch.testing.assert_close(value, loss(*feats).detach(), rtol=0.05, atol=1e-5)

@@ -1,4 +1,4 @@
-"""NST (Huang and Wang, 2017): contract, paper properties, a hand value, training, CUDA."""
+"""NST (Huang and Wang, 2017): contract, paper properties, a hand value, training."""
 
 from __future__ import annotations
 
@@ -6,13 +6,7 @@ import pytest
 import torch
 
 from reference_impls.common import train
-from reference_impls.common.testing import (
-    check_autocast_bf16,
-    check_cpu_cuda_agreement,
-    check_loss_contract,
-    digits_setup,
-    random_feature_pair,
-)
+from reference_impls.common.testing import check_loss_contract, digits_setup, random_feature_pair
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.feature.nst import NSTLoss, nst_stage_loss
 
@@ -119,15 +113,3 @@ def test_training_moves_student_patterns_toward_teacher():
     distilled_gap = _last_stage_mmd(student, teacher, data.x_test)
     baseline_gap = _last_stage_mmd(baseline, teacher, data.x_test)
     assert distilled_gap < 0.8 * baseline_gap
-
-
-@pytest.mark.gpu
-def test_cpu_cuda_agreement(feats):
-    check_cpu_cuda_agreement(NSTLoss(stages=ALL_STAGES), *feats)
-
-
-@pytest.mark.gpu
-def test_bf16_autocast(feats):
-    loss = NSTLoss(stages=ALL_STAGES)
-    value = check_autocast_bf16(loss, *feats)
-    torch.testing.assert_close(value, loss(*feats), rtol=0.05, atol=0.05)

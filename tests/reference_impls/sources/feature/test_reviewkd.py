@@ -1,4 +1,4 @@
-"""ReviewKD (Chen et al., 2021): contract, HCL by hand, the review direction, training, CUDA."""
+"""ReviewKD (Chen et al., 2021): contract, HCL by hand, the review direction, training."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import torch
 
 from reference_impls.common import linear_cka, train
 from reference_impls.common.testing import (
-    check_autocast_bf16,
-    check_cpu_cuda_agreement,
     check_loss_contract,
     digits_setup,
     pretrained_digits_teacher,
@@ -26,10 +24,6 @@ TEACHER_CHANNELS = (32, 64, 128)
 @pytest.fixture
 def preacts() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return random_feature_pair(batch=4, seed=0)
-
-
-def test_contract(preacts):
-    check_loss_contract(ReviewKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS), *preacts)
 
 
 def test_contract_with_student_preact(preacts):
@@ -137,15 +131,3 @@ def test_training_moves_student_features_toward_the_teacher():
     ]
     assert all(gain > 0 for gain in gains), gains
     assert sum(gains) / len(gains) > 0.02, gains
-
-
-@pytest.mark.gpu
-def test_cpu_cuda_agreement(preacts):
-    check_cpu_cuda_agreement(ReviewKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS), *preacts)
-
-
-@pytest.mark.gpu
-def test_bf16_autocast(preacts):
-    loss = ReviewKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS)
-    value = check_autocast_bf16(loss, *preacts)
-    torch.testing.assert_close(value, loss(*preacts).detach(), rtol=0.05, atol=1e-3)

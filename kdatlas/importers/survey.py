@@ -1,4 +1,10 @@
-"""Import awesome-style markdown paper lists into ``bib/kd.bib`` and ``taxonomy/*.yaml``.
+"""The one-time import of the survey's paper lists into ``bib/kd.bib`` and the taxonomy.
+
+A migration, not part of the tool's core: it was run once to seed the knowledge
+base (``bib/DATA_NOTES.md`` says how to re-run it and what it decided); since then
+``bib/`` and ``taxonomy/`` are the source of truth. Its per-paper corrections
+live in ``survey.yaml`` beside this file; the areas and leaves it files papers
+under are read from ``taxonomy/*.yaml``.
 
 The survey's lists look like::
 
@@ -22,6 +28,7 @@ line that could not be read is reported with ``file:line``.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -35,6 +42,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import FoldedScalarString
 
+from kdatlas.atomic import replace_files
 from kdatlas.bibliography import (
     BibEntry,
     arxiv_id,
@@ -47,354 +55,91 @@ from kdatlas.bibliography import (
     render_bib,
 )
 from kdatlas.fmt import dump_yaml
-from kdatlas.loader import round_trip_yaml
+from kdatlas.loader import BIB_DIR, TAXONOMY_DIR, round_trip_yaml
+from kdatlas.models import AREA_IDS
 from kdatlas.problems import Problem, Severity
 
-SCHEMA_COMMENT = "yaml-language-server: $schema=../kdatlas/schemas/taxonomy.schema.json"
+DATA_FILE = Path(__file__).with_name("survey.yaml")
 PLACEHOLDER_SUMMARY = "Summary to be written: {title}."
-
-# ---------------------------------------------------------------- the survey's structure
-
-AREAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    # area id: (title, headings that name the area in a list)
-    "sources": ("Distillation Sources", ("Sources", "Distillation Sources")),
-    "schemes": ("Distillation Schemes", ("Schemes", "Distillation Schemes")),
-    "algorithms": ("Distillation Algorithms", ("Algorithms", "Distillation Algorithms")),
-    "modalities": (
-        "Distillation by Modalities",
-        ("Modalities", "Distillation by Modalities", "Distillation by Modolities"),
-    ),
-    "applications": (
-        "Applications of Distillation",
-        ("Applications", "Distillation Applications", "Applications of Distillation"),
-    ),
-}
-
-LEAVES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
-    # area id: ((leaf id, title, other headings naming it), ...)
-    "sources": (
-        ("logit", "Logit-based Distillation", ()),
-        ("feature", "Feature-based Distillation", ()),
-        ("similarity", "Similarity-based Distillation", ()),
-    ),
-    "schemes": (
-        ("offline", "Offline Distillation", ()),
-        ("online", "Online Distillation", ()),
-        ("self", "Self-Distillation", ()),
-    ),
-    "algorithms": (
-        ("attention", "Attention Distillation", ()),
-        ("adversarial", "Adversarial Distillation", ()),
-        ("multi-teacher", "Multi-teacher Distillation", ()),
-        ("cross-modal", "Cross-modal Distillation", ()),
-        ("graph", "Graph-based Distillation", ()),
-        ("adaptive", "Adaptive Distillation", ()),
-        ("contrastive", "Contrastive Distillation", ()),
-    ),
-    "modalities": (
-        ("3d", "3D Input", ()),
-        ("multi-view", "Multi-View", ()),
-        ("text", "Text", ()),
-        ("speech", "Speech", ()),
-        ("video", "Video", ()),
-    ),
-    "applications": (
-        ("llm", "Large Language Models", ()),
-        ("foundation-models", "Foundation Models", ()),
-        ("self-supervised", "Self-Supervised Learning", ()),
-        ("diffusion", "Diffusion Models", ()),
-        (
-            "visual-recognition",
-            "Visual Recognition",
-            ("Knowledge Distillation in Visual Recognition",),
-        ),
-    ),
-}
-AREA_ORDER = tuple(AREAS)
+AREA_ORDER = AREA_IDS  # the survey's order; key collisions resolve the same way every run
 
 # ---------------------------------------------------------------- curated data
 
-# Keys fixed by the implementation table: normalised title -> key, with the metadata that the
-# lists get wrong (title casing, venue, year). Everything else comes from the lists and
-# metadata.tsv.
-REQUIRED: dict[str, dict[str, str]] = {
-    "hinton2015distilling": {"title": "Distilling the Knowledge in a Neural Network"},
-    "zhao2022decoupled": {"title": "Decoupled Knowledge Distillation"},
-    "sun2024logit": {"title": "Logit Standardization in Knowledge Distillation"},
-    "zheng2024knowledge": {"title": "Knowledge Distillation Based on Transformed Teacher Matching"},
-    "chi2023normkd": {"title": "NormKD: Normalized Logits for Knowledge Distillation"},
-    "romero2015fitnets": {"title": "FitNets: Hints for Thin Deep Nets"},
-    "zagoruyko2017paying": {
-        "title": "Paying More Attention to Attention: Improving the Performance of "
-        "Convolutional Neural Networks via Attention Transfer"
-    },
-    "huang2017like": {
-        "title": "Like What You Like: Knowledge Distill via Neuron Selectivity Transfer"
-    },
-    "kim2018paraphrasing": {
-        "title": "Paraphrasing Complex Network: Network Compression via Factor Transfer"
-    },
-    "heo2019knowledge": {
-        "title": "Knowledge Transfer via Distillation of Activation Boundaries Formed by Hidden Neurons"
-    },
-    "heo2019comprehensive": {"title": "A Comprehensive Overhaul of Feature Distillation"},
-    "chen2021distilling": {"title": "Distilling Knowledge via Knowledge Review"},
-    "chen2022knowledge": {"title": "Knowledge Distillation with the Reused Teacher Classifier"},
-    "yang2022masked": {"title": "Masked Generative Distillation"},
-    "yim2017gift": {
-        "title": "A Gift from Knowledge Distillation: Fast Optimization, Network Minimization "
-        "and Transfer Learning"
-    },
-    "park2019relational": {"title": "Relational Knowledge Distillation"},
-    "tung2019similarity": {"title": "Similarity-Preserving Knowledge Distillation"},
-    "peng2019correlation": {"title": "Correlation Congruence for Knowledge Distillation"},
-    "liu2019knowledge": {"title": "Knowledge Distillation via Instance Relationship Graph"},
-    "huang2022knowledge": {"title": "Knowledge Distillation from A Stronger Teacher"},
-    "liu2021exploring": {
-        "title": "Exploring Inter-Channel Correlation for Diversity-Preserved Knowledge "
-        "Distillation"
-    },
-    "mirzadeh2020improved": {"title": "Improved Knowledge Distillation via Teacher Assistant"},
-    "lan2018knowledge": {"title": "Knowledge Distillation by On-the-Fly Native Ensemble"},
-    "guo2020online": {"title": "Online Knowledge Distillation via Collaborative Learning"},
-    "zhang2019your": {
-        "title": "Be Your Own Teacher: Improve the Performance of Convolutional Neural "
-        "Networks via Self Distillation"
-    },
-    "furlanello2018born": {"title": "Born Again Neural Networks"},
-    "kim2021self": {"title": "Self-Knowledge Distillation with Progressive Refinement of Targets"},
-    "zhang2020self": {"title": "Self-Distillation as Instance-Specific Label Smoothing"},
-    "xu2019data": {"title": "Data-Distortion Guided Self-Distillation for Deep Neural Networks"},
-}
 
-# Corrections where a list is clearly wrong and no rule below can tell:
-# normalised title -> (canonical venue, year, reason).
-VENUE_CORRECTIONS: dict[str, tuple[str, str, str]] = {
-    normalise_title(title): (venue, year, reason)
-    for title, venue, year, reason in (
-        (
-            "CountGD: Multi-Modal Open-World Counting",
-            "NeurIPS",
-            "2024",
-            "listed as NeurIPS 2025; published at NeurIPS 2024 (metadata.tsv agrees)",
+@dataclass(frozen=True)
+class Curated:
+    """The per-paper corrections of ``survey.yaml`` (bib/DATA_NOTES.md gives their reasons),
+    indexed by normalised title."""
+
+    area_headings: dict[str, tuple[str, ...]]  # area id -> headings besides its title
+    leaf_headings: dict[str, tuple[str, ...]]  # area/leaf -> headings besides its title
+    keys: dict[str, str]  # key fixed by the implementation table -> title
+    venue_corrections: dict[str, tuple[str, str, str]]  # title -> (venue, year, reason)
+    title_fixes: dict[str, str]  # listed title -> title
+    link_replacements: dict[str, dict[str, str]]  # title -> url, doi, author, reason
+    moves: tuple[tuple[str, str, str, str], ...]  # (title, from leaf, to leaf, reason)
+    offline_papers: tuple[str, ...]  # titles
+    publisher_only: frozenset[str]
+    acm_proceedings: dict[str, tuple[str, str]]  # DOI prefix -> (venue, year)
+    icml_volumes: dict[str, str]  # PMLR volume -> year
+
+
+@functools.cache
+def curated() -> Curated:
+    data = YAML(typ="safe").load(DATA_FILE.read_text(encoding="utf-8"))
+    return Curated(
+        area_headings={area: tuple(names) for area, names in data["area_headings"].items()},
+        leaf_headings={leaf: tuple(names) for leaf, names in data["leaf_headings"].items()},
+        keys=dict(data["keys"]),
+        venue_corrections={
+            normalise_title(row["title"]): (row["venue"], row["year"], row["reason"])
+            for row in data["venue_corrections"]
+        },
+        title_fixes={normalise_title(row["listed"]): row["title"] for row in data["title_fixes"]},
+        link_replacements={
+            normalise_title(row["title"]): {k: v for k, v in row.items() if k != "title"}
+            for row in data["link_replacements"]
+        },
+        moves=tuple(
+            (normalise_title(row["title"]), row["from"], row["to"], row["reason"])
+            for row in data["moves"]
         ),
-        (
-            "Understanding Multi-Granularity for Open-Vocabulary Part Segmentation",
-            "NeurIPS",
-            "2024",
-            "listed as NeurIPS 2025; PartCLIPSeg appeared at NeurIPS 2024 (arXiv 2406.11384)",
-        ),
-        (
-            "Open-vocabulary Object Detection via Vision and Language Knowledge Distillation",
-            "ICLR",
-            "2022",
-            "listed as ICLR 2021; ViLD (arXiv 2104.13921, April 2021) appeared at ICLR 2022",
-        ),
-        (
-            "Be Your Own Teacher: Improve the Performance of Convolutional Neural Networks via "
-            "Self Distillation",
-            "ICCV",
-            "2019",
-            "listed as CVPR 2019; the paper is ICCV 2019 (metadata.tsv agrees)",
-        ),
-        (
-            "Self-Distillation Amplifies Regularization in Hilbert Space",
-            "NeurIPS",
-            "2020",
-            "listed as NeurIPS 2019; posted to arXiv in February 2020 (2002.05715), NeurIPS 2020",
-        ),
-        (
-            "Self-Distillation as Instance-Specific Label Smoothing",
-            "NeurIPS",
-            "2020",
-            "listed as NeurIPS 2019; posted to arXiv in June 2020 (2006.05065), NeurIPS 2020 "
-            "(its code repository is named neurips_2020_distillation)",
-        ),
-        (
-            "Monitored Distillation for Positive Congruent Depth Completion",
-            "ECCV",
-            "2022",
-            "listed as ECCV 2020; posted to arXiv in March 2022 (2203.16034), ECCV 2022",
-        ),
-        (
-            "Language-driven Semantic Segmentation",
-            "ICLR",
-            "2022",
-            "listed as ICLR 2021; posted to arXiv in January 2022 (2201.03546), ICLR 2022",
-        ),
-        (
-            "Learning Transferable Visual Models From Natural Language Supervision",
-            "ICML",
-            "2021",
-            "listed as 'PMLR' (the publisher); PMLR volume 139 is ICML 2021",
-        ),
-        (
-            "Consistency Models",
-            "ICML",
-            "2023",
-            "listed as 'PMLR' (the publisher); the paper is ICML 2023 (PMLR 202)",
-        ),
-        (
-            "Fast Sampling of Diffusion Models via Operator Learning",
-            "ICML",
-            "2023",
-            "listed as 'PMLR' (the publisher); the paper is ICML 2023 (PMLR 202)",
-        ),
-        (
-            "Channel-spatial knowledge distillation for efficient semantic segmentation",
-            "Pattern Recognition Letters",
-            "2024",
-            "listed as Pattern Recognition; the link (ScienceDirect S0167-8655) is "
-            "Pattern Recognition Letters",
-        ),
-        (
-            "Monocular Depth Estimation via Self-Supervised Self-Distillation",
-            "CVIU",
-            "2024",
-            "listed as Sensors; the link (ScienceDirect S1077-3142) is Computer Vision and "
-            "Image Understanding",
-        ),
-        (
-            "Knowledge Distillation for Semantic Segmentation Using Channel and Spatial "
-            "Correlations and Adaptive Cross Entropy",
-            "Sensors",
-            "2020",
-            "listed as Sensors 2019; the link is Sensors volume 20 (2020)",
-        ),
-        (
-            "Iterative Graph Self-Distillation",
-            "IEEE TKDE",
-            "2023",
-            "listed as ICLR 2023 (algorithms) and 'T-CDE' 2023 (schemes); the IEEE link is "
-            "IEEE Transactions on Knowledge and Data Engineering",
-        ),
-        (
-            "Hierarchical Multi-Attention Transfer for Knowledge Distillation",
-            "ACM TOMM",
-            "2023",
-            "listed as ACM MM 2023; DOI 10.1145/3568679 is an ACM TOMM journal article",
-        ),
+        offline_papers=tuple(normalise_title(title) for title in data["offline_papers"]),
+        publisher_only=frozenset(data["publisher_only"]),
+        acm_proceedings={k: (v[0], v[1]) for k, v in data["acm_proceedings"].items()},
+        icml_volumes=dict(data["icml_volumes"]),
     )
-}
 
-# Titles the lists spell wrong or prefix with a label: normalised listed title -> title.
-TITLE_FIXES: dict[str, str] = {
-    normalise_title(listed): fixed
-    for listed, fixed in (
-        (
-            "back arrowGo to ICLR 2025 Conference homepage Single Teacher, Multiple "
-            "Perspectives: Teacher Knowledge Augmentation for Enhanced Knowledge Distillation",
-            "Single Teacher, Multiple Perspectives: Teacher Knowledge Augmentation for Enhanced "
-            "Knowledge Distillation",
-        ),
-        (
-            "GPT-1: Improving Language Understanding by Generative Pre-Training",
-            "Improving Language Understanding by Generative Pre-Training",
-        ),
-        ("Gpt-3: Language Models are Few-Shot Learners", "Language Models are Few-Shot Learners"),
-        ("DALL-E: Zero-Shot Text-to-Image Generation", "Zero-Shot Text-to-Image Generation"),
-        ("SAM: Segment Anything", "Segment Anything"),
-        (
-            "ViT: An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
-            "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
-        ),
-        (
-            "DeiT: Training data-efficient image transformers & distillation through attention",
-            "Training Data-Efficient Image Transformers & Distillation through Attention",
-        ),
-        (
-            "DINO: Emerging Properties in Self-Supervised Vision Transformers",
-            "Emerging Properties in Self-Supervised Vision Transformers",
-        ),
-        (
-            "DETR: End-to-End Object Detection with Transformers",
-            "End-to-End Object Detection with Transformers",
-        ),
-    )
-}
 
-# Papers whose only link had to be dropped: normalised title -> fields to use instead.
-LINK_REPLACEMENTS: dict[str, dict[str, str]] = {
-    normalise_title(
-        "Strategies to Leverage Foundational Model Knowledge in Object Affordance Grounding"
-    ): {
-        "url": "https://openaccess.thecvf.com/content/CVPR2024W/MMFM/html/Rai_Strategies_to_"
-        "Leverage_Foundational_Model_Knowledge_in_Object_Affordance_Grounding_CVPRW_2024_"
-        "paper.html",
-        "reason": "the list links a Google search; the CVF open-access page replaces it",
-    },
-    normalise_title("Robust Speech Recognition using Generalized Distillation Framework"): {
-        "url": "https://doi.org/10.21437/Interspeech.2016-852",
-        "doi": "10.21437/Interspeech.2016-852",
-        "author": "Markov, Konstantin and Matsui, Tomoko",
-        "reason": "the list links an expiring signed download; the ISCA DOI replaces it "
-        "(authors from the ISCA archive page)",
-    },
-}
+# ---------------------------------------------------------------- the taxonomy's structure
 
-# Memberships the lists file in the wrong leaf: (normalised title, from leaf, to leaf, reason).
-MOVES: tuple[tuple[str, str, str, str], ...] = (
-    (
-        normalise_title("Improved Knowledge Distillation via Teacher Assistant"),
-        "schemes/online",
-        "schemes/offline",
-        "TAKD trains teacher, assistant and student one after another from fixed teachers: "
-        "offline, not online",
-    ),
-    (
-        normalise_title("Knowledge Distillation from A Stronger Teacher"),
-        "schemes/online",
-        "schemes/offline",
-        "DIST distils from a fixed, pre-trained stronger teacher: offline, not online",
-    ),
-)
 
-# The lists' "Offline Distillation" section is empty: well-known offline papers of the lists.
-OFFLINE_PAPERS: tuple[str, ...] = tuple(
-    normalise_title(title)
-    for title in (
-        "Distilling the Knowledge in a Neural Network",
-        "FitNets: Hints for Thin Deep Nets",
-        "Paying More Attention to Attention: Improving the Performance of Convolutional "
-        "Neural Networks via Attention Transfer",
-        "Decoupled Knowledge Distillation",
-        "Contrastive Representation Distillation",
-        "On the Efficacy of Knowledge Distillation",
-        "VanillaKD: Revisit the Power of Vanilla Knowledge Distillation from Small Scale to "
-        "Large Scale",
-    )
-)
+@dataclass(frozen=True)
+class Structure:
+    """Areas and leaves as the taxonomy files hold them, with the headings that name them."""
 
-# Venue strings that name only a publisher; a more specific venue (another listing, the link
-# or metadata.tsv) replaces them.
-PUBLISHER_ONLY = frozenset({"acm", "ieee", "ieee/acm", "elsevier", "springer nature", "pmlr"})
+    area_names: dict[str, tuple[str, ...]]  # area id -> its title and other headings
+    leaves: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]  # area -> (leaf id, headings)
 
-# ACM proceedings DOI prefixes (10.1145/<prefix>.<paper>) -> (venue, year).
-ACM_PROCEEDINGS: dict[str, tuple[str, str]] = {
-    "3097983": ("KDD", "2017"),
-    "3318464": ("SIGMOD", "2020"),
-    "3336191": ("WSDM", "2020"),
-    "3394486": ("KDD", "2020"),
-    "3442381": ("WWW", "2021"),
-    "3447548": ("KDD", "2021"),
-    "3474085": ("ACM MM", "2021"),
-    "3485447": ("WWW", "2022"),
-    "3511808": ("CIKM", "2022"),
-    "3534678": ("KDD", "2022"),
-    "3581783": ("ACM MM", "2023"),
-    "3616855": ("WSDM", "2024"),
-    "3652583": ("ICMR", "2024"),
-    "3664647": ("ACM MM", "2024"),
-}
-ICML_VOLUMES = {
-    "80": "2018",
-    "97": "2019",
-    "119": "2020",
-    "139": "2021",
-    "162": "2022",
-    "202": "2023",
-    "235": "2024",
-}
+    @classmethod
+    def of(cls, areas: dict[str, CommentedMap]) -> Structure:
+        data = curated()
+        area_names = {
+            area_id: (str(document["title"]), *data.area_headings.get(area_id, ()))
+            for area_id, document in areas.items()
+        }
+        leaves = {
+            area_id: tuple(
+                (
+                    str(leaf["id"]),
+                    (str(leaf["title"]), *data.leaf_headings.get(f"{area_id}/{leaf['id']}", ())),
+                )
+                for leaf in document.get("leaves") or []
+            )
+            for area_id, document in areas.items()
+        }
+        return cls(area_names, leaves)
+
 
 # ---------------------------------------------------------------- data types
 
@@ -483,7 +228,9 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _match_leaf(heading: str, area: str, heading_map: dict[str, str]) -> tuple[str | None, bool]:
+def _match_leaf(
+    heading: str, area: str, heading_map: dict[str, str], structure: Structure
+) -> tuple[str | None, bool]:
     """The leaf id a heading names in ``area`` and whether the match was fuzzy (a typo)."""
     compact = _compact(heading)
     for mapped, leaf_path in heading_map.items():
@@ -492,9 +239,7 @@ def _match_leaf(heading: str, area: str, heading_map: dict[str, str]) -> tuple[s
             if not mapped_area or mapped_area == area:
                 return leaf_id, False
     names = {
-        _compact(name): leaf_id
-        for leaf_id, title, aliases in LEAVES[area]
-        for name in (title, *aliases)
+        _compact(name): leaf_id for leaf_id, headings in structure.leaves[area] for name in headings
     }
     if compact in names:
         return names[compact], False
@@ -504,9 +249,9 @@ def _match_leaf(heading: str, area: str, heading_map: dict[str, str]) -> tuple[s
     return None, False
 
 
-def _area_of_heading(heading: str) -> str | None:
+def _area_of_heading(heading: str, structure: Structure) -> str | None:
     compact = _compact(heading)
-    for area_id, (_, names) in AREAS.items():
+    for area_id, names in structure.area_names.items():
         if compact in {_compact(name) for name in names}:
             return area_id
     return None
@@ -531,6 +276,7 @@ def _read_link(text: str, label: str) -> tuple[str | None, bool]:
 
 @dataclass
 class _Context:
+    structure: Structure
     area: str | None
     leaf: str | None = None
     leaf_level: int = 0
@@ -544,9 +290,10 @@ def parse_markdown(
     area: str | None,
     heading_map: dict[str, str],
     report: ImportReport,
+    structure: Structure,
 ) -> list[Listing]:
     """Read one list; unreadable lines go to ``report.not_understood`` with file:line."""
-    context = _Context(area=area)
+    context = _Context(structure, area=area)
     listings: list[Listing] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.strip() in {"---", "***"}:
@@ -588,11 +335,10 @@ def _enter_heading(
     heading_map: dict[str, str],
     report: ImportReport,
 ) -> None:
-    if context.area is None or _area_of_heading(text):
-        found = _area_of_heading(text)
-        if found:
-            context.area, context.leaf, context.topic = found, None, None
-            return
+    found = _area_of_heading(text, context.structure)
+    if found:
+        context.area, context.leaf, context.topic = found, None, None
+        return
     if context.area is None:
         report.not_understood.append(
             Problem(
@@ -600,7 +346,7 @@ def _enter_heading(
             )
         )
         return
-    leaf, fuzzy = _match_leaf(text, context.area, heading_map)
+    leaf, fuzzy = _match_leaf(text, context.area, heading_map, context.structure)
     if leaf is not None and (context.leaf is None or level <= context.leaf_level):
         if fuzzy:
             report.defect_counts["leaf heading with a typo"] += 1
@@ -740,6 +486,7 @@ def _arxiv_from_url(url: str | None) -> str | None:
 def _venue_from_evidence(url: str | None, doi_value: str | None) -> tuple[str, str | None] | None:
     """(venue, year or None) that a link or DOI proves."""
     url = url or ""
+    volumes = curated().icml_volumes
     patterns: tuple[tuple[str, Any], ...] = (
         (
             r"openaccess\.thecvf\.com/content_?(cvpr|iccv|eccv|wacv|accv)_?(\d{4})_?(w|workshops)",
@@ -773,7 +520,7 @@ def _venue_from_evidence(url: str | None, doi_value: str | None) -> tuple[str, s
         (r"isca-archive\.org/interspeech_(\d{4})/", lambda m: ("Interspeech", m.group(1))),
         (
             r"proceedings\.mlr\.press/v(\d+)/",
-            lambda m: ("ICML", ICML_VOLUMES[m.group(1)]) if m.group(1) in ICML_VOLUMES else None,
+            lambda m: ("ICML", volumes[m.group(1)]) if m.group(1) in volumes else None,
         ),
         (r"nature\.com/articles/s41598", lambda m: ("Scientific Reports", None)),
         (r"(?:ojs\.aaai\.org|aaai\.org/ojs|cdn\.aaai\.org)", lambda m: ("AAAI", None)),
@@ -788,8 +535,9 @@ def _venue_from_evidence(url: str | None, doi_value: str | None) -> tuple[str, s
         if doi_value.lower().startswith("10.1609/aaai"):
             return ("AAAI", None)
         acm = re.match(r"10\.1145/(\d+)\.\d+", doi_value)
-        if acm and acm.group(1) in ACM_PROCEEDINGS:
-            return ACM_PROCEEDINGS[acm.group(1)]
+        proceedings = curated().acm_proceedings
+        if acm and acm.group(1) in proceedings:
+            return proceedings[acm.group(1)]
     return None
 
 
@@ -856,7 +604,7 @@ def _group_listings(listings: Sequence[Listing]) -> list[list[Listing]]:
 
     seen: dict[str, int] = {}
     for index, listing in enumerate(listings):
-        title = TITLE_FIXES.get(normalise_title(listing.title), listing.title)
+        title = curated().title_fixes.get(normalise_title(listing.title), listing.title)
         keys = [f"t:{variant}" for variant in _title_variants(title)]
         arxiv = _arxiv_from_url(clean_url(listing.url, ImportReport(), ""))
         if arxiv:
@@ -936,7 +684,7 @@ def resolve_paper(
     """One entry from all listings of a paper, repairing what the lists get wrong."""
     occurrences = [_occurrence(listing, report) for listing in listings]
     winner = _pick_occurrence(occurrences, report)
-    title = TITLE_FIXES.get(normalise_title(winner.listing.title))
+    title = curated().title_fixes.get(normalise_title(winner.listing.title))
     if title:
         report.decisions.append(
             f"{winner.listing.where}: title {winner.listing.title!r} -> {title!r}"
@@ -962,7 +710,7 @@ def resolve_paper(
     if meta is not None:
         report.metadata_matched += 1
     venue, entry_type, year = winner.venue, winner.entry_type, winner.year
-    correction = VENUE_CORRECTIONS.get(normalise_title(title))
+    correction = curated().venue_corrections.get(normalise_title(title))
     if correction:
         venue, year = correction[0], correction[1]
         entry_type = normalise_venue(venue)[0]
@@ -994,7 +742,7 @@ def resolve_paper(
         )
     if year:
         fields["year"] = year
-    replacement = LINK_REPLACEMENTS.get(normalise_title(title))
+    replacement = curated().link_replacements.get(normalise_title(title))
     if replacement and not urls:
         urls = [replacement["url"]]
         doi_value = doi_value or replacement.get("doi")
@@ -1039,7 +787,7 @@ def _occurrence(listing: Listing, report: ImportReport) -> _Occurrence:
     if evidence:
         ev_venue, ev_year = evidence
         ev_type = normalise_venue(ev_venue)[0]
-        publisher = cleaned.lower() in PUBLISHER_ONLY or not cleaned
+        publisher = cleaned.lower() in curated().publisher_only or not cleaned
         both_conferences = ev_type == "inproceedings" and entry_type == "inproceedings"
         wrong_venue = ev_venue != venue and (
             both_conferences or publisher or ev_venue == "Scientific Reports"
@@ -1070,7 +818,7 @@ def _occurrence(listing: Listing, report: ImportReport) -> _Occurrence:
 
 def _rank(occurrence: _Occurrence) -> tuple[int, int, int]:
     venue = occurrence.venue.lower()
-    specific = 0 if venue in PUBLISHER_ONLY or not venue else 1
+    specific = 0 if venue in curated().publisher_only or not venue else 1
     preprint = 0 if venue == "arxiv preprint" else 1
     return (int(occurrence.evidence), specific, preprint)
 
@@ -1101,7 +849,7 @@ def _fill_from_metadata(
     if meta is None:
         return venue, entry_type, year
     specific_meta = meta.venue and is_known_venue(meta.venue)
-    if (not venue or venue.lower() in PUBLISHER_ONLY) and specific_meta:
+    if (not venue or venue.lower() in curated().publisher_only) and specific_meta:
         new_type, _, new_venue = normalise_venue(meta.venue)
         report.decisions.append(
             f"{winner.listing.where}: {winner.listing.title!r}: venue {venue or 'missing'!r} "
@@ -1149,7 +897,7 @@ def _check_year(
                 f"posting {arxiv} -> {arxiv_year}"
             )
             year = arxiv_year
-        elif normalise_title(title) not in VENUE_CORRECTIONS:
+        elif normalise_title(title) not in curated().venue_corrections:
             # Papers are often posted to arXiv after the conference: flag, keep the list.
             report.decisions.append(
                 f"{winner.listing.where}: {title!r}: listed as {venue} {year}, arXiv {arxiv} "
@@ -1179,14 +927,14 @@ def _entry_match_keys(entry: BibEntry) -> set[str]:
 
 
 def _required_key(paper: Paper) -> str | None:
-    for key, data in REQUIRED.items():
-        if f"t:{normalise_title(data['title'])}" in paper.match_keys:
+    for key, title in curated().keys.items():
+        if f"t:{normalise_title(title)}" in paper.match_keys:
             return key
     return None
 
 
 def _apply_required(paper: Paper, key: str) -> None:
-    paper.fields["title"] = _bibtex_text(REQUIRED[key]["title"])
+    paper.fields["title"] = _bibtex_text(curated().keys[key])
 
 
 def merge_papers(
@@ -1197,7 +945,7 @@ def merge_papers(
     for entry in existing:
         for match in _entry_match_keys(entry):
             index.setdefault(match, entry.key)
-    taken = {entry.key for entry in existing} | set(REQUIRED)
+    taken = {entry.key for entry in existing} | set(curated().keys)
     added: list[BibEntry] = []
     keys: dict[int, str] = {}
     for number, paper in enumerate(papers):
@@ -1229,25 +977,6 @@ def _yaml() -> YAML:
     return round_trip_yaml()
 
 
-def _new_area(area: str) -> CommentedMap:
-    title = AREAS[area][0]
-    data = CommentedMap()
-    data["id"] = area
-    data["title"] = title
-    data["summary"] = FoldedScalarString(PLACEHOLDER_SUMMARY.format(title=title))
-    data["leaves"] = CommentedSeq(_new_leaf(leaf_id, title) for leaf_id, title, _ in LEAVES[area])
-    data.yaml_set_start_comment(SCHEMA_COMMENT)
-    return data
-
-
-def _new_leaf(leaf_id: str, title: str) -> CommentedMap:
-    leaf = CommentedMap()
-    leaf["id"] = leaf_id
-    leaf["title"] = title
-    leaf["summary"] = FoldedScalarString(PLACEHOLDER_SUMMARY.format(title=title))
-    return leaf
-
-
 def _find(items: Iterable[CommentedMap], item_id: str) -> CommentedMap | None:
     return next((item for item in items if item.get("id") == item_id), None)
 
@@ -1273,10 +1002,7 @@ def add_membership(
 ) -> bool:
     """File ``key`` in a leaf (under its topic); False if the leaf already holds it anywhere."""
     leaf = _find(area_data["leaves"], leaf_id)
-    if leaf is None:
-        title = next(t for lid, t, _ in LEAVES[area_data["id"]] if lid == leaf_id)
-        leaf = _new_leaf(leaf_id, title)
-        area_data["leaves"].append(leaf)
+    assert leaf is not None, leaf_id  # leaves are read from this very document (Structure.of)
     if key in _leaf_papers(leaf):
         return False
     if topic_title is None:
@@ -1302,12 +1028,16 @@ def add_membership(
 
 
 def _read_inputs(
-    files: Sequence[Path], area: str | None, heading_map: dict[str, str], report: ImportReport
+    files: Sequence[Path],
+    area: str | None,
+    heading_map: dict[str, str],
+    report: ImportReport,
+    structure: Structure,
 ) -> list[Listing]:
     parsed: list[tuple[int, str, list[Listing]]] = []
     for path in files:
         text = path.read_text(encoding="utf-8")
-        listings = parse_markdown(path, text, area, heading_map, report)
+        listings = parse_markdown(path, text, area, heading_map, report, structure)
         first_area = listings[0].area if listings else area
         order = AREA_ORDER.index(first_area) if first_area in AREA_ORDER else len(AREA_ORDER)
         parsed.append((order, path.name, listings))
@@ -1326,16 +1056,17 @@ def import_markdown(
     metadata: Path | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Import markdown lists into ``root/bib/kd.bib`` and ``root/taxonomy/<area>.yaml``."""
+    """Import markdown lists into ``root/bib/kd.bib`` and the leaves of ``root/taxonomy/``."""
     report = ImportReport()
-    listings = _read_inputs(files, area, heading_map or {}, report)
+    areas = _load_areas(root, report)
+    listings = _read_inputs(files, area, heading_map or {}, report, Structure.of(areas))
     report.listings = len(listings)
     meta = read_metadata(metadata) if metadata else {}
     drop_copied_links(listings, meta, report)
     papers = [resolve_paper(group, meta, report) for group in _group_listings(listings)]
     report.papers = len(papers)
 
-    bib_dir = root / "bib"
+    bib_dir = root / BIB_DIR
     existing, problems = read_bib_dir(bib_dir) if bib_dir.is_dir() else ([], [])
     if any(problem.is_error for problem in problems):
         report.not_understood.extend(problems)
@@ -1344,7 +1075,6 @@ def import_markdown(
     report.entries_added = [entry.key for entry in added]
 
     memberships = _memberships(listings, papers, keys, report)
-    areas = _load_areas(root, {leaf_path.split("/")[0] for leaf_path, _, _ in memberships})
     for leaf_path, topic, key in memberships:
         area_id, leaf_id = leaf_path.split("/")
         if add_membership(areas[area_id], leaf_id, topic, key, report):
@@ -1375,7 +1105,7 @@ def _memberships(
             by_title.setdefault(match, key)
         for listing in paper.listings:
             target = (listing.leaf_path, listing.topic)
-            for title, source, destination, reason in MOVES:
+            for title, source, destination, reason in curated().moves:
                 if f"t:{title}" in paper.match_keys and listing.leaf_path == source:
                     target = (destination, None)
                     report.decisions.append(
@@ -1387,7 +1117,7 @@ def _memberships(
     for _, membership in sorted(placed, key=lambda item: item[0]):
         if membership not in result:
             result.append(membership)
-    for title in OFFLINE_PAPERS:
+    for title in curated().offline_papers:
         key = by_title.get(f"t:{title}")
         if key and ("schemes/offline", None, key) not in result:
             result.append(("schemes/offline", None, key))
@@ -1397,15 +1127,14 @@ def _memberships(
     return result
 
 
-def _load_areas(root: Path, area_ids: set[str]) -> dict[str, CommentedMap]:
+def _load_areas(root: Path, report: ImportReport) -> dict[str, CommentedMap]:
+    """The five taxonomy files (round trip): the import files papers under their leaves."""
     areas: dict[str, CommentedMap] = {}
-    for area_id in sorted(area_ids, key=AREA_ORDER.index):
-        path = root / "taxonomy" / f"{area_id}.yaml"
-        areas[area_id] = (
-            _yaml().load(path.read_text(encoding="utf-8"))
-            if path.exists()
-            else (_new_area(area_id))
-        )
+    for area_id in AREA_ORDER:
+        path = root / TAXONOMY_DIR / f"{area_id}.yaml"
+        if not path.is_file():
+            raise ImportStopped(report, f"{path}: missing; the import fills the leaves it holds")
+        areas[area_id] = _yaml().load(path.read_text(encoding="utf-8"))
     return areas
 
 
@@ -1416,22 +1145,22 @@ def _write(
     areas: dict[str, CommentedMap],
     report: ImportReport,
 ) -> None:
-    bib_path = root / "bib" / "kd.bib"
+    """Write what changed, all files together (kdatlas.atomic): all of them change or none."""
+    new_texts: dict[Path, str] = {}
     if added:
-        bib_path.parent.mkdir(parents=True, exist_ok=True)
         in_kd = [
             entry for entry in existing if entry.path is not None and entry.path.name == "kd.bib"
         ]
-        bib_path.write_text(render_bib([*in_kd, *added]), encoding="utf-8")
-        report.files_written.append(bib_path)
+        new_texts[root / BIB_DIR / "kd.bib"] = render_bib([*in_kd, *added])
     for area_id, data in areas.items():
-        path = root / "taxonomy" / f"{area_id}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        old = path.read_text(encoding="utf-8") if path.exists() else None
+        path = root / TAXONOMY_DIR / f"{area_id}.yaml"
         text = dump_yaml(data)  # the canonical form of `kdatlas fmt`, so fmt finds nothing to do
-        if text != old:
-            path.write_text(text, encoding="utf-8")
-            report.files_written.append(path)
+        if text != path.read_text(encoding="utf-8"):
+            new_texts[path] = text
+    if new_texts:
+        (root / BIB_DIR).mkdir(parents=True, exist_ok=True)
+        replace_files(new_texts)
+    report.files_written.extend(new_texts)
 
 
 # ---------------------------------------------------------------- command line
@@ -1471,8 +1200,8 @@ def import_markdown_command(
     root: Annotated[Path, typer.Option("--root", help="Repository root.")] = Path("."),
 ) -> None:
     """Import awesome-style markdown lists into bib/kd.bib and taxonomy/*.yaml."""
-    if area is not None and area not in AREAS:
-        raise typer.BadParameter(f"unknown area {area!r}; one of {', '.join(AREAS)}")
+    if area is not None and area not in AREA_ORDER:
+        raise typer.BadParameter(f"unknown area {area!r}; one of {', '.join(AREA_ORDER)}")
     try:
         report = import_markdown(
             files,

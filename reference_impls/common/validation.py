@@ -1,0 +1,94 @@
+"""Argument checks shared by the implementations: one wording for every file.
+
+Each helper returns the value it checked, so a constructor can read
+``self.temperature = positive("temperature", temperature)``. Errors are
+``ValueError`` naming the argument and the value received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def positive(name: str, value: float) -> float:
+    """``value > 0`` (temperatures, scales, epsilons)."""
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def non_negative(name: str, value: float) -> float:
+    """``value >= 0`` (loss weights, warm-up lengths)."""
+    if not value >= 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def in_unit_interval(name: str, value: float) -> float:
+    """``0 <= value <= 1`` (mixing coefficients, probabilities)."""
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return value
+
+
+def at_least(name: str, value: int, minimum: int) -> int:
+    """An integer count of at least ``minimum`` (stages, branches, peers, generations)."""
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def one_of(name: str, value: T, choices: Collection[T]) -> T:
+    """``value`` among ``choices`` (modes, reductions, optimiser names)."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices, key=str)}, got {value!r}")
+    return value
+
+
+def loss_weights(**weights: float) -> dict[str, float]:
+    """Non-negative weights of which at least one is positive (a loss that is not identically 0)."""
+    for name, value in weights.items():
+        non_negative(name, value)
+    if weights and not any(value > 0 for value in weights.values()):
+        names = " and ".join(weights)
+        raise ValueError(f"{names} must not all be zero, got {weights}")
+    return weights
+
+
+def stage_index(name: str, stage: int, num_stages: int, *, negative_ok: bool = False) -> int:
+    """One stage index in ``range(num_stages)`` (or, with ``negative_ok``, Python's negative form)."""
+    low = -num_stages if negative_ok else 0
+    if not low <= stage < num_stages:
+        raise ValueError(f"{name}: stage {stage} out of range for {num_stages} stages")
+    return stage
+
+
+def stage_indices(
+    name: str, stages: Sequence[int], num_stages: int | None = None, *, negative_ok: bool = False
+) -> list[int]:
+    """At least one stage index; each in range when ``num_stages`` is known.
+
+    Losses that learn the number of stages only from their inputs pass ``num_stages``
+    later, in ``forward``; ``negative_ok`` admits ``-1`` for "the last stage".
+    """
+    if len(stages) == 0:
+        raise ValueError(f"{name} must name at least one stage")
+    if num_stages is not None:
+        for stage in stages:
+            stage_index(name, stage, num_stages, negative_ok=negative_ok)
+    return list(stages)
+
+
+__all__ = [
+    "at_least",
+    "in_unit_interval",
+    "loss_weights",
+    "non_negative",
+    "one_of",
+    "positive",
+    "stage_index",
+    "stage_indices",
+]

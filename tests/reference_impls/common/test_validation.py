@@ -1,0 +1,47 @@
+"""The shared argument checks: accepted values pass through, refused ones name the argument."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reference_impls.common.validation import (
+    at_least,
+    in_unit_interval,
+    loss_weights,
+    non_negative,
+    one_of,
+    positive,
+    stage_indices,
+)
+
+
+def test_accepted_values_are_returned():
+    assert positive("temperature", 4.0) == 4.0
+    assert non_negative("beta", 0.0) == 0.0
+    assert in_unit_interval("alpha", 1.0) == 1.0
+    assert at_least("branches", 3, 2) == 3
+    assert one_of("mode", "kd", ("kd", "dkd")) == "kd"
+    assert loss_weights(ce_weight=0.0, kd_weight=1.0) == {"ce_weight": 0.0, "kd_weight": 1.0}
+    assert stage_indices("stages", (0, 2), 3) == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: positive("temperature", 0.0), "temperature must be positive, got 0.0"),
+        (lambda: positive("temperature", math.nan), "temperature must be positive, got nan"),
+        (lambda: non_negative("beta", -1), "beta must be non-negative, got -1"),
+        (lambda: in_unit_interval("alpha", 1.5), r"alpha must lie in \[0, 1\], got 1.5"),
+        (lambda: at_least("num_branches", 1, 2), "num_branches must be at least 2, got 1"),
+        (lambda: one_of("mode", "x", ("kd", "dkd")), "mode must be one of"),
+        (lambda: loss_weights(a=0.0, b=0.0), "a and b must not all be zero"),
+        (lambda: loss_weights(a=-1.0, b=1.0), "a must be non-negative"),
+        (lambda: stage_indices("stages", (), 3), "stages must name at least one stage"),
+        (lambda: stage_indices("stages", (3,), 3), "stage 3 out of range for 3 stages"),
+    ],
+)
+def test_refused_values_name_the_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -1,0 +1,262 @@
+"""The contract every implementation of the taxonomy is held to, one case per implementation.
+
+The cases are the ``implementations[].object`` entries of ``taxonomy/*.yaml`` (a newly
+listed implementation is covered at once), built at their defaults for the shared
+tiny models by ``reference_impls.common.contract_cases`` (a generic builder, or a
+recipe), and run on a real digits batch:
+
+* it builds, and declares what it is: a loss its ``inputs``, a procedure its
+  ``forward(x, y)``; one with ``run`` (``RunsItsOwnTraining``) trains its stages;
+* gradients reach the student and every trainable connector, never the teacher;
+* building it and one step are deterministic under a seed;
+* a fresh instance that loads its ``state_dict`` gives the same loss;
+* on CUDA (marked ``gpu``): CPU and CUDA agree (TF32 off, the same random draws),
+  and under bf16 autocast the loss is finite, float32, and within 5% of float32's.
+
+Test ids are the taxonomy ``object`` strings, e.g.
+``test_gradients_reach_student_only[reference_impls.sources.logit.kd:KDLoss]``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from kdatlas import loader
+from reference_impls.common.contract_cases import (
+    RECIPES,
+    ContractCase,
+    MissingRecipe,
+    TinyPair,
+    build_at_defaults,
+    digits_batch,
+    loss_arguments,
+    tiny_pair,
+)
+from reference_impls.common.data import load_digits_split
+from reference_impls.common.interfaces import RunsItsOwnTraining, loss_inputs
+from reference_impls.common.testing import (
+    check_autocast_bf16,
+    check_cpu_cuda_agreement,
+    check_procedure_autocast_bf16,
+    check_procedure_cpu_cuda_agreement,
+    random_draws_on_cpu,
+)
+from reference_impls.schemes.offline.distiller import OfflineDistiller
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def taxonomy_objects() -> list[str]:
+    """Every implementation's ``object`` in taxonomy order, each once."""
+    kb, problems = loader.load_with_problems(ROOT)
+    broken = [str(p) for p in problems if p.is_error and "taxonomy" in Path(p.path).parts]
+    if kb is None or broken:  # an area that does not load would silently lose its cases
+        raise RuntimeError("the taxonomy does not load:\n" + "\n".join(broken))
+    return list(dict.fromkeys(i.object for _, _, i in kb.implementations()))
+
+
+OBJECTS = taxonomy_objects()
+
+
+@pytest.fixture(params=OBJECTS, ids=OBJECTS)
+def case(request: pytest.FixtureRequest) -> ContractCase:
+    return ContractCase(request.param)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def one_step(case: ContractCase, built: nn.Module, pair: TinyPair) -> dict[str, torch.Tensor]:
+    """The terms of one training step: a loss inside ``OfflineDistiller``, a procedure alone."""
+    x, y = digits_batch()
+    if case.is_loss:
+        return OfflineDistiller(pair.student, pair.teacher, built)(x, y)
+    return built.train()(x, y)
+
+
+def loss_inputs_of(loss: nn.Module, pair: TinyPair) -> list[Any]:
+    """What the distiller passes ``loss`` on the digits batch, as plain tensors."""
+    x, y = digits_batch()
+    with torch.no_grad():
+        return loss_arguments(loss, pair.student(x), pair.teacher.eval()(x), y)
+
+
+def moved(pair: TinyPair) -> TinyPair:
+    """``pair`` with every parameter moved at random (batch-norm scales too, which start at 1)."""
+    with torch.no_grad():
+        for parameter in [*pair.student.parameters(), *pair.teacher.parameters()]:
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return pair
+
+
+def check_terms(terms: dict[str, torch.Tensor]) -> None:
+    assert isinstance(terms, dict) and "loss" in terms, f"forward returned {terms!r}"
+    assert terms["loss"].dim() == 0, f"loss has shape {tuple(terms['loss'].shape)}"
+    for name, value in terms.items():
+        assert torch.isfinite(value).all(), f"term {name!r} is not finite: {value}"
+
+
+def check_trainable_gradients(case: ContractCase, module: nn.Module) -> None:
+    """Frozen parameters get no gradient; trainable ones a finite one, and every layer a non-zero one.
+
+    Non-zero is asked per layer, not per tensor: the bias of a layer followed by batch
+    norm has a gradient that is zero in exact arithmetic. Parameters the recipe names
+    in ``no_gradient`` must get none (so a stale entry fails too).
+    """
+    for name, parameter in module.named_parameters():
+        reason = case.no_gradient(name)
+        if not parameter.requires_grad:
+            assert parameter.grad is None, f"gradient reached frozen parameter {name}"
+        elif reason is not None:
+            got = parameter.grad is not None and bool(parameter.grad.any())
+            assert not got, f"{name} got a gradient, but the recipe says it gets none: {reason}"
+        else:
+            assert parameter.grad is not None, f"no gradient reached trainable parameter {name}"
+            assert torch.isfinite(parameter.grad).all(), f"non-finite gradient on {name}"
+    for layer_name, layer in module.named_modules():
+        own = [
+            p
+            for name, p in layer.named_parameters(prefix=layer_name, recurse=False)
+            if p.requires_grad and case.no_gradient(name) is None
+        ]
+        if own:
+            assert any(p.grad.any() for p in own), f"layer {layer_name!r} got an all-zero gradient"
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def test_builds_at_defaults_and_declares_what_it_is(case):
+    built = case.build(tiny_pair(0))
+    assert isinstance(built, nn.Module), f"{case.object} built a {type(built).__name__}"
+    if case.is_loss:
+        assert loss_inputs(built)  # raises, naming the class, on a bad declaration
+    else:
+        assert callable(getattr(built, "forward", None))
+    if hasattr(case.cls, "run"):  # it trains its stages itself: one epoch each, on 64 digits
+        assert isinstance(built, RunsItsOwnTraining)
+        runner = case.build(tiny_pair(0), prepared=False)
+        data = load_digits_split(seed=0).with_train_subset(64)
+        histories = runner.run(data, epochs=1, device="cpu")
+        assert histories, "run() returned no History"
+        for history in histories:
+            assert history.losses and all(math.isfinite(v) for v in history.losses[-1].values())
+
+
+def test_gradients_reach_student_only(case):
+    pair = tiny_pair(0)
+    built = case.build(pair)
+    if not case.is_loss:
+        terms = one_step(case, built, pair)
+        check_terms(terms)
+        terms["loss"].backward()
+        check_trainable_gradients(case, built)
+        teacher = getattr(built, "teacher", None)
+        if isinstance(teacher, nn.Module):
+            assert not any(p.requires_grad for p in teacher.parameters()), "teacher not frozen"
+        return
+    # the distillation term alone (no cross-entropy), through the standard distiller
+    x, y = digits_batch()
+    terms = OfflineDistiller(pair.student, pair.teacher, built, ce_weight=0.0)(x, y)
+    check_terms(terms)
+    terms["loss"].backward()
+    assert all(p.grad is None for p in pair.teacher.parameters()), "gradient reached the teacher"
+    check_trainable_gradients(case, built)
+    for name, parameter in pair.student.named_parameters():
+        assert torch.isfinite(parameter.grad).all(), f"non-finite gradient on student {name}"
+    stem = next(pair.student.parameters())
+    assert stem.grad.any(), "the distillation term does not reach the student's first layer"
+    # the loss itself detaches the teacher: give it teacher outputs that could carry gradients
+    pair = tiny_pair(0)
+    built = case.build(pair)
+    arguments = loss_arguments(built, pair.student(x), pair.teacher.eval()(x), y)
+    built(*arguments).backward()
+    leaked = [n for n, p in pair.teacher.named_parameters() if p.grad is not None and p.grad.any()]
+    assert not leaked, f"gradient reached teacher parameters {leaked}: detach the teacher's inputs"
+
+
+def test_deterministic_under_a_seed(case):
+    def build_and_step() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        pair = tiny_pair(0)
+        built = case.build(pair)
+        torch.manual_seed(1)
+        terms = one_step(case, built, pair)
+        return {k: v.detach() for k, v in terms.items()}, built.state_dict()
+
+    (first_terms, first_state), (second_terms, second_state) = build_and_step(), build_and_step()
+    torch.testing.assert_close(first_state, second_state, rtol=0, atol=0)
+    torch.testing.assert_close(first_terms, second_terms, rtol=0, atol=0)
+
+
+def test_state_dict_round_trip(case):
+    pair = tiny_pair(0)
+    original = case.build(pair)
+    fresh = case.build(moved(tiny_pair(1)))  # other weights, and what is computed from them
+    fresh.load_state_dict(original.state_dict())
+    if case.is_loss:
+        arguments = loss_inputs_of(original, pair)
+        values = []
+        for loss in (original, fresh):
+            torch.manual_seed(2)
+            values.append(loss(*arguments).detach())
+    else:
+        x, y = digits_batch()
+        values = []
+        for procedure in (original, fresh):
+            torch.manual_seed(2)
+            values.append({k: v.detach() for k, v in procedure.train()(x, y).items()})
+    torch.testing.assert_close(values[1], values[0], rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+def test_cpu_cuda_agreement(case):
+    pair = tiny_pair(0)
+    built = case.build(pair)
+    if case.is_loss:
+        check_cpu_cuda_agreement(built, *loss_inputs_of(built, pair))
+    else:
+        check_procedure_cpu_cuda_agreement(built, *digits_batch())
+
+
+@pytest.mark.gpu
+def test_bf16_autocast(case):
+    pair = tiny_pair(0)
+    built = case.build(pair)
+    if case.is_loss:
+        arguments = loss_inputs_of(built, pair)
+        value = check_autocast_bf16(built, *arguments)
+        torch.manual_seed(0)
+        with random_draws_on_cpu():
+            reference = built(*arguments).detach()
+    else:
+        terms, reference_terms = check_procedure_autocast_bf16(built, *digits_batch())
+        value, reference = terms["loss"], reference_terms["loss"]
+    torch.testing.assert_close(value, reference, rtol=0.05, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the case list
+
+
+def test_every_recipe_is_for_a_taxonomy_implementation():
+    stale = sorted(set(RECIPES) - set(OBJECTS))
+    assert not stale, f"recipes for objects the taxonomy does not list: {stale}"
+    assert all(recipe.why for recipe in RECIPES.values())
+
+
+def test_an_implementation_the_builder_cannot_build_fails_saying_how_to_add_a_recipe():
+    class NeedsSomethingUnusual(nn.Module):
+        inputs: ClassVar[str] = "logits"
+
+        def __init__(self, codebook: torch.Tensor, temperature: float = 1.0) -> None:
+            super().__init__()
+
+    with pytest.raises(MissingRecipe, match=r"\['codebook'\].*add a recipe for it to RECIPES"):
+        build_at_defaults(NeedsSomethingUnusual, tiny_pair(0))
+    with pytest.raises(MissingRecipe, match=r"failed.*add a recipe"):
+        build_at_defaults(lambda student_channels: [][0], tiny_pair(0), "example:Broken")
