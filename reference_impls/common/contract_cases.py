@@ -20,9 +20,10 @@ its contract tests with a message saying how to add a recipe.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -235,6 +236,21 @@ class ContractCase:
         if prepared and recipe is not None and recipe.prepare is not None:
             recipe.prepare(built)
         return built
+
+    @contextlib.contextmanager
+    def explain_failures(self) -> Iterator[None]:
+        """Within the block, an error says how the instance was built (and how to add a recipe)."""
+        try:
+            yield
+        except Exception as error:
+            if self.recipe is not None:
+                error.add_note(f"{self.object} has a recipe in {RECIPES_FILE}: {self.recipe.why}")
+            if self.recipe is None or self.recipe.build is None:
+                error.add_note(
+                    f"{self.object} was built by the generic builder (required parameters filled "
+                    f"by name); if it needs other arguments, {how_to_add_a_recipe(self.object)}"
+                )
+            raise
 
     def no_gradient(self, parameter_name: str) -> str | None:
         """Why ``parameter_name`` legitimately gets no gradient, or ``None``."""

@@ -319,6 +319,11 @@ class Experiment:
         self.cache_dir = cache_dir
         self.data_name = "digits" if data is None else "images"
         self.results: dict[str, list[dict[str, Any]]] = {}
+        self.titles = {  # how tables and charts name a metric key
+            "accuracy": "test accuracy",
+            "agreement": "agreement with teacher",
+            "kl": "KL(teacher ‖ student), τ = 4",
+        }
         self.models: dict[str, nn.Module] = {}  # each method's model from the first seed
         self._test_logits: weakref.WeakKeyDictionary[nn.Module, torch.Tensor] = (
             weakref.WeakKeyDictionary()
@@ -356,8 +361,9 @@ class Experiment:
             progress=True,
         )
         source = "read from the cache" if teacher.from_cache else "trained now, then cached"
+        schedule = f"{epochs} epoch{'s' if epochs != 1 else ''}"
         print(
-            f"teacher ({epochs} epochs on {len(self.data.x_train):,} images, {source}): "
+            f"teacher ({schedule} on {len(self.data.x_train):,} images, {source}): "
             f"test accuracy {teacher.final_accuracy:.3f}"
         )
         return teacher.model
@@ -457,6 +463,7 @@ class Experiment:
 
     def against(self, teacher: nn.Module, temperature: float = 4.0) -> Measure:
         """The usual measure: test accuracy, agreement with and KL to ``teacher``."""
+        self.titles["kl"] = f"KL(teacher ‖ student), τ = {temperature:g}"
 
         def measure(model: nn.Module) -> dict[str, float]:
             return {
@@ -469,24 +476,35 @@ class Experiment:
 
     # ------------------------------------------------------------------ reporting
 
-    def summary(
-        self, columns: Sequence[tuple[str, str]] = (("accuracy", "test accuracy"),)
-    ) -> None:
-        """One line per method: each ``(key, label)`` column as mean ± std over the seeds."""
-        print_summary(self.results, columns)
+    def _titled(self, metrics: Sequence[str | tuple[str, str]]) -> list[tuple[str, str]]:
+        """``(key, title)`` pairs; a key alone takes its title from :attr:`titles`."""
+        return [(m, self.titles.get(m, m)) if isinstance(m, str) else m for m in metrics]
 
-    def plot_curves(self, **options: Any) -> Figure:
+    def summary(self, columns: Sequence[str | tuple[str, str]] = ("accuracy",)) -> None:
+        """One line per method: each column (a metric key, or ``(key, label)``) as mean ± std."""
+        print_summary(self.results, self._titled(columns))
+
+    def plot_curves(self, teacher: nn.Module | None = None, **options: Any) -> Figure:
         """:func:`~reference_impls.common.plots.plot_learning_curves` of the results.
 
-        The default title says how many labelled images the students saw.
+        ``teacher`` adds its test accuracy as a dashed line. Defaults: a title saying
+        how many labelled images the students saw; bands of ± one std only from three
+        seeds on (the std of two says little); two legend columns past six methods.
         """
         labelled = f"{len(self.labelled.x_train)} labelled {self.data_name}"
         options.setdefault("title", f"Students trained on {labelled}")
+        options.setdefault("bands", len(self.seeds) >= 3)
+        options.setdefault("legend_columns", 2 if len(self.results) > 6 else 1)
+        if teacher is not None:
+            options.setdefault("teacher_accuracy", self.accuracy(teacher))
         return plot_learning_curves(self.results, **options)
 
-    def plot_bars(self, metrics: Sequence[tuple[str, str]], **options: Any) -> Figure:
-        """:func:`~reference_impls.common.plots.plot_metric_bars` of the results."""
-        return plot_metric_bars(self.results, metrics, **options)
+    def plot_bars(self, metrics: Sequence[str | tuple[str, str]], **options: Any) -> Figure:
+        """:func:`~reference_impls.common.plots.plot_metric_bars`: one panel per metric.
+
+        A metric is a key of the results (titled from :attr:`titles`) or ``(key, title)``.
+        """
+        return plot_metric_bars(self.results, self._titled(metrics), **options)
 
     def report_runtime(self) -> None:
         """Print the wall time since the experiment began and the process's CPU time."""

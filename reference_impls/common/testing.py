@@ -13,6 +13,7 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -122,7 +123,7 @@ def random_draws_on_cpu() -> Iterator[None]:
             setattr(torch, name, draw)
 
 
-def _seeded(seed: int, step: Callable[[], torch.Tensor]) -> torch.Tensor:
+def _seeded(seed: int, step: Callable[[], Any]) -> Any:
     """``step()`` under ``seed``, its random draws made on the CPU (the same on every device)."""
     torch.manual_seed(seed)
     with random_draws_on_cpu():
@@ -211,7 +212,7 @@ def check_autocast_bf16(
     """Forward and backward under bf16 autocast on ``device``; the loss and gradients stay finite.
 
     The loss comes out in float32 (half precision is computed in float32, the one
-    numerical policy). Returns the loss in float32 on the CPU, for the caller to compare with its float32 value.
+    numerical policy). Returns it on the CPU, for the caller to compare with float32's.
     """
     module = copy.deepcopy(loss_fn).to(device)
     leaves = [_leaf_copies(a, device) for a in (student, teacher, *extra)]
@@ -272,9 +273,10 @@ def check_procedure_autocast_bf16(
     loss = terms["loss"]
     assert loss.dtype == torch.float32, f"loss is {loss.dtype} under autocast, not float32"
     loss.backward()
-    for name, parameter in module.named_parameters():
-        if parameter.grad is not None:
-            assert torch.isfinite(parameter.grad).all(), f"non-finite gradient on {name} under bf16"
+    reached = [(n, p.grad) for n, p in module.named_parameters() if p.grad is not None]
+    assert reached, "no parameter got a gradient under bf16 autocast"
+    for name, grad in reached:
+        assert torch.isfinite(grad).all(), f"non-finite gradient on {name} under bf16 autocast"
     reference, _ = _procedure_step(procedure, x, y, device, seed)
     return {name: v.detach().float().cpu() for name, v in terms.items()}, reference
 

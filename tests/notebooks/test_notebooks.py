@@ -2,9 +2,9 @@
 
 The fast checks read the jupytext sources: a kernelspec header (without it
 ``jupytext --execute`` finds no kernel), a measured runtime stated in the text,
-a "What we saw" section that has been written, and imports from
-``reference_impls`` (notebooks use the implementations, never re-implement
-them). The slow checks execute each notebook in a fresh kernel, never from the
+a "What we saw" section that has been written, imports from ``reference_impls``
+(notebooks use the implementations, never re-implement them), and the shared
+set-up of ``reference_impls.common.Experiment`` instead of a copy of it. The slow checks execute each notebook in a fresh kernel, never from the
 cache, and fail on any error.
 """
 
@@ -80,8 +80,25 @@ def test_source_imports_the_reference_implementations(path: Path):
         code,
         flags=re.MULTILINE,
     )
-    assert "default_device()" in code, "notebooks pick CUDA when it is present"
-    assert "set_seed(" in code, "notebooks are seeded"
+    # Experiment seeds every run, picks CUDA when present and caches the teacher
+    assert "Experiment(" in code, "notebooks share their set-up: reference_impls.common.Experiment"
+
+
+# What Experiment does for every notebook; a notebook that writes it again has copied it.
+SHARED_SET_UP = {
+    "torch.set_num_threads(": "Experiment(threads=...)",
+    "train_supervised(": "exp.teacher() (cached) or exp.train_alone(...)",
+    'message="IProgress': "Experiment's progress bar",
+    "notebook ran in": "exp.report_runtime()",
+    "print_summary(": "exp.summary()",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_source_does_not_copy_the_shared_set_up(path: Path):
+    code = code_text(jupytext.read(path))
+    copied = {snippet: use for snippet, use in SHARED_SET_UP.items() if snippet in code}
+    assert not copied, f"use the shared set-up instead: {copied}"
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kdatlas import loader
@@ -41,6 +42,7 @@ from reference_impls.common.contract_cases import (
 from reference_impls.common.data import load_digits_split
 from reference_impls.common.interfaces import RunsItsOwnTraining, loss_inputs
 from reference_impls.common.testing import (
+    assert_same_gradients,
     check_autocast_bf16,
     check_cpu_cuda_agreement,
     check_procedure_autocast_bf16,
@@ -72,12 +74,15 @@ def case(request: pytest.FixtureRequest) -> ContractCase:
 # --------------------------------------------------------------------------- helpers
 
 
-def one_step(case: ContractCase, built: nn.Module, pair: TinyPair) -> dict[str, torch.Tensor]:
+def one_step(
+    case: ContractCase, built: nn.Module, pair: TinyPair, ce_weight: float = 1.0
+) -> dict[str, torch.Tensor]:
     """The terms of one training step: a loss inside ``OfflineDistiller``, a procedure alone."""
     x, y = digits_batch()
-    if case.is_loss:
-        return OfflineDistiller(pair.student, pair.teacher, built)(x, y)
-    return built.train()(x, y)
+    with case.explain_failures():
+        if case.is_loss:
+            return OfflineDistiller(pair.student, pair.teacher, built, ce_weight=ce_weight)(x, y)
+        return built.train()(x, y)
 
 
 def loss_inputs_of(loss: nn.Module, pair: TinyPair) -> list[Any]:
@@ -161,9 +166,7 @@ def test_gradients_reach_student_only(case):
         if isinstance(teacher, nn.Module):
             assert not any(p.requires_grad for p in teacher.parameters()), "teacher not frozen"
         return
-    # the distillation term alone (no cross-entropy), through the standard distiller
-    x, y = digits_batch()
-    terms = OfflineDistiller(pair.student, pair.teacher, built, ce_weight=0.0)(x, y)
+    terms = one_step(case, built, pair, ce_weight=0.0)  # the distillation term alone
     check_terms(terms)
     terms["loss"].backward()
     assert all(p.grad is None for p in pair.teacher.parameters()), "gradient reached the teacher"
@@ -173,6 +176,7 @@ def test_gradients_reach_student_only(case):
     stem = next(pair.student.parameters())
     assert stem.grad.any(), "the distillation term does not reach the student's first layer"
     # the loss itself detaches the teacher: give it teacher outputs that could carry gradients
+    x, y = digits_batch()
     pair = tiny_pair(0)
     built = case.build(pair)
     arguments = loss_arguments(built, pair.student(x), pair.teacher.eval()(x), y)
@@ -260,3 +264,42 @@ def test_an_implementation_the_builder_cannot_build_fails_saying_how_to_add_a_re
         build_at_defaults(NeedsSomethingUnusual, tiny_pair(0))
     with pytest.raises(MissingRecipe, match=r"failed.*add a recipe"):
         build_at_defaults(lambda student_channels: [][0], tiny_pair(0), "example:Broken")
+
+
+# --------------------------------------------------------------------------- the device checks
+
+
+class RandomlyMaskedRegression(nn.Module):
+    """A loss with a connector and a random mask drawn from the global generator."""
+
+    inputs: ClassVar[str] = "embeddings"
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connector = nn.Linear(32, 128)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        keep = (torch.rand(student.shape, device=student.device) > 0.3).float()
+        return F.mse_loss(self.connector(student * keep), teacher.detach())
+
+
+def test_the_device_checks_run_with_the_cpu_as_second_device():
+    # what the gpu-marked tests call, here without a GPU: copies, seeds, random draws, bookkeeping
+    pair = tiny_pair(0)
+    loss = RandomlyMaskedRegression()
+    arguments = loss_inputs_of(loss, pair)
+    check_cpu_cuda_agreement(loss, *arguments, device="cpu")
+    value = check_autocast_bf16(loss, *arguments, device="cpu")
+    torch.testing.assert_close(value, check_autocast_bf16(loss, *arguments, device="cpu"))
+    distiller = OfflineDistiller(pair.student, pair.teacher, loss)
+    check_procedure_cpu_cuda_agreement(distiller, *digits_batch(), device="cpu")
+    terms, reference = check_procedure_autocast_bf16(distiller, *digits_batch(), device="cpu")
+    torch.testing.assert_close(terms["loss"], reference["loss"], rtol=0.05, atol=1e-6)
+    with random_draws_on_cpu():
+        torch.manual_seed(0)
+        assert torch.rand(3, device="meta").device.type == "meta"
+    with pytest.raises(AssertionError, match="on one device only"):
+        assert_same_gradients({"w": None}, {"w": torch.ones(2)})
+    with pytest.raises(AssertionError):
+        assert_same_gradients({"w": torch.ones(2)}, {"w": torch.full((2,), 1.01)})
