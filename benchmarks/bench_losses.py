@@ -2,15 +2,18 @@
 
 The methods are the taxonomy's implementations (``taxonomy/*.yaml``, loaded with
 ``kdatlas.loader``), in taxonomy order; there is no list here to keep up to date.
-Each is built by one generic path: its constructor's parameters are filled by
-name from :data:`SUPPLIED` (channel sizes, models, ...), everything else keeps
-its default. A method this cannot build or step (a parameter with no generic
-value, a procedure that trains its stages itself, an error) is printed with the
-reason and recorded under ``not_benchmarked``.
+Each is built by the builder the contract tests use
+(``reference_impls.common.building``): its constructor's required parameters are
+filled by name from a ``BuildContext`` (channel sizes, models, ...), or a recipe
+builds it from that context; everything else keeps its default. A method this
+cannot build or step (a parameter with no value, a procedure that trains its
+stages itself, an error) is printed with the reason and recorded under
+``not_benchmarked``.
 
 Part 1, per call (losses only): each loss's forward, and forward + backward, at
 a realistic size (logits B x 100; three stages of B x 256 x 8 x 8 feature maps;
-B x 256 embeddings; B = 256 unless ``--call-batch``).
+B x 256 embeddings; B = 256 unless ``--call-batch``). The losses are built for
+these sizes alone (no teacher model).
 
 Part 2, inside a training step: teacher forward (no grad), student forward and
 backward, cross-entropy and the loss, one SGD step (losses run inside
@@ -36,98 +39,52 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdatlas.checks import resolve_object
 from kdatlas.loader import load
 from reference_impls.common import student_cnn, teacher_cnn
+from reference_impls.common.building import BuildContext, ImplementationCase
+from reference_impls.common.interfaces import loss_inputs
+from reference_impls.common.models import ModelOutput, TinyCNN
 from reference_impls.common.training import freeze, logits_of
-from reference_impls.schemes.offline.distiller import OfflineDistiller
+from reference_impls.schemes.offline.distiller import OfflineDistiller, distillation_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "losses.json"
 NUM_CLASSES, IN_CHANNELS = 100, 3
-Channels = tuple[int, ...]
-
-
-@dataclass
-class Setting:
-    """What the generic path can hand a constructor: sizes and models of one benchmark part."""
-
-    student_channels: Channels
-    teacher_channels: Channels
-    teacher: nn.Module | None
-
-    def make_student(self) -> nn.Module:
-        return student_cnn(NUM_CLASSES, IN_CHANNELS)
-
-
-# Constructor parameter name -> its value in a setting. A parameter not named here
-# must have a default, or the method is reported as not benchmarked.
-SUPPLIED: dict[str, Callable[[Setting], object]] = {
-    "student_channels": lambda s: s.student_channels,
-    "teacher_channels": lambda s: s.teacher_channels,
-    "student_dim": lambda s: s.student_channels[-1],
-    "teacher_dim": lambda s: s.teacher_channels[-1],
-    # OFD's per-channel margins: their values do not change the arithmetic timed.
-    "margins": lambda s: [torch.full((c,), -0.5) for c in s.teacher_channels],
-    "teacher": lambda s: s.teacher,
-    "student": lambda s: s.make_student(),
-    "model": lambda s: s.make_student(),
-    "students": lambda s: [s.make_student(), s.make_student()],
-    "peers": lambda s: [s.make_student(), s.make_student()],
-    "make_model": lambda s: s.make_student,
-}
+Method = tuple[str, ImplementationCase]  # (implementation id, its case)
 
 
 class NotBenchmarked(Exception):
     """Why the generic path cannot time a method."""
 
 
-def taxonomy_methods(root: Path = ROOT) -> list[tuple[str, type]]:
-    """``(implementation id, class)`` of every implementation, in taxonomy order."""
+def taxonomy_methods(root: Path = ROOT) -> list[Method]:
+    """``(implementation id, case)`` of every implementation, in taxonomy order."""
     kb = load(root)
-    return [(i.id, resolve_object(i.object)) for _area, _leaf, i in kb.implementations()]
+    return [(i.id, ImplementationCase(i.object)) for _area, _leaf, i in kb.implementations()]
 
 
-def is_loss(cls: type) -> bool:
-    return hasattr(cls, "inputs")
+def cifar_student() -> TinyCNN:
+    return student_cnn(NUM_CLASSES, IN_CHANNELS)
 
 
-def input_kinds(loss: object) -> tuple[str, ...]:
-    return (loss.inputs,) if isinstance(loss.inputs, str) else tuple(loss.inputs)
-
-
-def build(cls: type, setting: Setting) -> nn.Module:
-    """``cls`` with every parameter :data:`SUPPLIED` knows; the others keep their defaults."""
-    if not is_loss(cls) and callable(getattr(cls, "run", None)):
+def build(case: ImplementationCase, context: BuildContext) -> nn.Module:
+    """The method built for ``context`` by the shared builder, mid-training (past epoch 0)."""
+    if not case.is_loss and callable(getattr(case.cls, "run", None)):
         raise NotBenchmarked(
             "trains its stages one after another itself (run()); one generic step does not "
             "represent it"
         )
-    if cls is OfflineDistiller:
+    if case.cls is OfflineDistiller:
         raise NotBenchmarked("the generic path itself: part 2 times every loss inside it")
-    arguments = {}
-    for name, parameter in inspect.signature(cls).parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        if own_model := _own_model_class(cls, parameter):
-            # A model class the method defines for itself (ONE's multi-branch network).
-            arguments[name] = own_model(num_classes=NUM_CLASSES, in_channels=IN_CHANNELS)
-        elif name in SUPPLIED and not (name == "teacher" and setting.teacher is None):
-            value = SUPPLIED[name](setting)
-            if name.endswith("_channels") and _annotation(parameter).startswith("int"):
-                value = value[-1]  # one width (of the last stage), not one per stage
-            arguments[name] = value
-        elif parameter.default is parameter.empty:
-            raise NotBenchmarked(f"its constructor needs '{name}', which the generic path lacks")
     try:
-        module = cls(**arguments)
+        module = case.build(context, prepared=False)
     except Exception as error:  # a method the generic path cannot build is a finding, not a crash
         raise NotBenchmarked(
             f"cannot be built generically: {type(error).__name__}: {error}"
@@ -137,41 +94,39 @@ def build(cls: type, setting: Setting) -> nn.Module:
     return module
 
 
-def _own_model_class(cls: type, parameter: inspect.Parameter) -> type | None:
-    """The class ``parameter`` is annotated with, if ``cls``'s module defines it as a model that
-    takes ``num_classes`` and ``in_channels``."""
-    found = getattr(inspect.getmodule(cls), _annotation(parameter), None)
-    if not (inspect.isclass(found) and issubclass(found, nn.Module)):
-        return None
-    if found.__module__ != cls.__module__:
-        return None
-    accepted = inspect.signature(found).parameters
-    return found if {"num_classes", "in_channels"} <= set(accepted) else None
-
-
-def _annotation(parameter: inspect.Parameter) -> str:
-    annotation = parameter.annotation
-    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+def attempt(name: str, measure: Callable[[], dict], where: str, skipped: dict[str, str]):
+    """``measure()``; or ``None``, with the reason the method was not timed printed and kept
+    in ``skipped`` (one method must not stop the others)."""
+    try:
+        return measure()
+    except NotBenchmarked as reason:
+        skipped[name] = str(reason)
+    except Exception as error:
+        skipped[name] = f"failed in {where}: {type(error).__name__}: {error}"
+    print(f"  {name:24s} not benchmarked: {skipped[name]}")
+    return None
 
 
 def takes_teacher(cls: type) -> bool:
     return "teacher" in inspect.signature(cls).parameters
 
 
+def once_ms(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call of ``fn`` in milliseconds (on CUDA, until its kernels finish)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
 def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median wall time of ``fn`` in milliseconds, after two warm-up calls."""
     for _ in range(2):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(once_ms(fn, device) for _ in range(repeats))
 
 
 def _as_leaves(inputs):
@@ -189,7 +144,7 @@ def time_loss(loss: nn.Module, student, teacher, extra: list, device, repeats: i
     with torch.no_grad():
         forward_ms = median_ms(lambda: loss(student, teacher, *extra), repeats, device)
     return {
-        "kind": loss.inputs if isinstance(loss.inputs, str) else "+".join(loss.inputs),
+        "kind": "+".join(loss_inputs(loss)),
         "forward_ms": forward_ms,
         "forward_backward_ms": median_ms(forward_backward, repeats, device),
     }
@@ -199,19 +154,9 @@ def paired_ms(
     baseline: Callable[[], object], method: Callable[[], object], repeats: int, device
 ) -> tuple[float, float, float]:
     """Alternate the two calls; return their median times (ms) and the median paired ratio."""
-
-    def once(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) * 1e3
-
     for _ in range(2):
         baseline(), method()
-    pairs = [(once(baseline), once(method)) for _ in range(repeats)]
+    pairs = [(once_ms(baseline, device), once_ms(method, device)) for _ in range(repeats)]
     ratios = [m / b for b, m in pairs]
     return (
         statistics.median(b for b, _ in pairs),
@@ -221,7 +166,7 @@ def paired_ms(
 
 
 def per_call(
-    methods: list[tuple[str, type]], device: torch.device, repeats: int, batch: int
+    methods: list[Method], device: torch.device, repeats: int, batch: int
 ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Forward and forward+backward time of each loss at the realistic size; the reasons of
     those the generic path cannot time."""
@@ -231,32 +176,38 @@ def per_call(
     def maps() -> list[torch.Tensor]:
         return [torch.randn(batch, c, 8, 8, generator=generator).to(device) for c in channels]
 
-    inputs = {
-        "logits": [torch.randn(batch, NUM_CLASSES, generator=generator).to(device) for _ in "st"],
-        "features": [maps(), maps()],
-        "embeddings": [torch.randn(batch, 256, generator=generator).to(device) for _ in "st"],
-    }
-    inputs["preact_features"] = inputs["features"]
+    def randn(width: int) -> torch.Tensor:
+        return torch.randn(batch, width, generator=generator).to(device)
+
+    # drawn in this order: logits, feature maps, embeddings (student, teacher), labels
+    logits = [randn(NUM_CLASSES) for _ in "st"]
+    features = [maps(), maps()]
+    embeddings = [randn(channels[-1]) for _ in "st"]
+    student_out, teacher_out = (
+        ModelOutput(logits[i], features[i], features[i], embeddings[i]) for i in (0, 1)
+    )
     target = torch.randint(0, NUM_CLASSES, (batch,), generator=generator).to(device)
-    setting = Setting(channels, channels, teacher=None)
+    sizes = BuildContext(
+        student_channels=channels,
+        teacher_channels=channels,
+        student_dim=channels[-1],
+        teacher_dim=channels[-1],
+        num_classes=NUM_CLASSES,
+        in_channels=IN_CHANNELS,
+        make_student=cifar_student,
+    )
+
+    def measure(case: ImplementationCase) -> dict:
+        loss = build(case, sizes).to(device)
+        student, teacher, *extra = distillation_arguments(loss, student_out, teacher_out, target)
+        return time_loss(loss, student, teacher, extra, device, repeats)
+
     results, skipped = {}, {}
-    for name, cls in methods:
-        if not is_loss(cls):
+    for name, case in methods:
+        if not case.is_loss:
             continue  # procedures are whole training steps: part 2 times them
-        try:
-            loss = build(cls, setting).to(device)
-            kinds = input_kinds(loss)
-            student, teacher = inputs[kinds[0]]
-            extra = [x for kind in kinds[1:] for x in inputs[kind]]
-            extra += [target] if loss.needs_target else []
-            row = time_loss(loss, student, teacher, extra, device, repeats)
-        except NotBenchmarked as reason:
-            skipped[name] = str(reason)
-            print(f"  {name:24s} not benchmarked: {reason}")
-            continue
-        except Exception as error:  # report and go on: one method must not stop the others
-            skipped[name] = f"failed in a call: {type(error).__name__}: {error}"
-            print(f"  {name:24s} not benchmarked: {skipped[name]}")
+        row = attempt(name, partial(measure, case), "a call", skipped)
+        if row is None:
             continue
         results[name] = row
         print(
@@ -296,7 +247,7 @@ class CrossEntropyStep(nn.Module):
 
 
 def in_training_step(
-    methods: list[tuple[str, type]], device: torch.device, repeats: int, batch: int
+    methods: list[Method], device: torch.device, repeats: int, batch: int
 ) -> tuple[dict, dict[str, str]]:
     """Step time of each method over the matching cross-entropy step; the reasons of those
     the generic path cannot time.
@@ -311,33 +262,20 @@ def in_training_step(
     teacher = freeze(teacher_cnn(NUM_CLASSES, IN_CHANNELS)).to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
-    setting = Setting(student_cnn().channels, teacher.channels, teacher)
+    context = BuildContext.of_cnns(teacher, cifar_student, IN_CHANNELS)  # a fresh student each
 
     def stepper(module: nn.Module) -> Callable[[], None]:
         module.to(device).train()
         optimizer = _optimizer(module)
         return lambda: _step(module, optimizer, x, y)
 
-    report, skipped = {}, {}
-    for name, cls in methods:
-        uses_teacher = is_loss(cls) or takes_teacher(cls)
-        try:
-            method = build(cls, setting)
-            if is_loss(cls):
-                method = OfflineDistiller(setting.make_student(), teacher, method)
-            baseline = CrossEntropyStep(setting.make_student(), teacher if uses_teacher else None)
-            baseline_ms, step_ms, ratio = paired_ms(
-                stepper(baseline), stepper(method), repeats, device
-            )
-        except NotBenchmarked as reason:
-            skipped[name] = str(reason)
-            print(f"  {name:24s} not benchmarked: {reason}")
-            continue
-        except Exception as error:  # report and go on: one method must not stop the others
-            skipped[name] = f"failed in a step: {type(error).__name__}: {error}"
-            print(f"  {name:24s} not benchmarked: {skipped[name]}")
-            continue
-        report[name] = {
+    def measure(case: ImplementationCase, uses_teacher: bool) -> dict:
+        method = build(case, context)
+        if case.is_loss:
+            method = OfflineDistiller(context.make_student(), teacher, method)
+        baseline = CrossEntropyStep(context.make_student(), teacher if uses_teacher else None)
+        baseline_ms, step_ms, ratio = paired_ms(stepper(baseline), stepper(method), repeats, device)
+        return {
             "step_ms": step_ms,
             "baseline_ms": baseline_ms,
             "baseline": "cross-entropy + teacher forward"
@@ -345,9 +283,17 @@ def in_training_step(
             else "cross-entropy, student only",
             "overhead_pct": 100.0 * (ratio - 1.0),
         }
+
+    report, skipped = {}, {}
+    for name, case in methods:
+        uses_teacher = case.is_loss or takes_teacher(case.cls)
+        row = attempt(name, partial(measure, case, uses_teacher), "a step", skipped)
+        if row is None:
+            continue
+        report[name] = row
         print(
-            f"  {name:24s} step {step_ms:8.1f} ms   baseline {baseline_ms:8.1f} ms"
-            f"   overhead {report[name]['overhead_pct']:+7.1f} %"
+            f"  {name:24s} step {row['step_ms']:8.1f} ms   baseline {row['baseline_ms']:8.1f} ms"
+            f"   overhead {row['overhead_pct']:+7.1f} %"
         )
     return report, skipped
 

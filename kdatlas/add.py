@@ -147,7 +147,10 @@ def _missing_url(fields: dict[str, str], arxiv: str | None, number: str | None) 
         fields["url"] = f"https://arxiv.org/abs/{arxiv}"
         return f"url {fields['url']} made from the arXiv id"
     if number:
-        fields["url"] = f"https://doi.org/{number}"
+        # the DOI as written: DOIs compare case-insensitively, but links keep the publisher's case
+        written = fields.get("doi", "").strip()
+        as_written = written if written.lower() == number else number
+        fields["url"] = f"https://doi.org/{as_written}"
         return f"url {fields['url']} made from the DOI"
     return None
 

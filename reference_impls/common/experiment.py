@@ -8,14 +8,17 @@ specific to the leaf is written here once::
 
 
     def kd(seed):  # one method: build, train on the labelled images, return the student
-        student = student_cnn()
-        return exp.train(OfflineDistiller(student, teacher, KDLoss()), seed)
+        return exp.train(OfflineDistiller(student_cnn(), teacher, KDLoss()), seed)
 
 
-    exp.compare({"alone": alone, "KD": kd}, measure=exp.against(teacher))
-    exp.summary()
-    exp.plot_curves()
-    exp.plot_bars([("accuracy", "test accuracy"), ("agreement", "agreement with teacher")])
+    def alone(seed):
+        return exp.train_alone(student_cnn(), seed)
+
+
+    exp.compare({"alone": alone, "KD": kd}, exp.against(teacher))  # accuracy, agreement, KL
+    exp.summary()  # one line per method, mean ± std over the seeds
+    exp.plot_curves(teacher)  # test accuracy per epoch; the teacher as a dashed line
+    exp.plot_bars(["accuracy", "agreement", ("kl", "KL to the teacher")])
 
 ``compare`` runs every method once per seed (re-seeding before each run), measures
 the model each run returns on the test set and keeps the results in the format of

@@ -4,7 +4,7 @@ The contract from the design page: a loss returns a finite scalar; gradients
 reach the student and every trainable connector; none reach the teacher; the
 same numbers come out on CPU and CUDA; a bf16 autocast run stays finite and in
 float32. ``tests/reference_impls/test_contracts.py`` runs these for every
-implementation the taxonomy lists (cases from ``reference_impls.common.contract_cases``).
+implementation the taxonomy lists (cases built by ``reference_impls.common.building``).
 """
 
 from __future__ import annotations

@@ -403,3 +403,12 @@ def test_add_never_drops_free_text_of_the_bib_file(fixture_kb, run_cli):
         result.output
     )
     assert fixture_kb.snapshot() == before
+
+
+def test_a_url_made_from_the_doi_keeps_the_doi_as_written(fixture_kb, run_cli):
+    snippet = SCHOLAR_AAAI.replace("10.1609/aaai.v34i04.5963", "10.1609/AAAI.v34i04.5963")
+    assert snippet != SCHOLAR_AAAI
+    result = run_cli(fixture_kb.root, "add", "--to", "sources/logit", input=snippet)
+    assert result.exit_code == 0, result.output
+    fields = _added(fixture_kb, "mirzadeh2020improved")
+    assert fields["url"] == "https://doi.org/10.1609/AAAI.v34i04.5963"

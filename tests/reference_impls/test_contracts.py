@@ -2,8 +2,8 @@
 
 The cases are the ``implementations[].object`` entries of ``taxonomy/*.yaml`` (a newly
 listed implementation is covered at once), built at their defaults for the shared
-tiny models by ``reference_impls.common.contract_cases`` (a generic builder, or a
-recipe), and run on a real digits batch:
+tiny models by ``reference_impls.common.building`` (a generic builder, or a
+recipe; the speed benchmark builds them the same way), and run on a real digits batch:
 
 * it builds, and declares what it is: a loss its ``inputs``, a procedure its
   ``forward(x, y)``; one with ``run`` (``RunsItsOwnTraining``) trains its stages;
@@ -20,6 +20,7 @@ Test ids are the taxonomy ``object`` strings, e.g.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,18 +30,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdatlas import loader
-from reference_impls.common.contract_cases import (
+from reference_impls.common.building import (
     RECIPES,
-    ContractCase,
+    BuildContext,
+    ImplementationCase,
     MissingRecipe,
-    TinyPair,
     build_at_defaults,
-    digits_batch,
-    loss_arguments,
     tiny_pair,
 )
 from reference_impls.common.data import load_digits_split
 from reference_impls.common.interfaces import RunsItsOwnTraining, loss_inputs
+from reference_impls.common.models import student_cnn, teacher_cnn
 from reference_impls.common.testing import (
     assert_same_gradients,
     check_autocast_bf16,
@@ -49,7 +49,8 @@ from reference_impls.common.testing import (
     check_procedure_cpu_cuda_agreement,
     random_draws_on_cpu,
 )
-from reference_impls.schemes.offline.distiller import OfflineDistiller
+from reference_impls.common.training import logits_of
+from reference_impls.schemes.offline.distiller import OfflineDistiller, distillation_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,15 +68,27 @@ OBJECTS = taxonomy_objects()
 
 
 @pytest.fixture(params=OBJECTS, ids=OBJECTS)
-def case(request: pytest.FixtureRequest) -> ContractCase:
-    return ContractCase(request.param)
+def case(request: pytest.FixtureRequest) -> ImplementationCase:
+    return ImplementationCase(request.param)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
+@lru_cache(maxsize=1)
+def _digits_batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    data = load_digits_split(seed=0)
+    return data.x_train[:size].clone(), data.y_train[:size].clone()
+
+
+def digits_batch(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` training digits ``[size, 1, 8, 8]`` and their labels (a real batch)."""
+    x, y = _digits_batch(size)
+    return x.clone(), y.clone()
+
+
 def one_step(
-    case: ContractCase, built: nn.Module, pair: TinyPair, ce_weight: float = 1.0
+    case: ImplementationCase, built: nn.Module, pair: BuildContext, ce_weight: float = 1.0
 ) -> dict[str, torch.Tensor]:
     """The terms of one training step: a loss inside ``OfflineDistiller``, a procedure alone."""
     x, y = digits_batch()
@@ -85,14 +98,14 @@ def one_step(
         return built.train()(x, y)
 
 
-def loss_inputs_of(loss: nn.Module, pair: TinyPair) -> list[Any]:
+def loss_inputs_of(loss: nn.Module, pair: BuildContext) -> list[Any]:
     """What the distiller passes ``loss`` on the digits batch, as plain tensors."""
     x, y = digits_batch()
     with torch.no_grad():
-        return loss_arguments(loss, pair.student(x), pair.teacher.eval()(x), y)
+        return distillation_arguments(loss, pair.student(x), pair.teacher.eval()(x), y)
 
 
-def moved(pair: TinyPair) -> TinyPair:
+def moved(pair: BuildContext) -> BuildContext:
     """``pair`` with every parameter moved at random (batch-norm scales too, which start at 1)."""
     with torch.no_grad():
         for parameter in [*pair.student.parameters(), *pair.teacher.parameters()]:
@@ -107,7 +120,7 @@ def check_terms(terms: dict[str, torch.Tensor]) -> None:
         assert torch.isfinite(value).all(), f"term {name!r} is not finite: {value}"
 
 
-def check_trainable_gradients(case: ContractCase, module: nn.Module) -> None:
+def check_trainable_gradients(case: ImplementationCase, module: nn.Module) -> None:
     """Frozen parameters get no gradient; trainable ones a finite one, and every layer a non-zero one.
 
     Non-zero is asked per layer, not per tensor: the bias of a layer followed by batch
@@ -179,7 +192,7 @@ def test_gradients_reach_student_only(case):
     x, y = digits_batch()
     pair = tiny_pair(0)
     built = case.build(pair)
-    arguments = loss_arguments(built, pair.student(x), pair.teacher.eval()(x), y)
+    arguments = distillation_arguments(built, pair.student(x), pair.teacher.eval()(x), y)
     built(*arguments).backward()
     leaked = [n for n, p in pair.teacher.named_parameters() if p.grad is not None and p.grad.any()]
     assert not leaked, f"gradient reached teacher parameters {leaked}: detach the teacher's inputs"
@@ -244,6 +257,26 @@ def test_bf16_autocast(case):
     torch.testing.assert_close(value, reference, rtol=0.05, atol=1e-6)
 
 
+def test_builds_and_steps_for_cifar_sized_models(case):
+    # the benchmark's size: a recipe that fixed digits' 10 classes or 1 channel would fail here
+    torch.manual_seed(0)
+    student = student_cnn(num_classes=100, in_channels=3)
+    context = BuildContext.of_cnns(
+        teacher_cnn(num_classes=100, in_channels=3),
+        lambda: student_cnn(num_classes=100, in_channels=3),
+        in_channels=3,
+        student=student,
+    )
+    built = case.build(context)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 100, (4,))
+    with case.explain_failures():
+        if case.is_loss:
+            built = OfflineDistiller(student, context.require_teacher(), built)
+        terms = built.train()(x, y)
+    check_terms(terms)
+    assert logits_of(student(x)).shape == (4, 100)
+
+
 # --------------------------------------------------------------------------- the case list
 
 
@@ -264,6 +297,28 @@ def test_an_implementation_the_builder_cannot_build_fails_saying_how_to_add_a_re
         build_at_defaults(NeedsSomethingUnusual, tiny_pair(0))
     with pytest.raises(MissingRecipe, match=r"failed.*add a recipe"):
         build_at_defaults(lambda student_channels: [][0], tiny_pair(0), "example:Broken")
+
+
+def test_losses_build_for_sizes_alone_and_a_teacher_model_is_required_where_read():
+    # the benchmark's per-call part: channel sizes, no models; ``teacher=None`` is no value
+    sizes = BuildContext(
+        student_channels=(256, 256, 256),
+        teacher_channels=(256, 256, 256),
+        student_dim=256,
+        teacher_dim=256,
+        num_classes=100,
+        in_channels=3,
+        make_student=lambda: student_cnn(num_classes=100, in_channels=3),
+    )
+    losses = [ImplementationCase(o) for o in OBJECTS if ImplementationCase(o).is_loss]
+    assert losses
+    for case in losses:
+        with case.explain_failures():
+            assert isinstance(case.build(sizes), nn.Module)
+    with pytest.raises(MissingRecipe, match=r"SimKD.*\['teacher'\]"):
+        ImplementationCase("reference_impls.sources.feature.simkd:SimKD").build(sizes)
+    with pytest.raises(ValueError, match="no teacher model"):
+        ImplementationCase("reference_impls.schemes.offline.takd:TAKD").build(sizes)
 
 
 # --------------------------------------------------------------------------- the device checks

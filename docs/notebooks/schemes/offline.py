@@ -151,12 +151,8 @@ plt.show()
 # panel are the two teachers and TAKD's assistant.
 
 # %%
-metrics = [
-    ("accuracy", "test accuracy"),
-    ("agreement", "agreement with teacher"),
-    ("kl", "KL(teacher ‖ student), τ = 4"),
-]
-fig = exp.plot_bars(metrics, ylims={"accuracy": (0.6, 1.0), "agreement": (0.6, 1.0)})
+ylims = {"accuracy": (0.6, 1.0), "agreement": (0.6, 1.0)}
+fig = exp.plot_bars(["accuracy", "agreement", "kl"], ylims=ylims)
 accuracy_axis = fig.axes[0]
 takd_color = method_colors(METHODS)["TAKD"]
 accuracy_axis.axhline(teacher_accuracy, color="grey", linestyle="--", label="teacher")

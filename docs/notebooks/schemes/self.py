@@ -163,7 +163,7 @@ plt.show()
 # Final values, mean ± standard deviation over three seeds.
 
 # %%
-metrics = [("accuracy", "test accuracy"), ("ece", "expected calibration error")]
+metrics = ["accuracy", ("ece", "expected calibration error")]
 exp.plot_bars(metrics, ylims={"accuracy": (0.7, 1.0)})
 plt.show()
 

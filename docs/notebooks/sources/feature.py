@@ -178,11 +178,7 @@ exp.summary()  # mean ± std over the seeds
 # Test accuracy after each epoch, mean over the seeds. The dashed line is the teacher.
 
 # %%
-exp.plot_curves(
-    teacher_accuracy=exp.accuracy(teacher),
-    bands=False,  # two seeds: a standard deviation would say little
-    legend_columns=2,
-)
+exp.plot_curves(teacher)  # two seeds: no band, a standard deviation of two says little
 plt.show()
 
 # %% [markdown]
@@ -198,8 +194,8 @@ plt.show()
 
 # %%
 metrics = [
-    ("accuracy", "test accuracy"),
-    ("agreement", "agreement with teacher"),
+    "accuracy",
+    "agreement",
     ("cka first", "CKA to the teacher, 8x8 stage"),
     ("cka last", "CKA to the teacher, last stage"),
 ]

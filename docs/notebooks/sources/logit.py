@@ -108,7 +108,7 @@ exp.summary()  # mean ± std over the seeds
 # deviation). The dashed line is the teacher.
 
 # %%
-exp.plot_curves(teacher_accuracy=exp.accuracy(teacher))
+exp.plot_curves(teacher)  # the teacher as a dashed line
 plt.show()
 
 # %% [markdown]
@@ -119,12 +119,7 @@ plt.show()
 # is measured at temperature 4, so it also counts the non-target classes.
 
 # %%
-metrics = [
-    ("accuracy", "test accuracy"),
-    ("agreement", "agreement with teacher"),
-    ("kl", "KL(teacher ‖ student), τ = 4"),
-]
-exp.plot_bars(metrics, ylims={"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0)})
+exp.plot_bars(["accuracy", "agreement", "kl"], ylims={"accuracy": (0.7, 1), "agreement": (0.7, 1)})
 plt.show()
 
 # %% [markdown]

@@ -151,11 +151,7 @@ exp.summary()  # mean ± std over the seeds
 # FSP's curve starts after its initialisation phase.
 
 # %%
-exp.plot_curves(
-    teacher_accuracy=exp.accuracy(teacher),
-    bands=False,  # two seeds: a standard deviation would say little
-    legend_columns=2,
-)
+exp.plot_curves(teacher)  # two seeds: no band, a standard deviation of two says little
 plt.show()
 
 # %% [markdown]
@@ -169,12 +165,7 @@ plt.show()
 # a scale.
 
 # %%
-metrics = [
-    ("accuracy", "test accuracy"),
-    ("agreement", "agreement with teacher"),
-    ("kl", "KL(teacher ‖ student), τ = 4"),
-    ("cka", "CKA to the teacher, embeddings"),
-]
+metrics = ["accuracy", "agreement", "kl", ("cka", "CKA to the teacher, embeddings")]
 ylims = {"accuracy": (0.7, 1.0), "agreement": (0.7, 1.0), "cka": (0.0, 1.0)}
 exp.plot_bars(metrics, ylims=ylims)
 plt.show()

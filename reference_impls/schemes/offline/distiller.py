@@ -21,6 +21,8 @@ kept in eval mode even when the distiller is put in training mode.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +43,23 @@ def select_inputs(output: ModelOutput, kind: str):
     if kind == "embeddings":
         return output.embedding
     raise ValueError(f"unknown loss input kind {kind!r}; expected one of {INPUT_KINDS}")
+
+
+def distillation_arguments(
+    loss: nn.Module, student_out: ModelOutput, teacher_out: ModelOutput, target: torch.Tensor
+) -> list[Any]:
+    """What ``loss`` is called with: student and teacher of each kind it declares, then the labels.
+
+    ``loss(s_1, t_1, s_2, t_2, ..., target)`` for ``inputs = (kind_1, kind_2, ...)``;
+    ``target`` only when ``needs_target``. A missing or unknown declaration raises
+    ``TypeError`` naming the loss's class (:func:`loss_inputs`).
+    """
+    arguments: list[Any] = []
+    for kind in loss_inputs(loss):
+        arguments += [select_inputs(student_out, kind), select_inputs(teacher_out, kind)]
+    if getattr(loss, "needs_target", False):
+        arguments.append(target)
+    return arguments
 
 
 class OfflineDistiller(DistillationProcedure):
@@ -67,7 +86,8 @@ class OfflineDistiller(DistillationProcedure):
         kd_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        self.loss_kinds = loss_inputs(loss) if loss is not None else ()
+        if loss is not None:
+            loss_inputs(loss)  # a missing or unknown declaration fails here, not in a step
         self.student = student
         self.teacher = freeze(teacher)
         self.loss = loss
@@ -92,12 +112,7 @@ class OfflineDistiller(DistillationProcedure):
         if self.loss is not None:
             with torch.no_grad():
                 teacher_out = self.teacher(x)
-            args = []
-            for kind in self.loss_kinds:
-                args += [select_inputs(student_out, kind), select_inputs(teacher_out, kind)]
-            if getattr(self.loss, "needs_target", False):
-                args.append(y)
-            kd = self.loss(*args)
+            kd = self.loss(*distillation_arguments(self.loss, student_out, teacher_out, y))
             terms["kd"] = kd.detach()
             total = total + self.kd_weight * kd
         terms["loss"] = total

@@ -323,3 +323,34 @@ def test_results_do_not_depend_on_whether_the_teacher_came_from_the_cache(data, 
     warm = distil(experiment(data, tmp_path))
     assert "read from the cache" in capsys.readouterr().out
     assert warm == cold
+
+
+@pytest.mark.parametrize(("seeds", "bands"), [((0, 1), 0), ((0, 1, 2), 1)])
+def test_plots_name_metrics_draw_the_teacher_and_bands_only_from_three_seeds(
+    data, tmp_path, capsys, seeds, bands
+):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    exp = experiment(data, tmp_path, seeds=seeds)
+    teacher = exp.teacher(small_teacher, **SETTINGS)
+    exp.compare(
+        {"alone": lambda seed: exp.train_alone(small_student(), seed)}, exp.against(teacher)
+    )
+    try:
+        (ax,) = exp.plot_curves(teacher).axes
+        assert [line.get_label() for line in ax.get_lines()] == ["alone", "teacher"]
+        assert ax.get_lines()[1].get_ydata()[0] == pytest.approx(exp.accuracy(teacher))
+        assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == bands
+        assert ax.get_title() == "Students trained on 60 labelled images"
+        figure = exp.plot_bars(["accuracy", "kl", ("agreement", "agrees")])
+        titles = [axis.get_title() for axis in figure.axes]
+        assert titles == ["test accuracy", "KL(teacher ‖ student), τ = 4", "agrees"]
+    finally:
+        plt.close("all")
+    capsys.readouterr()
+    exp.summary(["accuracy", ("agreement", "agrees")])
+    assert capsys.readouterr().out.startswith("alone: test accuracy ")

@@ -12,7 +12,7 @@ from torch import nn
 
 from reference_impls.common import accuracy, student_cnn, teacher_cnn, train
 from reference_impls.common.testing import check_procedure_contract, digits_setup
-from reference_impls.schemes.offline.distiller import OfflineDistiller
+from reference_impls.schemes.offline.distiller import OfflineDistiller, distillation_arguments
 from reference_impls.sources.logit.kd import KDLoss
 
 
@@ -127,6 +127,26 @@ def test_target_passed_only_when_the_loss_asks_for_it(models, batch):
     OfflineDistiller(student, teacher, without)(x, y)
     assert len(with_target.calls[0]) == 3 and torch.equal(with_target.calls[0][2], y)
     assert len(without.calls[0]) == 2
+
+
+def test_distillation_arguments_are_what_the_distiller_passes(models, batch):
+    student, teacher = models
+    x, y = batch
+    student.eval()
+    loss = recording(("features", "logits"), target=True)
+    OfflineDistiller(student, teacher, loss).eval()(x, y)
+    s_out, t_out = student(x), teacher(x)
+    arguments = distillation_arguments(loss, s_out, t_out, y)
+    assert len(arguments) == len(loss.calls[0]) == 5
+    for got, passed in zip(arguments, loss.calls[0], strict=True):
+        torch.testing.assert_close(got, passed)
+    assert arguments[0] is s_out.features and arguments[3] is t_out.logits and arguments[4] is y
+    assert distillation_arguments(recording("embeddings"), s_out, t_out, y) == [
+        s_out.embedding,
+        t_out.embedding,
+    ]
+    with pytest.raises(TypeError, match=r"RecordingLoss_attention\.inputs names unknown kind"):
+        distillation_arguments(recording("attention"), s_out, t_out, y)
 
 
 def test_unknown_input_kind_is_an_error_naming_the_class(models):

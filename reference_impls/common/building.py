@@ -1,21 +1,26 @@
-"""Every taxonomy implementation, built at its defaults for the shared tiny models.
+"""Every taxonomy implementation, built at its defaults for the models of a context.
 
-The contract tests (``tests/reference_impls/test_contracts.py``) take their cases
-from the taxonomy, one per ``implementations[].object`` of ``taxonomy/*.yaml``, and
-build each for a fresh ``student_cnn`` / ``teacher_cnn`` pair:
+One builder serves the contract tests (``tests/reference_impls/test_contracts.py``:
+the tiny digits pair, 10 classes and 1 input channel, :func:`tiny_pair`) and the
+speed benchmark (``benchmarks/bench_losses.py``: CIFAR-sized, 100 classes and 3
+input channels). Both describe what an implementation is built for in a
+:class:`BuildContext` (channel sizes, a teacher, how to make a student), and an
+implementation, named by its taxonomy ``object`` (:class:`ImplementationCase`), is
+built
 
 * by the generic builder :func:`build_at_defaults`: each constructor parameter
   without a default is filled by its name from :data:`ARGUMENTS_BY_NAME`
   (``student_channels``, ``teacher``, ``students``, ``make_model``, ...), every
   other one keeps its default;
 * or, where the builder cannot infer an argument, by a :class:`Recipe` in
-  :data:`RECIPES`, keyed by the taxonomy ``object`` string.
+  :data:`RECIPES`, keyed by the taxonomy ``object`` string; a recipe builds from
+  the context, so it fits either size.
 
 A recipe may also ``prepare`` a procedure (bring it to the state in which its
 distillation term is active, such as BAN's first born-again generation) and name
 the parameters that legitimately get no gradient (``no_gradient``), with the
 reason. An implementation that neither the builder nor a recipe can build fails
-its contract tests with a message saying how to add a recipe.
+with a message saying how to add a recipe.
 """
 
 from __future__ import annotations
@@ -25,45 +30,93 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import torch
 from torch import nn
 
-from reference_impls.common.data import load_digits_split
-from reference_impls.common.interfaces import loss_inputs
-from reference_impls.common.models import ModelOutput, TinyCNN, student_cnn, teacher_cnn
+from reference_impls.common.models import TinyCNN, student_cnn, teacher_cnn
 
-RECIPES_FILE = "reference_impls/common/contract_cases.py"
+RECIPES_FILE = "reference_impls/common/building.py"
+Channels = tuple[int, ...]
 
 
 @dataclass
-class TinyPair:
-    """The models every case is built for: a fresh student and teacher (untrained)."""
+class BuildContext:
+    """The models and sizes an implementation is built for.
 
-    student: TinyCNN
-    teacher: TinyCNN
+    Attributes:
+        student_channels, teacher_channels: the width of each stage.
+        student_dim, teacher_dim: the width of the pooled embedding.
+        num_classes, in_channels: of the task (classes; channels of an input image).
+        make_student: returns a fresh, untrained student (cohorts, born-again generations).
+        teacher: the teacher model, or ``None`` where losses are built for sizes alone
+            (the benchmark's per-call part).
+        student: the student a method trains, or ``None``: a fresh one from ``make_student``.
+    """
+
+    student_channels: Channels
+    teacher_channels: Channels
+    student_dim: int
+    teacher_dim: int
+    num_classes: int
+    in_channels: int
+    make_student: Callable[[], nn.Module]
+    teacher: nn.Module | None = None
+    student: nn.Module | None = None
+
+    @classmethod
+    def of_cnns(
+        cls,
+        teacher: TinyCNN,
+        make_student: Callable[[], TinyCNN],
+        in_channels: int,
+        student: TinyCNN | None = None,
+    ) -> BuildContext:
+        """The context of a ``TinyCNN`` teacher and students: sizes read from the models."""
+        shaped = student if student is not None else make_student()
+        return cls(
+            student_channels=shaped.channels,
+            teacher_channels=teacher.channels,
+            student_dim=shaped.embedding_dim,
+            teacher_dim=teacher.embedding_dim,
+            num_classes=teacher.num_classes,
+            in_channels=in_channels,
+            make_student=make_student,
+            teacher=teacher,
+            student=student,
+        )
+
+    def trained_student(self) -> nn.Module:
+        return self.student if self.student is not None else self.make_student()
+
+    def require_teacher(self) -> nn.Module:
+        if self.teacher is None:
+            raise ValueError("this context has no teacher model (it gives sizes alone)")
+        return self.teacher
 
 
-def tiny_pair(seed: int) -> TinyPair:
+def tiny_pair(seed: int) -> BuildContext:
+    """A fresh (untrained) ``student_cnn`` and ``teacher_cnn`` for digits, drawn under ``seed``."""
     torch.manual_seed(seed)
-    return TinyPair(student_cnn(), teacher_cnn())
+    student = student_cnn()
+    return BuildContext.of_cnns(teacher_cnn(), student_cnn, in_channels=1, student=student)
 
 
-# constructor parameter name -> its value for the tiny pair (names used across the code base)
-ARGUMENTS_BY_NAME: dict[str, Callable[[TinyPair], Any]] = {
-    "student_channels": lambda pair: pair.student.channels,
-    "teacher_channels": lambda pair: pair.teacher.channels,
-    "student_dim": lambda pair: pair.student.embedding_dim,
-    "teacher_dim": lambda pair: pair.teacher.embedding_dim,
-    "num_classes": lambda pair: pair.student.num_classes,
-    "student": lambda pair: pair.student,
-    "teacher": lambda pair: pair.teacher,
-    "model": lambda pair: pair.student,  # self-distillation: one network teaches itself
-    "students": lambda pair: [pair.student, student_cnn()],  # a cohort of two
-    "peers": lambda pair: [pair.student, student_cnn()],
-    "make_model": lambda pair: student_cnn,
+# constructor parameter name -> its value in a context (names used across the code base);
+# a value of None (no teacher model) counts as missing
+ARGUMENTS_BY_NAME: dict[str, Callable[[BuildContext], Any]] = {
+    "student_channels": lambda context: context.student_channels,
+    "teacher_channels": lambda context: context.teacher_channels,
+    "student_dim": lambda context: context.student_dim,
+    "teacher_dim": lambda context: context.teacher_dim,
+    "num_classes": lambda context: context.num_classes,
+    "student": BuildContext.trained_student,
+    "teacher": lambda context: context.teacher,
+    "model": BuildContext.trained_student,  # self-distillation: one network teaches itself
+    "students": lambda context: [context.trained_student(), context.make_student()],  # two
+    "peers": lambda context: [context.trained_student(), context.make_student()],
+    "make_model": lambda context: context.make_student,
 }
 
 
@@ -74,13 +127,13 @@ class MissingRecipe(TypeError):
 def how_to_add_a_recipe(object_path: str) -> str:
     return (
         f"add a recipe for it to RECIPES in {RECIPES_FILE}: "
-        f'"{object_path}": Recipe(build=<function of a TinyPair returning the instance at '
+        f'"{object_path}": Recipe(build=<function of a BuildContext returning the instance at '
         f"its defaults>, why=<why the builder cannot infer it>)"
     )
 
 
-def build_at_defaults(cls: type, pair: TinyPair, object_path: str = "") -> nn.Module:
-    """``cls`` with its required parameters filled by name from ``pair``, all others at default."""
+def build_at_defaults(cls: type, context: BuildContext, object_path: str = "") -> nn.Module:
+    """``cls`` with its required parameters filled by name from ``context``, all others at default."""
     object_path = object_path or f"{cls.__module__}:{cls.__qualname__}"
     kwargs: dict[str, Any] = {}
     unknown = []
@@ -88,14 +141,16 @@ def build_at_defaults(cls: type, pair: TinyPair, object_path: str = "") -> nn.Mo
         optional = parameter.default is not inspect.Parameter.empty
         if optional or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        if name in ARGUMENTS_BY_NAME:
-            kwargs[name] = ARGUMENTS_BY_NAME[name](pair)
-        else:
+        value = ARGUMENTS_BY_NAME[name](context) if name in ARGUMENTS_BY_NAME else None
+        if value is None:
             unknown.append(name)
+        else:
+            kwargs[name] = value
     if unknown:
         raise MissingRecipe(
             f"{object_path}: the generic builder has no value for the required parameter(s) "
-            f"{unknown} (it knows {sorted(ARGUMENTS_BY_NAME)}); {how_to_add_a_recipe(object_path)}"
+            f"{unknown} (it knows {sorted(ARGUMENTS_BY_NAME)}, where the context has them); "
+            f"{how_to_add_a_recipe(object_path)}"
         )
     try:
         return cls(**kwargs)
@@ -112,51 +167,57 @@ class Recipe:
 
     Attributes:
         why: the reason the recipe exists (shown with the tests' failures).
-        build: returns the instance for a ``TinyPair``, at the implementation's defaults
-            except for what the tiny pair dictates; ``None``: the generic builder.
+        build: returns the instance for a ``BuildContext``, at the implementation's
+            defaults except for what the context dictates; ``None``: the generic builder.
         prepare: brings a built procedure to the state in which its distillation term is
-            active (applied after every build, also to the fresh instance of the
-            ``state_dict`` round trip).
+            active (applied after every prepared build, also to the fresh instance of
+            the contract tests' ``state_dict`` round trip).
         no_gradient: parameter-name prefix (as in the instance's ``named_parameters``)
             -> why that trainable parameter gets no gradient from one step.
     """
 
     why: str
-    build: Callable[[TinyPair], nn.Module] | None = None
+    build: Callable[[BuildContext], nn.Module] | None = None
     prepare: Callable[[Any], None] | None = None
     no_gradient: Mapping[str, str] = field(default_factory=dict)
 
 
-def _offline_distiller(pair: TinyPair) -> nn.Module:
+def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
 
-    return OfflineDistiller(pair.student, pair.teacher, KDLoss())
+    return OfflineDistiller(context.trained_student(), context.require_teacher(), KDLoss())
 
 
-def _takd(pair: TinyPair) -> nn.Module:
+def _takd(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.takd import TAKD
 
-    return TAKD(pair.teacher, [TinyCNN((16, 32, 64))], pair.student)
+    assistant = TinyCNN((16, 32, 64), context.num_classes, context.in_channels)
+    return TAKD(context.require_teacher(), [assistant], context.trained_student())
 
 
-def _one(pair: TinyPair) -> nn.Module:
+def _one(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.online.one import ONE, ONENetwork
 
-    return ONE(ONENetwork())
+    return ONE(ONENetwork(num_classes=context.num_classes, in_channels=context.in_channels))
 
 
-def _ofd(pair: TinyPair) -> nn.Module:
+def _ofd(context: BuildContext) -> nn.Module:
     from reference_impls.sources.feature.ofd import OFDLoss, bn_before_relu, margins_from_batchnorm
 
-    margins = margins_from_batchnorm(bn_before_relu(pair.teacher))
-    return OFDLoss(pair.student.channels, pair.teacher.channels, margins)
+    if context.teacher is not None:
+        margins = margins_from_batchnorm(bn_before_relu(context.teacher))
+    else:  # sizes alone (timing): the margins' values do not change the arithmetic
+        margins = [torch.full((width,), -0.5) for width in context.teacher_channels]
+    return OFDLoss(context.student_channels, context.teacher_channels, margins)
 
 
-def _fsp(pair: TinyPair) -> nn.Module:
+def _fsp(context: BuildContext) -> nn.Module:
     from reference_impls.sources.similarity.fsp import FSPLoss
 
-    return FSPLoss(student_channels=pair.student.channels, teacher_channels=pair.teacher.channels)
+    return FSPLoss(
+        student_channels=context.student_channels, teacher_channels=context.teacher_channels
+    )
 
 
 def _second_epoch(procedure: Any) -> None:
@@ -208,7 +269,7 @@ def resolve(object_path: str) -> type:
 
 
 @dataclass(frozen=True)
-class ContractCase:
+class ImplementationCase:
     """One taxonomy implementation and how to build it."""
 
     object: str
@@ -226,13 +287,13 @@ class ContractCase:
         """Losses declare what they read (``inputs``); everything else is a procedure."""
         return hasattr(self.cls, "inputs")
 
-    def build(self, pair: TinyPair, prepared: bool = True) -> nn.Module:
-        """The instance for ``pair``; ``prepared``: also brought to its distilling state."""
+    def build(self, context: BuildContext, prepared: bool = True) -> nn.Module:
+        """The instance for ``context``; ``prepared``: also brought to its distilling state."""
         recipe = self.recipe
         if recipe is not None and recipe.build is not None:
-            built = recipe.build(pair)
+            built = recipe.build(context)
         else:
-            built = build_at_defaults(self.cls, pair, self.object)
+            built = build_at_defaults(self.cls, context, self.object)
         if prepared and recipe is not None and recipe.prepare is not None:
             recipe.prepare(built)
         return built
@@ -259,29 +320,3 @@ class ContractCase:
             if parameter_name.startswith(prefix):
                 return reason
         return None
-
-
-@lru_cache(maxsize=1)
-def _digits_batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_digits_split(seed=0)
-    return data.x_train[:size].clone(), data.y_train[:size].clone()
-
-
-def digits_batch(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``size`` training digits ``[size, 1, 8, 8]`` and their labels (a real batch)."""
-    x, y = _digits_batch(size)
-    return x.clone(), y.clone()
-
-
-def loss_arguments(
-    loss: nn.Module, student: ModelOutput, teacher: ModelOutput, target: torch.Tensor
-) -> list[Any]:
-    """What ``OfflineDistiller`` passes ``loss``: student and teacher of each kind, then the labels."""
-    from reference_impls.schemes.offline.distiller import select_inputs
-
-    arguments: list[Any] = []
-    for kind in loss_inputs(loss):
-        arguments += [select_inputs(student, kind), select_inputs(teacher, kind)]
-    if getattr(loss, "needs_target", False):
-        arguments.append(target)
-    return arguments
