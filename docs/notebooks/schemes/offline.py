@@ -28,9 +28,9 @@
 # student. Everything is imported from `reference_impls`; the set-up every notebook
 # shares (data, cached teachers, seeds, tables, plots) is `reference_impls.common.Experiment`.
 #
-# **Runtime.** 18 s, measured on a 2-core CPU with the kernel start included and
-# other jobs sharing the cores; the kernel itself used 17 s of CPU time. Seeded;
-# runs on CUDA when present (not timed there).
+# **Runtime.** 19-22 s with the teacher read from the teacher cache, 23-26 s when it
+# is trained first (two runs each on a 2-core CPU, kernel start included); the kernel
+# itself used 17-23 s of CPU time. Seeded; runs on CUDA when present (not timed there).
 
 # %%
 import copy

@@ -27,9 +27,9 @@
 # digits. Every method is imported from `reference_impls`; the shared set-up (data,
 # cached teacher, seeds, tables, plots) is `reference_impls.common.Experiment`.
 #
-# **Runtime.** 20 s, measured on a 2-core CPU with the kernel start included and
-# other jobs sharing the cores; the kernel itself used 19 s of CPU time. Seeded;
-# runs on CUDA when present (not timed there).
+# **Runtime.** 26-28 s with the teacher read from the teacher cache, 27-29 s when it
+# is trained first (two runs each on a 2-core CPU, kernel start included); the kernel
+# itself used 23-26 s of CPU time. Seeded; runs on CUDA when present (not timed there).
 
 # %%
 import matplotlib.pyplot as plt
