@@ -1,5 +1,6 @@
 """Pieces shared by every reference implementation, written once."""
 
+from reference_impls.common.connectors import conv1x1_bn
 from reference_impls.common.data import (
     DataSplit,
     iterate_minibatches,
@@ -71,6 +72,7 @@ __all__ = [
     "accuracy",
     "agreement",
     "cached_teacher",
+    "conv1x1_bn",
     "count_parameters",
     "default_device",
     "draw_bars",

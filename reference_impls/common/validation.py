@@ -7,7 +7,7 @@ Each helper returns the value it checked, so a constructor can read
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Sequence, Sized
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -82,8 +82,21 @@ def stage_indices(
     return list(stages)
 
 
+def enough_feature_maps(
+    name: str, stages: Sequence[int], student_feats: Sized, teacher_feats: Sized
+) -> None:
+    """Student and teacher both give a feature map for every (non-negative) stage index."""
+    needed = max(stages) + 1
+    if len(student_feats) < needed or len(teacher_feats) < needed:
+        raise ValueError(
+            f"{name} {tuple(stages)}: student and teacher need {needed} feature maps each, got "
+            f"{len(student_feats)} (student) and {len(teacher_feats)} (teacher)"
+        )
+
+
 __all__ = [
     "at_least",
+    "enough_feature_maps",
     "in_unit_interval",
     "loss_weights",
     "non_negative",

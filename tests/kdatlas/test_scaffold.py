@@ -138,7 +138,8 @@ def test_generated_test_file_fails_until_written(fixture_kb, run_cli):
     with_shared_code(fixture_kb.root)
     assert run_cli(fixture_kb.root, *NEW, *DKD).exit_code == 0
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n0", TESTS],
+        # -rN: no short summary, whose lines repeat the messages only when the terminal is wide
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN", "-n0", TESTS],
         cwd=fixture_kb.root,  # first on sys.path: the fixture's reference_impls
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,

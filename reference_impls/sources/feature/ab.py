@@ -56,7 +56,12 @@ import torch
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
-from reference_impls.common.validation import non_negative, positive, stage_indices
+from reference_impls.common.validation import (
+    enough_feature_maps,
+    non_negative,
+    positive,
+    stage_indices,
+)
 
 AUTHORS_SCALE = 3 / 1000  # the authors' CIFAR code: ``loss_alter / 1000 * 3``
 
@@ -132,12 +137,7 @@ class ABLoss(DistillationLoss):
     def forward(
         self, student_preacts: Sequence[torch.Tensor], teacher_preacts: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        needed = max(self.stages) + 1
-        if len(student_preacts) < needed or len(teacher_preacts) < needed:
-            raise ValueError(
-                f"stages {self.stages} need {needed} feature maps, got "
-                f"{len(student_preacts)} (student) and {len(teacher_preacts)} (teacher)"
-            )
+        enough_feature_maps("stages", self.stages, student_preacts, teacher_preacts)
         batch = student_preacts[self.stages[0]].shape[0]
         total = sum(
             weight * boundary_penalty(connected, teacher_preacts[i], self.margin)

@@ -54,7 +54,12 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.validation import non_negative, positive, stage_indices
+from reference_impls.common.validation import (
+    enough_feature_maps,
+    non_negative,
+    positive,
+    stage_indices,
+)
 
 
 def attention_map(features: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -118,12 +123,7 @@ class ATLoss(DistillationLoss):
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        needed = max(self.stages) + 1
-        if len(student_feats) < needed or len(teacher_feats) < needed:
-            raise ValueError(
-                f"stages {self.stages} need {needed} feature maps, got "
-                f"{len(student_feats)} (student) and {len(teacher_feats)} (teacher)"
-            )
+        enough_feature_maps("stages", self.stages, student_feats, teacher_feats)
         total = sum(
             at_stage_loss(student_feats[i], teacher_feats[i], self.p, self.pool_to_smaller)
             for i in self.stages

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
-from reference_impls.common.validation import non_negative, stage_index
+from reference_impls.common.validation import enough_feature_maps, non_negative, stage_index
 
 
 class HintRegressor(nn.Sequential):
@@ -126,11 +126,7 @@ class FitNetsLoss(DistillationLoss):
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
         """Unweighted MSE between the regressed guided layer and the hint."""
-        if len(student_feats) <= self.hint_layer or len(teacher_feats) <= self.hint_layer:
-            raise ValueError(
-                f"hint_layer {self.hint_layer} needs {self.hint_layer + 1} feature maps, got "
-                f"{len(student_feats)} (student) and {len(teacher_feats)} (teacher)"
-            )
+        enough_feature_maps("hint_layer", [self.hint_layer], student_feats, teacher_feats)
         regressed = self.regressor(student_feats[self.hint_layer])
         hint = teacher_feats[self.hint_layer].detach()
         if regressed.shape != hint.shape:

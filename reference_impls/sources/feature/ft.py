@@ -62,7 +62,7 @@ from torch import nn
 from reference_impls.common.data import DataSplit
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
 from reference_impls.common.training import History, train
-from reference_impls.common.validation import non_negative, one_of, stage_index
+from reference_impls.common.validation import enough_feature_maps, non_negative, one_of, stage_index
 
 
 def _conv_block(in_channels: int, out_channels: int, transposed: bool = False) -> list[nn.Module]:
@@ -165,11 +165,7 @@ class FTLoss(DistillationLoss):
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        if len(student_feats) <= self.stage or len(teacher_feats) <= self.stage:
-            raise ValueError(
-                f"stage {self.stage} needs {self.stage + 1} feature maps, got "
-                f"{len(student_feats)} (student) and {len(teacher_feats)} (teacher)"
-            )
+        enough_feature_maps("stage", [self.stage], student_feats, teacher_feats)
         student_factor = self.translator(student_feats[self.stage])
         teacher_factor = self.teacher_factor(teacher_feats)
         if student_factor.shape != teacher_factor.shape:

@@ -73,6 +73,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from reference_impls.common.connectors import conv1x1_bn
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.validation import positive, stage_indices
 
@@ -153,10 +154,9 @@ def partial_l2(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
     """1x1 conv (no bias, He init as the authors) + BN(gamma=1, beta=0)."""
-    conv = nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
-    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / teacher_channels))
-    bn = nn.BatchNorm2d(teacher_channels)
-    return nn.Sequential(conv, bn)
+    connector = conv1x1_bn(student_channels, teacher_channels)
+    nn.init.normal_(connector[0].weight, 0.0, math.sqrt(2.0 / teacher_channels))
+    return connector
 
 
 class OFDLoss(DistillationLoss):

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.connectors import conv1x1_bn
 from reference_impls.common.interfaces import DistillationLoss
 
 Pair = tuple[int, int]
@@ -74,13 +75,6 @@ def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         second = F.adaptive_avg_pool2d(second, target)
     positions = target[0] * target[1]
     return first.flatten(2) @ second.flatten(2).transpose(1, 2) / positions
-
-
-def _connector(in_channels: int, out_channels: int) -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-    )
 
 
 class FSPLoss(DistillationLoss):
@@ -125,7 +119,7 @@ class FSPLoss(DistillationLoss):
             )
         used = {stage % len(student_channels) for pair in self.pairs for stage in pair}
         return nn.ModuleList(
-            _connector(s, t) if s != t and index in used else nn.Identity()
+            conv1x1_bn(s, t) if s != t and index in used else nn.Identity()
             for index, (s, t) in enumerate(zip(student_channels, teacher_channels, strict=True))
         )
 

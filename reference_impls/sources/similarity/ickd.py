@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.connectors import conv1x1_bn
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.validation import stage_indices
 
@@ -51,14 +52,6 @@ def channel_correlation(feature_map: torch.Tensor) -> torch.Tensor:
     """``[B, c, c]`` row-normalised channel Gram matrices of a ``[B, c, h, w]`` map."""
     flat = feature_map.flatten(2)
     return F.normalize(flat @ flat.transpose(1, 2), p=2, dim=2)
-
-
-def _connector(in_channels: int, out_channels: int) -> nn.Module:
-    # the authors' Embed: 1x1 convolution without bias, then batch norm
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-    )
 
 
 class ICKDLoss(DistillationLoss):
@@ -88,7 +81,9 @@ class ICKDLoss(DistillationLoss):
             stage_indices("stages", stages, len(student_channels), negative_ok=True)
         )
         self.connectors = nn.ModuleList(
-            _connector(student_channels[stage], teacher_channels[stage]) for stage in self.stages
+            # the authors' Embed: 1x1 convolution without bias, then batch norm
+            conv1x1_bn(student_channels[stage], teacher_channels[stage])
+            for stage in self.stages
         )
 
     def forward(

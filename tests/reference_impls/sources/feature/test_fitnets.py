@@ -88,7 +88,7 @@ def test_rejects_mismatched_feature_shapes(feats):
     loss = FitNetsLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, hint_layer=1)
     with pytest.raises(ValueError, match="regressed guided layer"):
         loss(student, [teacher[0], teacher[0], teacher[2]])  # hint of the wrong size
-    with pytest.raises(ValueError, match="needs 2 feature maps"):
+    with pytest.raises(ValueError, match="need 2 feature maps each"):
         loss(student[:1], teacher[:1])
 
 
