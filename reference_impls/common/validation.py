@@ -82,6 +82,15 @@ def stage_indices(
     return list(stages)
 
 
+def same_stage_count(student: Sized, teacher: Sized, what: str = "stages") -> None:
+    """Student and teacher give one entry per tapped stage each: channel lists, or feature maps."""
+    if len(student) != len(teacher):
+        raise ValueError(
+            f"got {len(student)} student {what} but {len(teacher)} teacher {what}; "
+            "give one for every tapped stage of both"
+        )
+
+
 def enough_feature_maps(
     name: str, stages: Sequence[int], student_feats: Sized, teacher_feats: Sized
 ) -> None:
@@ -102,6 +111,7 @@ __all__ = [
     "non_negative",
     "one_of",
     "positive",
+    "same_stage_count",
     "stage_index",
     "stage_indices",
 ]

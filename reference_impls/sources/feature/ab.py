@@ -60,6 +60,7 @@ from reference_impls.common.validation import (
     enough_feature_maps,
     non_negative,
     positive,
+    same_stage_count,
     stage_indices,
 )
 
@@ -114,11 +115,7 @@ class ABLoss(DistillationLoss):
         beta: float = AUTHORS_SCALE,
     ) -> None:
         super().__init__()
-        if len(student_channels) != len(teacher_channels):
-            raise ValueError(
-                f"got {len(student_channels)} student stages but {len(teacher_channels)} "
-                "teacher stages; give the channels of every tapped stage of both"
-            )
+        same_stage_count(student_channels, teacher_channels)
         self.margin = positive("margin", margin)
         self.stages = tuple(stage_indices("stages", stages, len(student_channels)))
         self.beta = non_negative("beta", beta)

@@ -56,7 +56,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
-from reference_impls.common.validation import enough_feature_maps, non_negative, stage_index
+from reference_impls.common.validation import (
+    enough_feature_maps,
+    non_negative,
+    same_stage_count,
+    stage_index,
+)
 
 
 class HintRegressor(nn.Sequential):
@@ -103,11 +108,7 @@ class FitNetsLoss(DistillationLoss):
         teacher_size: int | None = None,
     ) -> None:
         super().__init__()
-        if len(student_channels) != len(teacher_channels):
-            raise ValueError(
-                f"got {len(student_channels)} student stages but {len(teacher_channels)} "
-                "teacher stages; give the channels of every tapped stage of both"
-            )
+        same_stage_count(student_channels, teacher_channels)
         stage_index("hint_layer", hint_layer, len(student_channels))
         non_negative("beta", beta)
         if (student_size is None) != (teacher_size is None):

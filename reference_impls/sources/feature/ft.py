@@ -62,7 +62,13 @@ from torch import nn
 from reference_impls.common.data import DataSplit
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
 from reference_impls.common.training import History, train
-from reference_impls.common.validation import enough_feature_maps, non_negative, one_of, stage_index
+from reference_impls.common.validation import (
+    enough_feature_maps,
+    non_negative,
+    one_of,
+    same_stage_count,
+    stage_index,
+)
 
 
 def _conv_block(in_channels: int, out_channels: int, transposed: bool = False) -> list[nn.Module]:
@@ -142,11 +148,7 @@ class FTLoss(DistillationLoss):
         p: int = 1,
     ) -> None:
         super().__init__()
-        if len(student_channels) != len(teacher_channels):
-            raise ValueError(
-                f"got {len(student_channels)} student stages but {len(teacher_channels)} "
-                "teacher stages; give the channels of every tapped stage of both"
-            )
+        same_stage_count(student_channels, teacher_channels)
         if not 0 < rate <= 1:
             raise ValueError(f"rate must be in (0, 1], got {rate}")
         self.stage = stage_index("stage", stage, len(student_channels))

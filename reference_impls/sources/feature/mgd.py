@@ -55,7 +55,13 @@ import torch
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.validation import in_unit_interval, one_of, positive, stage_indices
+from reference_impls.common.validation import (
+    in_unit_interval,
+    one_of,
+    positive,
+    same_stage_count,
+    stage_indices,
+)
 
 MaskKind = Literal["spatial", "channel"]
 
@@ -112,10 +118,7 @@ class MGDLoss(DistillationLoss):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if len(student_channels) != len(teacher_channels):
-            raise ValueError(
-                f"student has {len(student_channels)} stages, teacher {len(teacher_channels)}"
-            )
+        same_stage_count(student_channels, teacher_channels)
         self.stages = tuple(stage_indices("stages", stages, len(teacher_channels)))
         self.alpha_mgd = positive("alpha_mgd", alpha_mgd)
         self.lambda_mgd = in_unit_interval("lambda_mgd", lambda_mgd)  # a masked ratio

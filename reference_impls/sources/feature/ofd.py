@@ -75,7 +75,7 @@ from torch import nn
 
 from reference_impls.common.connectors import conv1x1_bn
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.validation import positive, stage_indices
+from reference_impls.common.validation import positive, same_stage_count, stage_indices
 
 # Below this probability of a negative response the Gaussian formula is unstable.
 _MIN_NEGATIVE_PROBABILITY = 1e-3
@@ -183,10 +183,7 @@ class OFDLoss(DistillationLoss):
         alpha: float = 1e-3,
     ) -> None:
         super().__init__()
-        if len(student_channels) != len(teacher_channels):
-            raise ValueError(
-                f"student has {len(student_channels)} stages, teacher {len(teacher_channels)}"
-            )
+        same_stage_count(student_channels, teacher_channels)
         if len(margins) != len(teacher_channels):
             raise ValueError(f"need one margin per teacher stage ({len(teacher_channels)})")
         for index, (margin, channels) in enumerate(zip(margins, teacher_channels, strict=True)):

@@ -59,6 +59,7 @@ from torch import nn
 
 from reference_impls.common.connectors import conv1x1_bn
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.validation import same_stage_count
 
 Pair = tuple[int, int]
 
@@ -113,10 +114,7 @@ class FSPLoss(DistillationLoss):
             raise ValueError("give both student_channels and teacher_channels, or neither")
         if student_channels is None or teacher_channels is None:
             return None
-        if len(student_channels) != len(teacher_channels):
-            raise ValueError(
-                f"{len(student_channels)} student stages but {len(teacher_channels)} teacher stages"
-            )
+        same_stage_count(student_channels, teacher_channels)
         used = {stage % len(student_channels) for pair in self.pairs for stage in pair}
         return nn.ModuleList(
             conv1x1_bn(s, t) if s != t and index in used else nn.Identity()
@@ -126,10 +124,7 @@ class FSPLoss(DistillationLoss):
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        if len(student_feats) != len(teacher_feats):
-            raise ValueError(
-                f"{len(student_feats)} student maps but {len(teacher_feats)} teacher maps"
-            )
+        same_stage_count(student_feats, teacher_feats, "feature maps")
         student_feats = self._connect(student_feats)
         total = student_feats[0].new_zeros((), dtype=torch.float32)
         # Gram matrices are sums of many products: keep them in float32 under autocast

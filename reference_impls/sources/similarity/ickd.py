@@ -45,7 +45,7 @@ from torch import nn
 
 from reference_impls.common.connectors import conv1x1_bn
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.validation import stage_indices
+from reference_impls.common.validation import same_stage_count, stage_indices
 
 
 def channel_correlation(feature_map: torch.Tensor) -> torch.Tensor:
@@ -73,10 +73,7 @@ class ICKDLoss(DistillationLoss):
         stages: Sequence[int] = (-1,),
     ) -> None:
         super().__init__()
-        if len(student_channels) != len(teacher_channels):
-            raise ValueError(
-                f"{len(student_channels)} student stages but {len(teacher_channels)} teacher stages"
-            )
+        same_stage_count(student_channels, teacher_channels)
         self.stages = tuple(
             stage_indices("stages", stages, len(student_channels), negative_ok=True)
         )
@@ -89,10 +86,7 @@ class ICKDLoss(DistillationLoss):
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        if len(student_feats) != len(teacher_feats):
-            raise ValueError(
-                f"{len(student_feats)} student maps but {len(teacher_feats)} teacher maps"
-            )
+        same_stage_count(student_feats, teacher_feats, "feature maps")
         total = student_feats[0].new_zeros((), dtype=torch.float32)
         for stage, connector in zip(self.stages, self.connectors, strict=True):
             student = connector(student_feats[stage])

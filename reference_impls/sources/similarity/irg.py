@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.validation import non_negative, stage_index
+from reference_impls.common.validation import non_negative, same_stage_count, stage_index
 
 
 def edge_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -199,10 +199,7 @@ class IRGLoss(DistillationLoss):
     def _check_stages(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> None:
-        if len(student_feats) != len(teacher_feats):
-            raise ValueError(
-                f"{len(student_feats)} student maps but {len(teacher_feats)} teacher maps"
-            )
+        same_stage_count(student_feats, teacher_feats, "feature maps")
         for stage in (*self.edge_stages, *self.transformation_stages):
             stage_index("stages", stage, len(student_feats), negative_ok=True)
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.validation import non_negative, stage_indices
+from reference_impls.common.validation import non_negative, same_stage_count, stage_indices
 
 
 def similarity_matrix(activations: torch.Tensor) -> torch.Tensor:
@@ -65,10 +65,7 @@ class SPLoss(DistillationLoss):
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        if len(student_feats) != len(teacher_feats):
-            raise ValueError(
-                f"{len(student_feats)} student maps but {len(teacher_feats)} teacher maps"
-            )
+        same_stage_count(student_feats, teacher_feats, "feature maps")
         stage_indices("stages", self.stages, len(student_feats), negative_ok=True)
         total = student_feats[0].new_zeros((), dtype=torch.float32)
         # the b x b Gram sums chw products: compute it in float32 under autocast

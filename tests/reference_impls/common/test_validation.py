@@ -8,11 +8,14 @@ import pytest
 
 from reference_impls.common.validation import (
     at_least,
+    enough_feature_maps,
     in_unit_interval,
     loss_weights,
     non_negative,
     one_of,
     positive,
+    same_stage_count,
+    stage_index,
     stage_indices,
 )
 
@@ -25,6 +28,10 @@ def test_accepted_values_are_returned():
     assert one_of("mode", "kd", ("kd", "dkd")) == "kd"
     assert loss_weights(ce_weight=0.0, kd_weight=1.0) == {"ce_weight": 0.0, "kd_weight": 1.0}
     assert stage_indices("stages", (0, 2), 3) == [0, 2]
+    assert stage_indices("stages", (-1,)) == [-1]  # the count is known only in forward
+    assert stage_index("stages", -3, 3, negative_ok=True) == -3
+    assert same_stage_count([8, 16], [32, 64]) is None
+    assert enough_feature_maps("stages", (0, 2), [1, 2, 3], [1, 2, 3]) is None
 
 
 @pytest.mark.parametrize(
@@ -40,6 +47,13 @@ def test_accepted_values_are_returned():
         (lambda: loss_weights(a=-1.0, b=1.0), "a must be non-negative"),
         (lambda: stage_indices("stages", (), 3), "stages must name at least one stage"),
         (lambda: stage_indices("stages", (3,), 3), "stage 3 out of range for 3 stages"),
+        (lambda: stage_index("stage", -1, 3), "stage -1 out of range for 3 stages"),
+        (lambda: stage_index("stage", -4, 3, negative_ok=True), "stage -4 out of range"),
+        (lambda: same_stage_count([8], [16, 32]), "got 1 student stages but 2 teacher stages"),
+        (
+            lambda: enough_feature_maps("stages", (0, 2), [1, 2, 3], [1, 2]),
+            r"stages \(0, 2\): student and teacher need 3 feature maps each, got 3 \(student\)",
+        ),
     ],
 )
 def test_refused_values_name_the_argument(call, message):

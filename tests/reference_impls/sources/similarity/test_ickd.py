@@ -78,7 +78,7 @@ def test_rejects_bad_arguments(features):
         ICKDLoss((8, 16), TEACHER_CHANNELS)
     with pytest.raises(ValueError, match="out of range"):
         ICKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, stages=(3,))
-    with pytest.raises(ValueError, match="teacher maps"):
+    with pytest.raises(ValueError, match="teacher feature maps"):
         ICKDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS)(features[0][:2], features[1])
 
 

@@ -67,7 +67,7 @@ def test_rejects_bad_arguments(features):
         SPLoss(gamma=-1.0)
     with pytest.raises(ValueError, match="out of range"):
         SPLoss(stages=(3,))(*features)
-    with pytest.raises(ValueError, match="teacher maps"):
+    with pytest.raises(ValueError, match="teacher feature maps"):
         SPLoss()(features[0][:2], features[1])
 
 
