@@ -38,8 +38,33 @@ def _fingerprint(root: Path, notebook: Path) -> str:
     return digest.hexdigest()
 
 
+KERNEL_START_ATTEMPTS = 3
+
+
+def _kernel_failed_to_start(error: RuntimeError) -> bool:
+    # jupyter_client picks free TCP ports before the kernel binds them, so two processes
+    # starting kernels at once (pytest-xdist workers) can race for a port; the kernel then
+    # dies before its first reply. That is the machine's problem, not the notebook's.
+    return "Kernel died before replying to kernel_info" in str(error)
+
+
 def execute(notebook: Path, root: Path, timeout: int = 600):
-    """Run one notebook in a fresh ``python3`` kernel from the repository root; return it with outputs."""
+    """Run one notebook in a fresh ``python3`` kernel from the repository root; return it with outputs.
+
+    A kernel that dies while starting (before running any cell) is started again, up to
+    ``KERNEL_START_ATTEMPTS`` times; an error in a cell is raised at once.
+    """
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            return _execute_once(notebook, root, timeout)
+        except RuntimeError as error:
+            if not _kernel_failed_to_start(error) or attempt == KERNEL_START_ATTEMPTS:
+                raise
+            print(f"[notebooks] {notebook.name}: the kernel died while starting; starting another")
+    raise AssertionError("unreachable")
+
+
+def _execute_once(notebook: Path, root: Path, timeout: int):
     import jupytext
     from nbclient import NotebookClient
 
