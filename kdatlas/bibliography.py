@@ -47,7 +47,6 @@ from ruamel.yaml import YAML
 from kdatlas.problems import Problem
 
 __all__ = [
-    "SURVEY_KEY",
     "BibEntry",
     "arxiv_id",
     "author_names",
@@ -61,11 +60,6 @@ __all__ = [
     "read_bib_dir",
     "render_bib",
 ]
-
-
-# The survey the taxonomy follows (bib/DATA_NOTES.md). No leaf files it; the site cites it
-# (home page, "how to cite"), so it counts as used.
-SURVEY_KEY = "mansourian2025comprehensive"
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,10 @@ def _print_stats_tables(figures: dict, list_missing: bool) -> None:
     summary.add_row("leaves", str(figures["leaves"]))
     summary.add_row("implementations", str(figures["implementations"]))
     summary.add_row("notebooks", str(figures["notebooks"]))
+    surveys = figures["surveys"]
+    summary.add_row("survey followed", surveys["survey"] or "-")
+    summary.add_row("papers its authors ask to cite", str(surveys["cite"]))
+    summary.add_row("earlier surveys listed", str(surveys["existing"]))
     for name, share in figures["coverage"].items():
         summary.add_row(
             f"with {name}", f"{share['count']}/{share['total']} ({share['percent']:.1f}%)"
@@ -360,27 +364,39 @@ def schema(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="Where to write (default: kdatlas/schemas/).", dir_okay=False
+            "-o",
+            "--output",
+            help="Write the taxonomy schema here instead (default: both schemas in "
+            "kdatlas/schemas/).",
+            dir_okay=False,
         ),
     ] = None,
     check_only: Annotated[
-        bool, typer.Option("--check", help="Exit 1 if the file differs from a fresh generation.")
+        bool, typer.Option("--check", help="Exit 1 if a file differs from a fresh generation.")
     ] = False,
 ) -> None:
-    """Write the JSON Schema of the taxonomy files, generated from the pydantic models."""
+    """Write the JSON Schemas of the taxonomy files (taxonomy/<area>.yaml, taxonomy/surveys.yaml),
+    generated from the pydantic models."""
     from kdatlas.atomic import replace_files
-    from kdatlas.export import TAXONOMY_SCHEMA_PATH, schema_text, taxonomy_json_schema
+    from kdatlas.export import generated_schemas, schema_text, taxonomy_json_schema
 
-    target = output or TAXONOMY_SCHEMA_PATH
-    text = schema_text(taxonomy_json_schema())
-    current = target.read_text(encoding="utf-8") if target.is_file() else None
+    if output is not None:
+        targets = {output: schema_text(taxonomy_json_schema())}
+    else:
+        targets = {path: schema_text(schema) for path, schema in generated_schemas().items()}
+    stale = {
+        target: text
+        for target, text in targets.items()
+        if (target.read_text(encoding="utf-8") if target.is_file() else None) != text
+    }
     if check_only:
-        if current != text:
-            raise _fail(f"{target}: error: out of date; run 'kdatlas schema'", 1)
+        if stale:
+            raise _fail(f"{next(iter(stale))}: error: out of date; run 'kdatlas schema'", 1)
         return
-    if current != text:
-        replace_files({target: text})
-        typer.echo(f"wrote {target}")
+    if stale:
+        replace_files(stale)
+        for target in stale:
+            typer.echo(f"wrote {target}")
 
 
 # --------------------------------------------------------------------------- new

@@ -24,12 +24,13 @@ from kdatlas.bibliography import (
     render_bib,
 )
 from kdatlas.loader import KnowledgeBase
-from kdatlas.models import Area, Leaf
+from kdatlas.models import Area, Leaf, Surveys
 
 EXPORT_FORMAT_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 TAXONOMY_SCHEMA_PATH = SCHEMA_DIR / "taxonomy.schema.json"
 EXPORT_SCHEMA_PATH = SCHEMA_DIR / "export.schema.json"
+SURVEYS_SCHEMA_PATH = SCHEMA_DIR / "surveys.schema.json"
 VENUE_FIELDS = ("booktitle", "journal", "howpublished")
 
 
@@ -136,6 +137,24 @@ def taxonomy_json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,
         "title": "KD Atlas taxonomy area file (taxonomy/<area>.yaml)",
+    }
+
+
+def surveys_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``taxonomy/surveys.yaml``, generated from :class:`kdatlas.models.Surveys`."""
+    schema = Surveys.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "KD Atlas surveys file (taxonomy/surveys.yaml)",
+    }
+
+
+def generated_schemas() -> dict[Path, dict[str, Any]]:
+    """Every schema ``kdatlas schema`` writes, by its committed path."""
+    return {
+        TAXONOMY_SCHEMA_PATH: taxonomy_json_schema(),
+        SURVEYS_SCHEMA_PATH: surveys_json_schema(),
     }
 
 

@@ -22,10 +22,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from kdatlas.atomic import replace_files
 from kdatlas.bibliography import parse_bib, render_bib
 from kdatlas.loader import BIB_DIR, TAXONOMY_DIR, YAML_SUFFIXES, read_yaml, round_trip_yaml
-from kdatlas.models import Area, Implementation, Leaf, Topic
+from kdatlas.models import SURVEYS_ID, Area, Implementation, Leaf, Surveys, Topic
 from kdatlas.problems import Problem, Severity
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../kdatlas/schemas/taxonomy.schema.json"
+SURVEYS_SCHEMA_COMMENT = "# yaml-language-server: $schema=../kdatlas/schemas/surveys.schema.json"
 # Which model describes the items of each list key, to order their keys.
 CHILD_MODELS: dict[str, type[BaseModel]] = {
     "leaves": Leaf,
@@ -56,21 +57,24 @@ def _canonicalise(node: Any, model: type[BaseModel] | None) -> None:
             _canonicalise(item, model)
 
 
-def _with_schema_comment(text: str) -> str:
+def _with_schema_comment(text: str, comment: str) -> str:
     first, newline, rest = text.partition("\n")
-    if first == SCHEMA_COMMENT:
+    if first == comment:
         return text
     if first.startswith("# yaml-language-server:"):
-        return SCHEMA_COMMENT + newline + rest
-    return f"{SCHEMA_COMMENT}\n{text}"
+        return comment + newline + rest
+    return f"{comment}\n{text}"
 
 
-def dump_yaml(document: Any) -> str:
-    """Canonical text of a parsed taxonomy document (the document is changed in place)."""
-    _canonicalise(document, Area)
+def dump_yaml(
+    document: Any, model: type[BaseModel] = Area, schema_comment: str = SCHEMA_COMMENT
+) -> str:
+    """Canonical text of a parsed taxonomy document (the document is changed in place): an
+    area file by default, ``taxonomy/surveys.yaml`` with ``model=Surveys``."""
+    _canonicalise(document, model)
     stream = io.StringIO()
     round_trip_yaml().dump(document, stream)
-    return _with_schema_comment(stream.getvalue())
+    return _with_schema_comment(stream.getvalue(), schema_comment)
 
 
 def format_yaml(path: Path, display_path: Path | str) -> tuple[str | None, list[Problem]]:
@@ -78,8 +82,12 @@ def format_yaml(path: Path, display_path: Path | str) -> tuple[str | None, list[
     document, problems = read_yaml(path, display_path)
     if problems:
         return None, problems
+    surveys = Path(path).stem == SURVEYS_ID
     if not isinstance(document, CommentedMap):
-        return None, [Problem(display_path, 1, "expected a mapping of area keys; not formatted")]
+        what = "surveys" if surveys else "area"
+        return None, [Problem(display_path, 1, f"expected a mapping of {what} keys; not formatted")]
+    if surveys:
+        return dump_yaml(document, Surveys, SURVEYS_SCHEMA_COMMENT), []
     return dump_yaml(document), []
 
 

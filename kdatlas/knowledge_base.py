@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from kdatlas.bibliography import BibEntry
-from kdatlas.models import Area, Implementation, Leaf
+from kdatlas.models import Area, Implementation, Leaf, Surveys
 
 TAXONOMY_DIR = "taxonomy"
 BIB_DIR = "bib"
@@ -42,6 +42,9 @@ class KnowledgeBase:
     entries: dict[str, BibEntry]  # bib key -> entry
     area_paths: dict[str, Path] = field(default_factory=dict)  # area id -> file, root-relative
     documents: dict[str, Any] = field(default_factory=dict)  # area id -> ruamel document
+    # taxonomy/surveys.yaml (optional): the survey followed, the papers to cite, earlier surveys.
+    # Its path and document sit in area_paths/documents under the key SURVEYS_ID.
+    surveys: Surveys | None = None
     _memberships: dict[str, list[Membership]] | None = field(default=None, repr=False)
 
     def leaves(self) -> Iterator[tuple[Area, Leaf]]:
@@ -86,14 +89,20 @@ class KnowledgeBase:
         raise KeyError(f"no leaf {area_id}/{leaf_id}")
 
     def location(self, area_id: str, loc: Location) -> tuple[Path, int | None]:
-        """The file and 1-based line of ``loc`` inside the area file ``area_id``."""
+        """The file and 1-based line of ``loc`` inside the area file ``area_id`` (or, for
+        ``SURVEYS_ID``, inside ``taxonomy/surveys.yaml``)."""
         path = self.area_paths.get(area_id, Path(TAXONOMY_DIR) / f"{area_id}.yaml")
         document = self.documents.get(area_id)
         return path, (yaml_line(document, loc) if document is not None else None)
 
+    def survey_keys(self) -> list[str]:
+        """The bib keys of ``taxonomy/surveys.yaml`` (none without the file)."""
+        return self.surveys.all_keys() if self.surveys is not None else []
+
     def referenced_keys(self) -> set[str]:
-        """Every bib key the taxonomy mentions (papers of leaves, topics and implementations)."""
-        keys: set[str] = set()
+        """Every bib key the taxonomy mentions (papers of leaves, topics and implementations,
+        and the keys of ``taxonomy/surveys.yaml``)."""
+        keys: set[str] = set(self.survey_keys())
         for _area, leaf in self.leaves():
             keys.update(leaf.all_papers())
             for implementation in leaf.implementations:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -31,9 +31,11 @@ from kdatlas.knowledge_base import KnowledgeBase as KnowledgeBase
 from kdatlas.knowledge_base import Location as Location
 from kdatlas.knowledge_base import Membership as Membership
 from kdatlas.knowledge_base import yaml_line as yaml_line
-from kdatlas.models import AREA_IDS, Area
+from kdatlas.models import AREA_IDS, SURVEYS_ID, Area, Surveys
 from kdatlas.problems import KnowledgeBaseError, Problem, Severity
 from kdatlas.validation import data_problems
+
+M = TypeVar("M", Area, Surveys)
 
 # ``X as X`` above: the knowledge base types are re-exported, callers import them from here.
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -110,8 +112,11 @@ def _pydantic_message(error: Mapping[str, Any]) -> str:
     return f"{loc}: {_one_line(message)}" if loc else _one_line(message)
 
 
-def parse_area(path: Path, display_path: Path | str) -> tuple[Area | None, Any, list[Problem]]:
-    """Parse and validate one area file: the model, the ruamel document, the problems."""
+def parse_model(
+    path: Path, display_path: Path | str, model: type[M], what: str
+) -> tuple[M | None, Any, list[Problem]]:
+    """Parse one taxonomy file and validate it against ``model``: the model instance, the
+    ruamel document, the problems (each at its line). ``what`` names the keys in messages."""
     document, problems = read_yaml(path, display_path)
     if problems:
         return None, None, problems
@@ -120,10 +125,10 @@ def parse_area(path: Path, display_path: Path | str) -> tuple[Area | None, Any, 
         return (
             None,
             None,
-            [Problem(display_path, 1, f"expected a mapping of area keys, found {found}")],
+            [Problem(display_path, 1, f"expected a mapping of {what} keys, found {found}")],
         )
     try:
-        area = Area.model_validate(plain(document))
+        parsed = model.model_validate(plain(document))
     except ValidationError as error:
         problems = [
             Problem(
@@ -132,26 +137,58 @@ def parse_area(path: Path, display_path: Path | str) -> tuple[Area | None, Any, 
             for detail in error.errors()
         ]
         return None, document, problems
-    return area, document, []
+    return parsed, document, []
+
+
+def parse_area(path: Path, display_path: Path | str) -> tuple[Area | None, Any, list[Problem]]:
+    """Parse and validate one area file: the model, the ruamel document, the problems."""
+    return parse_model(path, display_path, Area, "area")
+
+
+def parse_surveys(
+    path: Path, display_path: Path | str
+) -> tuple[Surveys | None, Any, list[Problem]]:
+    """Parse and validate ``taxonomy/surveys.yaml``."""
+    return parse_model(path, display_path, Surveys, "surveys")
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def _load_taxonomy(root: Path) -> tuple[list[Area], dict[str, Path], dict[str, Any], list[Problem]]:
-    """Parse the area files; the layout must be exactly ``taxonomy/<id>.yaml`` for the five ids."""
+@dataclasses.dataclass
+class _Taxonomy:
+    """What the taxonomy files hold, before the bibliography is joined to them."""
+
+    areas: list[Area]
+    paths: dict[str, Path]  # area id or SURVEYS_ID -> root-relative file
+    documents: dict[str, Any]  # area id or SURVEYS_ID -> ruamel document
+    surveys: Surveys | None
+    problems: list[Problem]
+
+
+def _load_taxonomy(root: Path) -> _Taxonomy:
+    """Parse the area files and the optional ``surveys.yaml``; the layout must be exactly
+    ``taxonomy/<id>.yaml`` for the five area ids, plus ``taxonomy/surveys.yaml``."""
     taxonomy_dir = root / TAXONOMY_DIR
     problems: list[Problem] = []
     parsed: dict[str, Area] = {}
     paths: dict[str, Path] = {}
     documents: dict[str, Any] = {}
+    surveys: Surveys | None = None
     files = sorted(p for p in taxonomy_dir.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
     for path in files:
         display = path.relative_to(root)
+        if path.suffix == ".yaml" and path.stem == SURVEYS_ID:
+            surveys, document, file_problems = parse_surveys(path, display)
+            problems.extend(file_problems)
+            if document is not None:
+                documents[SURVEYS_ID] = document
+                paths[SURVEYS_ID] = display
+            continue
         if path.suffix != ".yaml" or path.stem not in AREA_IDS:
-            expected = ", ".join(f"{area}.yaml" for area in AREA_IDS)
+            expected = ", ".join(f"{area}.yaml" for area in (*AREA_IDS, SURVEYS_ID))
             problems.append(
-                Problem(display, None, f"unexpected taxonomy file; the area files are {expected}")
+                Problem(display, None, f"unexpected taxonomy file; the files are {expected}")
             )
             continue
         area, document, file_problems = parse_area(path, display)
@@ -176,7 +213,7 @@ def _load_taxonomy(root: Path) -> tuple[list[Area], dict[str, Path], dict[str, A
                 Problem(Path(TAXONOMY_DIR) / f"{area_id}.yaml", None, "missing area file")
             )
     areas = [parsed[area_id] for area_id in AREA_IDS if area_id in parsed]
-    return areas, paths, documents, problems
+    return _Taxonomy(areas, paths, documents, surveys, problems)
 
 
 def relative_path(path: Path | str, root: Path) -> Path | str:
@@ -226,11 +263,17 @@ def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]
         return None, [
             Problem(root, None, f"not a KD Atlas root: no {TAXONOMY_DIR}/ and {BIB_DIR}/")
         ]
-    areas, paths, documents, problems = _load_taxonomy(root)
+    taxonomy = _load_taxonomy(root)
+    problems = taxonomy.problems
     entries, bib_problems = _load_bibliography(root)
     problems.extend(bib_problems)
     kb = KnowledgeBase(
-        root=root, areas=areas, entries=entries, area_paths=paths, documents=documents
+        root=root,
+        areas=taxonomy.areas,
+        entries=entries,
+        area_paths=taxonomy.paths,
+        documents=taxonomy.documents,
+        surveys=taxonomy.surveys,
     )
     problems.extend(data_problems(kb))
     return kb, sort_problems(problems)

@@ -16,6 +16,7 @@ SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 BIB_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.+-]*$")
 OBJECT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 AREA_IDS = ("sources", "schemes", "algorithms", "modalities", "applications")
+SURVEYS_ID = "surveys"  # taxonomy/surveys.yaml: the survey followed and the lists beside it
 
 
 def _slug(value: str) -> str:
@@ -104,3 +105,25 @@ class Area(Strict):
     title: Title
     summary: Summary
     leaves: list[Leaf] = Field(min_length=1)
+
+
+class Surveys(Strict):
+    """``taxonomy/surveys.yaml``: the survey the taxonomy follows and the two lists its README
+    holds beside the taxonomy. Every value is a bib key; the papers' metadata stays in bib/."""
+
+    survey: BibKey = Field(description="Bib key of the survey whose areas and leaves we follow.")
+    cite: list[BibKey] = Field(
+        default_factory=list,
+        description="Papers by the survey's authors that its README asks readers to cite with "
+        "it (its 'Citation' section), in its order.",
+    )
+    existing: list[BibKey] = Field(
+        default_factory=list,
+        description="Earlier surveys of knowledge distillation that it lists ('Existing Surveys "
+        "on Knowledge Distillation'), in its order.",
+    )
+
+    def all_keys(self) -> list[str]:
+        """Every bib key of the file: the survey, then the papers to cite, then the earlier
+        surveys, without repeats."""
+        return list(dict.fromkeys([self.survey, *self.cite, *self.existing]))

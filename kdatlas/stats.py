@@ -1,5 +1,7 @@
 """Counts over the knowledge base (``kdatlas stats``): papers per area, leaf, topic and year,
-implementations, notebooks, and how many entries have authors, code links and arXiv ids.
+implementations, notebooks, the lists of ``taxonomy/surveys.yaml`` (the survey followed, the
+papers its authors ask to be cited, the earlier surveys), and how many entries have authors,
+code links and arXiv ids.
 
 ``papers`` counts memberships (a paper filed in two leaves counts twice);
 ``unique_papers`` counts distinct bib keys filed in the taxonomy. Per-year
@@ -38,6 +40,16 @@ def _leaf_stats(kb: KnowledgeBase, leaf: Leaf) -> dict[str, Any]:
     }
 
 
+def _survey_stats(kb: KnowledgeBase) -> dict[str, Any]:
+    """The survey followed (its key, or None) and the lengths of its two lists."""
+    surveys = kb.surveys
+    return {
+        "survey": surveys.survey if surveys else None,
+        "cite": len(dict.fromkeys(surveys.cite)) if surveys else 0,
+        "existing": len(dict.fromkeys(surveys.existing)) if surveys else 0,
+    }
+
+
 def compute_stats(kb: KnowledgeBase) -> dict[str, Any]:
     """Every figure ``kdatlas stats`` shows, as plain JSON-ready data."""
     areas = []
@@ -71,6 +83,7 @@ def compute_stats(kb: KnowledgeBase) -> dict[str, Any]:
         "implementations": sum(1 for _ in kb.implementations()),
         "notebooks": sum(leaf["notebook"] for area in areas for leaf in area["leaves"]),
         "leaves": sum(len(area["leaves"]) for area in areas),
+        "surveys": _survey_stats(kb),
         "coverage": {
             "authors": _share(total - len(without_authors), total),
             "code": _share(sum(bool(e.fields.get("code", "").strip()) for e in entries), total),

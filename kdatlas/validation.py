@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-from kdatlas.bibliography import SURVEY_KEY, BibEntry, arxiv_id, doi, normalise_title
+from kdatlas.bibliography import BibEntry, arxiv_id, doi, normalise_title
 from kdatlas.knowledge_base import KnowledgeBase, Location
-from kdatlas.models import AREA_IDS, BIB_KEY
+from kdatlas.models import AREA_IDS, BIB_KEY, SURVEYS_ID
 from kdatlas.problems import Problem, Severity
 
 REQUIRED_FIELDS = ("title", "year", "url")
@@ -166,7 +166,8 @@ def located(kb: KnowledgeBase, area_id: str, loc: Location, message: str, **kw: 
 
 
 def _key_references(kb: KnowledgeBase) -> Iterator[tuple[str, Location, str]]:
-    """(area id, location, bib key) for every bib key written in the taxonomy."""
+    """(area id or SURVEYS_ID, location, bib key) for every bib key written in the taxonomy."""
+    yield from _survey_references(kb)
     for area in kb.areas:
         for i, leaf in enumerate(area.leaves):
             for k, key in enumerate(leaf.papers):
@@ -177,6 +178,32 @@ def _key_references(kb: KnowledgeBase) -> Iterator[tuple[str, Location, str]]:
             for j, implementation in enumerate(leaf.implementations):
                 for k, key in enumerate(implementation.papers):
                     yield area.id, ("leaves", i, "implementations", j, "papers", k), key
+
+
+def _survey_references(kb: KnowledgeBase) -> Iterator[tuple[str, Location, str]]:
+    """(SURVEYS_ID, location, bib key) for every key of ``taxonomy/surveys.yaml``."""
+    if kb.surveys is None:
+        return
+    yield SURVEYS_ID, ("survey",), kb.surveys.survey
+    for list_name in ("cite", "existing"):
+        for k, key in enumerate(getattr(kb.surveys, list_name)):
+            yield SURVEYS_ID, (list_name, k), key
+
+
+def survey_problems(kb: KnowledgeBase) -> list[Problem]:
+    """Each key of ``taxonomy/surveys.yaml`` appears once in the file: the survey is not one of
+    its own papers to cite or earlier surveys, and no list repeats a key."""
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for area_id, loc, key in _survey_references(kb):
+        path, line = kb.location(area_id, loc)
+        if key in seen:
+            problems.append(
+                Problem(path, line, f"bib key '{key}' is already listed at {seen[key]}")
+            )
+        else:
+            seen[key] = f"{path}:{line}"
+    return problems
 
 
 def unique_id_problems(kb: KnowledgeBase) -> list[Problem]:
@@ -220,10 +247,10 @@ def unique_id_problems(kb: KnowledgeBase) -> list[Problem]:
 
 
 def reference_problems(kb: KnowledgeBase) -> list[Problem]:
-    """Every bib key the taxonomy names exists; entries nothing names (but the survey, which
-    the site cites) are warnings."""
+    """Every bib key the taxonomy names exists (leaves, topics, implementations and
+    ``taxonomy/surveys.yaml``); entries nothing names are warnings."""
     problems: list[Problem] = []
-    used: set[str] = {SURVEY_KEY}
+    used: set[str] = set()
     for area_id, loc, key in _key_references(kb):
         used.add(key)
         if key not in kb.entries:
@@ -236,7 +263,8 @@ def reference_problems(kb: KnowledgeBase) -> list[Problem]:
                 Problem(
                     entry.path or "bib",
                     entry.line,
-                    f"{key}: not used by any leaf, topic or implementation",
+                    f"{key}: not used by any leaf, topic or implementation, "
+                    "nor by taxonomy/surveys.yaml",
                     Severity.WARNING,
                 )
             )
@@ -306,6 +334,7 @@ def taxonomy_text_problems(kb: KnowledgeBase) -> list[Problem]:
 def data_problems(kb: KnowledgeBase) -> list[Problem]:
     """Every check that looks only at the parsed data."""
     problems = unique_id_problems(kb)
+    problems += survey_problems(kb)
     problems += reference_problems(kb)
     problems += see_also_problems(kb)
     problems += taxonomy_text_problems(kb)

@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdatlas.bibliography import SURVEY_KEY, BibEntry
+from kdatlas.bibliography import BibEntry
 from kdatlas.loader import KnowledgeBase
 from kdatlas.models import Area, Implementation, Leaf
 from kdatlas.site.records import ModuleOutcome, latest_outcomes, read_records
 from kdatlas.site.render import (
     Paper,
+    bibtex_listing,
     html_attr,
     html_text,
     link,
@@ -37,6 +38,13 @@ from kdatlas.site.render import (
 )
 
 TITLE_FROM_PAGE = "kdatlas-page-title"
+SURVEYS_PAGE = "surveys.md"
+# The sections of the Surveys page, by the list of taxonomy/surveys.yaml they show.
+SURVEY_SECTIONS = {
+    "survey": ("the-survey", "the survey followed"),
+    "cite": ("citation", "cited with the survey"),
+    "existing": ("earlier-surveys", "an earlier survey"),
+}
 PARTIALS = Path("docs") / "partials"
 API_ROOT = "api"
 _MODULE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -198,6 +206,7 @@ class Generator:
         for area in self.kb.areas:
             self.area(area)
         self.papers_index()
+        self.surveys()
         self.notebook_pages()
         self.api_pages()
         self.benchmarks()
@@ -211,7 +220,7 @@ class Generator:
         intro = intro_path.read_text(encoding="utf-8").strip() if intro_path.exists() else ""
         counts = self.counts()
         lines = ["# KD Atlas", "", intro, ""]
-        survey = self.papers.get(SURVEY_KEY)
+        survey = self.papers.get(self.kb.surveys.survey) if self.kb.surveys else None
         if survey:
             lines += [
                 "## The survey",
@@ -230,7 +239,8 @@ class Generator:
                 )
                 + "</p>",
                 "",
-                f"[Its BibTeX](papers/index.md#{survey.key}) · [how to cite KD Atlas](about.md)",
+                f"[Its BibTeX and the papers its authors ask to be cited]({SURVEYS_PAGE}) · "
+                "[how to cite KD Atlas](about.md)",
                 "",
             ]
         lines += [
@@ -451,6 +461,7 @@ class Generator:
                     label += " › " + topic_titles.get((m.area, m.leaf, m.topic), m.topic)
                 url = _page_url(page, f"{m.area}/{m.leaf}.md") + f"#{key}"
                 places.append(f'<a href="{html_attr(url)}">{html_text(label)}</a>')
+            places += self.survey_places(page, key)
             filed_under[key] = "<br>".join(dict.fromkeys(places))
         papers = sorted(
             self.papers.values(), key=lambda p: (-int(p.year or 0), p.title.lower(), p.key)
@@ -482,6 +493,57 @@ class Generator:
         ]
         self.site.add(page, front_matter("All papers") + "\n".join(lines))
         self.site.nav.append("* [All papers](papers/index.md)")
+
+    def survey_places(self, page: str, key: str) -> list[str]:
+        """Links to the Surveys page sections that list ``key``."""
+        surveys = self.kb.surveys
+        if surveys is None:
+            return []
+        lists = {"survey": [surveys.survey], "cite": surveys.cite, "existing": surveys.existing}
+        return [
+            f'<a href="{html_attr(_page_url(page, SURVEYS_PAGE) + "#" + anchor)}">'
+            f"{html_text('Surveys › ' + label)}</a>"
+            for name, (anchor, label) in SURVEY_SECTIONS.items()
+            if key in lists[name]
+        ]
+
+    def surveys(self) -> None:
+        """The survey followed with its citation block (its BibTeX and the papers its authors ask
+        to be cited, as its README gives them), and the earlier surveys it lists."""
+        lines = ["# Surveys", ""]
+        surveys = self.kb.surveys
+        if surveys is None:
+            lines.append("No `taxonomy/surveys.yaml` yet: the survey followed is not declared.")
+        else:
+            anchored: set[str] = set()
+            cite = list(dict.fromkeys(surveys.cite))
+            existing = list(dict.fromkeys(surveys.existing))
+            lines += [
+                f"## The survey {{#{SURVEY_SECTIONS['survey'][0]}}}",
+                "",
+                "The taxonomy of KD Atlas follows the areas and leaves of this survey.",
+                "",
+                *self.paper_block([surveys.survey], anchored),
+                f"## Citation {{#{SURVEY_SECTIONS['cite'][0]}}}",
+                "",
+                f"The survey's authors ask readers who use it to cite the survey and these "
+                f'{len(cite)} papers of theirs (its README\'s "Citation"). Their BibTeX, in '
+                "the form of our bibliography:",
+                "",
+                bibtex_listing(
+                    [self.papers[k] for k in [surveys.survey, *cite] if k in self.papers]
+                ),
+                "",
+                *self.paper_block(cite, anchored),
+                f"## Earlier surveys {{#{SURVEY_SECTIONS['existing'][0]}}}",
+                "",
+                f"The {len(existing)} earlier surveys of knowledge distillation that the survey "
+                'lists ("Existing Surveys on Knowledge Distillation"), in its order.',
+                "",
+                *self.paper_block(existing, anchored),
+            ]
+        self.site.add(SURVEYS_PAGE, front_matter("Surveys") + "\n".join(lines) + "\n")
+        self.site.nav.append(f"* [Surveys]({SURVEYS_PAGE})")
 
     def notebook_pages(self) -> None:
         if not self.notebooks or self.render_notebook is None:

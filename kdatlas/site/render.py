@@ -134,6 +134,18 @@ def bibtex_block(paper: Paper) -> str:
     )
 
 
+def bibtex_listing(papers: Sequence[Paper]) -> str:
+    """The BibTeX of several papers in one copyable block, as a README's "Citation" section
+    shows it (raw HTML, escaped; no blank line, which would end the raw HTML block)."""
+    body = "\n".join(
+        html.escape(line, quote=True)
+        for paper in papers
+        for line in paper.bibtex.splitlines()
+        if line
+    )
+    return f'<pre class="kd-citation-bibtex"><code class="language-bibtex">{body}</code></pre>'
+
+
 def _anchor(key: str) -> str:
     return html_attr(key)
 

@@ -315,14 +315,18 @@ def test_unused_entry_is_a_warning_not_an_error(fixture_kb, run_cli):
     assert run_cli(fixture_kb.root, "check", "--no-imports", "--strict").exit_code == 1
 
 
-def test_the_survey_is_used_although_no_leaf_files_it(fixture_kb, run_cli):
-    """The site cites the survey the taxonomy follows; ``check --strict`` passes with it."""
+def test_the_survey_is_used_once_surveys_yaml_names_it(fixture_kb, run_cli):
+    """No special case: the survey is unused (a warning) until taxonomy/surveys.yaml names it."""
     _append_bib(
         fixture_kb,
         "@article{mansourian2025comprehensive,\n"
         "  title = {A Comprehensive Survey on Knowledge Distillation},\n  year = {2025},\n"
         "  url = {https://openreview.net/forum?id=3cbJzdR78B},\n}\n",
     )
+    result = run_cli(fixture_kb.root, "check", "--no-imports", "--strict")
+    assert result.exit_code == 1
+    assert "warning: mansourian2025comprehensive: not used by any leaf" in result.output
+    fixture_kb.write("taxonomy/surveys.yaml", "survey: mansourian2025comprehensive\n")
     result = run_cli(fixture_kb.root, "check", "--no-imports", "--strict")
     assert result.exit_code == 0, result.output
     assert "0 error(s), 0 warning(s)" in result.output

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kdatlas.bibliography import SURVEY_KEY, read_bib_dir
+from kdatlas.bibliography import read_bib_dir
 from kdatlas.loader import load, round_trip_yaml
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -37,12 +37,15 @@ def test_implemented_papers_have_the_metadata_the_site_shows():
     the import's corrections of the implemented papers hold. No count: methods are added."""
     entries = {entry.key: entry for entry in read_bib_dir(REPOSITORY / "bib")[0]}
     implemented: set[str] = set()
+    survey = round_trip_yaml().load((REPOSITORY / "taxonomy" / "surveys.yaml").read_text())
     for path in sorted((REPOSITORY / "taxonomy").glob("*.yaml")):
+        if path.stem == "surveys":
+            continue
         for leaf in round_trip_yaml().load(path.read_text(encoding="utf-8"))["leaves"]:
             for implementation in leaf.get("implementations") or []:
                 implemented.update(implementation["papers"])
     assert "hinton2015distilling" in implemented
-    for key in sorted(implemented | {SURVEY_KEY}):
+    for key in sorted(implemented | {survey["survey"]}):
         fields = entries[key].fields
         missing = {"title", "author", "year", "url"} - set(fields)
         assert not missing, (key, missing)
@@ -55,3 +58,17 @@ def test_implemented_papers_have_the_metadata_the_site_shows():
 def test_repository_is_formatted(run_cli):
     result = run_cli(REPOSITORY, "fmt", "--check")
     assert result.exit_code == 0, result.output
+
+
+def test_the_surveys_lists_are_the_seeds():
+    """taxonomy/surveys.yaml holds the survey's "Citation" (7 papers) and "Existing Surveys"
+    (6) lists; every listed paper has authors (but the one no source names), venue and a link."""
+    kb = load(REPOSITORY)
+    assert kb.surveys is not None
+    assert kb.surveys.survey == "mansourian2025comprehensive"
+    assert len(kb.surveys.cite) == 7 and len(kb.surveys.existing) == 6
+    assert "mansourian2023efficient" in kb.surveys.cite
+    for key in kb.surveys.all_keys():
+        fields = kb.entries[key].fields
+        assert fields.get("url") and (fields.get("journal") or fields.get("booktitle")), key
+        assert fields.get("author") or key == "teacher2023student", key

@@ -169,6 +169,7 @@ PAYLOAD_PAGES = [
     "algorithms/attention/",
     "sources/logit/",
     "papers/",
+    "surveys/",
     "downloads/",
 ]
 

@@ -46,6 +46,8 @@ def test_fixture_site_has_working_links_and_its_pages(fixture_site: Path):
     papers = (fixture_site / "papers" / "index.html").read_text(encoding="utf-8")
     assert 'href="../sources/logit/#zhao2022decoupled"' in papers
     assert 'href="../schemes/offline/#hinton2015distilling"' in papers  # every leaf listing it
+    surveys = (fixture_site / "surveys" / "index.html").read_text(encoding="utf-8")
+    assert 'id="sanh2019distilbert"' in surveys and 'class="kd-citation-bibtex"' in surveys
     bib = (fixture_site / "downloads" / "leaves" / "logit.bib").read_text(encoding="utf-8")
     assert re.findall(r"^@\w+\{([^,]+),", bib, re.M) == [
         "hinton2015distilling",
