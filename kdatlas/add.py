@@ -33,6 +33,7 @@ from kdatlas.bibliography import (
     make_key,
     normalise_venue,
     parse_bib,
+    read_bib_file,
     render_bib,
 )
 from kdatlas.checks import DuplicateIndex, entry_problems, where_entry
@@ -340,7 +341,7 @@ def add_paper(
     bib_path = root / bib_file
     old_entries: list[BibEntry] = []
     if bib_path.exists():
-        old_entries, bib_problems = parse_bib(bib_path.read_text(encoding="utf-8"), bib_file)
+        old_entries, bib_problems = read_bib_file(bib_path, bib_file)
         if any(p.severity is Severity.ERROR for p in bib_problems):
             raise AddError(bib_problems)
     new_texts[bib_path] = render_bib([*old_entries, entry])

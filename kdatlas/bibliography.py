@@ -12,6 +12,7 @@ decoded only for display (:func:`display`) and to compare titles
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -44,6 +45,7 @@ from bibtexparser.writer import BibtexFormat
 from pylatexenc.latex2text import LatexNodes2Text
 from ruamel.yaml import YAML
 
+from kdatlas.limits import MAX_FILE_BYTES, MAX_NESTING_DEPTH, read_bounded, too_long
 from kdatlas.problems import Problem
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "normalise_venue",
     "parse_bib",
     "read_bib_dir",
+    "read_bib_file",
     "render_bib",
 ]
 
@@ -71,6 +74,8 @@ class BibEntry:
     fields: dict[str, str]
     path: Path | None = None
     line: int | None = None
+    # The 1-based line of each field where the entry was read from a file (not compared).
+    field_lines: dict[str, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.fields.get(name, default)
@@ -90,6 +95,8 @@ def parse_bib(text: str, path: Path) -> tuple[list[BibEntry], list[Problem]]:
     """
     # bibtexparser logs every failed block; we report them ourselves, once, with the file name.
     logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)
+    if len(text) > MAX_FILE_BYTES:
+        return [], [Problem(path, None, f"larger than the limit of {MAX_FILE_BYTES} characters")]
     library = bibtexparser.parse_string(text)
     entries: list[BibEntry] = []
     problems: list[Problem] = []
@@ -99,9 +106,14 @@ def parse_bib(text: str, path: Path) -> tuple[list[BibEntry], list[Problem]]:
         if isinstance(block, Entry):
             if run_on := _run_on_field(block):
                 problems.append(Problem(path, _line(run_on.start_line) or line, _run_on(run_on)))
+            elif unbounded := _unbounded_fields(block, path):
+                problems.extend(unbounded)  # left out: nothing downstream decodes such a value
             else:
-                fields = {field.key.lower(): str(field.value) for field in block.fields}
-                entries.append(BibEntry(block.key, block.entry_type.lower(), fields, path, line))
+                fields = {f.key.lower(): str(f.value) for f in block.fields}
+                lines = {f.key.lower(): _line(f.start_line) or line for f in block.fields}
+                entries.append(
+                    BibEntry(block.key, block.entry_type.lower(), fields, path, line, lines)
+                )
         elif isinstance(block, DuplicateBlockKeyBlock):
             problems.append(Problem(path, line, f"duplicate bib key {block.key!r}"))
         elif isinstance(block, ParsingFailedBlock):
@@ -111,6 +123,31 @@ def parse_bib(text: str, path: Path) -> tuple[list[BibEntry], list[Problem]]:
             problems.append(Problem(path, line, _not_an_entry(block)))
         previous = block
     return entries, problems
+
+
+def _brace_depth(value: str) -> int:
+    depth = deepest = 0
+    for char in value:
+        if char == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "}":
+            depth -= 1
+    return deepest
+
+
+def _unbounded_fields(entry: Entry, path: Path) -> list[Problem]:
+    """Fields over the limits of :mod:`kdatlas.limits` (length, nested braces)."""
+    problems: list[Problem] = []
+    for item in entry.fields:
+        value = str(item.value)
+        where = _line(item.start_line) or _line(entry.start_line)
+        if reason := too_long(value):
+            problems.append(Problem(path, where, f"{entry.key}: field '{item.key}' {reason}"))
+        elif _brace_depth(value) > MAX_NESTING_DEPTH:
+            message = f"braces nested deeper than the limit of {MAX_NESTING_DEPTH}"
+            problems.append(Problem(path, where, f"{entry.key}: field '{item.key}' has {message}"))
+    return problems
 
 
 def _line(start_line: int | None) -> int | None:
@@ -156,13 +193,22 @@ def _not_an_entry(block: Block) -> str:
     )
 
 
+def read_bib_file(path: Path, display_path: Path | str) -> tuple[list[BibEntry], list[Problem]]:
+    """Every reader of a bib file comes here: read within the limits of :mod:`kdatlas.limits`,
+    then parse; problems name ``display_path``."""
+    text, problems = read_bounded(path, display_path)
+    if text is None:
+        return [], problems
+    return parse_bib(text, Path(display_path))
+
+
 def read_bib_dir(bib_dir: Path) -> tuple[list[BibEntry], list[Problem]]:
     """Read every ``*.bib`` in ``bib_dir`` (sorted by file name); keys must be unique across files."""
     entries: list[BibEntry] = []
     problems: list[Problem] = []
     first_seen: dict[str, BibEntry] = {}
     for path in sorted(bib_dir.glob("*.bib")):
-        file_entries, file_problems = parse_bib(path.read_text(encoding="utf-8"), path)
+        file_entries, file_problems = read_bib_file(path, path)
         problems.extend(file_problems)
         for entry in file_entries:
             if entry.key in first_seen:

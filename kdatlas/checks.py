@@ -247,15 +247,26 @@ def _object_problem(object_path: str) -> str | None:
 # --------------------------------------------------------------------------- all
 
 
-def check(root: Path, *, imports: bool = True) -> list[Problem]:
-    """Everything ``kdatlas check`` reports, sorted by file and line."""
+def check_knowledge_base(
+    root: Path, *, imports: bool = True
+) -> tuple[KnowledgeBase | None, list[Problem]]:
+    """The knowledge base and everything ``kdatlas check`` reports, sorted by file and line.
+
+    The site build loads through here (without imports), so it refuses exactly what
+    ``kdatlas check --no-imports`` refuses.
+    """
     kb, problems = load_with_problems(root)
     if kb is None:
-        return problems
+        return None, problems
     problems = [*problems, *notebook_problems(kb), *implementation_file_problems(kb)]
     if imports:
         problems += import_problems(kb)
-    return sort_problems(problems)
+    return kb, sort_problems(problems)
+
+
+def check(root: Path, *, imports: bool = True) -> list[Problem]:
+    """Everything ``kdatlas check`` reports, sorted by file and line."""
+    return check_knowledge_base(root, imports=imports)[1]
 
 
 def has_errors(problems: Iterable[Problem]) -> bool:

@@ -212,14 +212,16 @@ def add(
 
 
 def _read_snippet(bib: Path | None) -> tuple[str, Path]:
+    from kdatlas.limits import MAX_FILE_BYTES, read_bounded
+
     if bib is not None:
-        try:
-            return bib.read_text(encoding="utf-8"), bib
-        except (OSError, UnicodeDecodeError) as error:
-            raise _fail(f"{bib}: error: cannot read: {error}", 2) from None
+        text, problems = read_bounded(bib, bib)
+        if text is None:
+            raise _fail(str(problems[0]), 2)
+        return text, bib
     if sys.stdin is None or sys.stdin.isatty():
         raise _fail("error: give a BibTeX entry on stdin, --bib FILE, or --title/--year/--url", 2)
-    return sys.stdin.read(), Path("<stdin>")
+    return sys.stdin.read(MAX_FILE_BYTES + 1), Path("<stdin>")  # parse_bib refuses a longer one
 
 
 # --------------------------------------------------------------------------- stats

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from kdatlas.atomic import replace_files
-from kdatlas.bibliography import parse_bib, render_bib
+from kdatlas.bibliography import read_bib_file, render_bib
 from kdatlas.loader import BIB_DIR, TAXONOMY_DIR, YAML_SUFFIXES, read_yaml, round_trip_yaml
 from kdatlas.models import SURVEYS_ID, Area, Implementation, Leaf, Surveys, Topic
 from kdatlas.problems import Problem, Severity
@@ -93,23 +93,13 @@ def format_yaml(path: Path, display_path: Path | str) -> tuple[str | None, list[
 
 def format_bib(path: Path, display_path: Path | str) -> tuple[str | None, list[Problem]]:
     """The canonical text of one BibTeX file, or None and the problems if it does not parse."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        return None, [Problem(display_path, None, f"cannot read file: {error}")]
-    entries, problems = parse_bib(text, path)
+    entries, problems = read_bib_file(path, display_path)
     # Syntax errors, and anything that is not an entry (free text, comments, macros): the
     # canonical form holds entries only, so such a file is reported, never rewritten.
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
-        return None, [_display(p, path, display_path) for p in errors]
+        return None, errors
     return render_bib(entries), []
-
-
-def _display(problem: Problem, path: Path, display_path: Path | str) -> Problem:
-    if Path(problem.path) == path:
-        return Problem(display_path, problem.line, problem.message, problem.severity)
-    return problem
 
 
 @dataclass

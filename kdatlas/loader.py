@@ -23,6 +23,15 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
+from ruamel.yaml.reader import ReaderError
 
 from kdatlas.bibliography import BibEntry, read_bib_dir
 from kdatlas.knowledge_base import BIB_DIR as BIB_DIR
@@ -31,6 +40,7 @@ from kdatlas.knowledge_base import KnowledgeBase as KnowledgeBase
 from kdatlas.knowledge_base import Location as Location
 from kdatlas.knowledge_base import Membership as Membership
 from kdatlas.knowledge_base import yaml_line as yaml_line
+from kdatlas.limits import MAX_NESTING_DEPTH, forbidden_line, read_bounded, too_long
 from kdatlas.models import AREA_IDS, SURVEYS_ID, Area, Surveys
 from kdatlas.problems import KnowledgeBaseError, Problem, Severity
 from kdatlas.validation import data_problems
@@ -70,20 +80,66 @@ def round_trip_yaml() -> YAML:
 
 
 def read_yaml(path: Path, display_path: Path | str) -> tuple[Any, list[Problem]]:
-    """Parse one YAML file; a syntax error becomes a Problem at its line, never an exception."""
+    """Parse one taxonomy file within the limits of :mod:`kdatlas.limits`.
+
+    Every reader of taxonomy files (check, fmt, add, export, the site) comes here. The
+    file is read no further than its size limit; its events are then scanned once
+    (linear in its size) for what could make composing it unbounded (anchors, aliases,
+    tags, deep nesting, huge scalars) before ruamel builds anything. A problem is
+    returned at its line, never raised.
+    """
+    text, problems = read_bounded(path, display_path)
+    if text is None:
+        return None, problems
+    if found := forbidden_line(text):
+        line, reason = found
+        return None, [Problem(display_path, line, f"the file {reason}")]
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        return None, [Problem(display_path, None, f"cannot read file: {error}")]
-    try:
+        if problem := _unbounded_structure(text, display_path):
+            return None, [problem]
         return round_trip_yaml().load(text), []
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
         what = error.problem or error.context or "invalid YAML"
         return None, [Problem(display_path, line, f"YAML syntax error: {_one_line(what)}")]
+    except ReaderError as error:  # a character YAML does not allow
+        line = text.count("\n", 0, error.position) + 1
+        return None, [Problem(display_path, line, f"YAML error: {_one_line(error.reason)}")]
     except YAMLError as error:
         return None, [Problem(display_path, None, f"YAML error: {_one_line(str(error))}")]
+
+
+def _unbounded_structure(text: str, display_path: Path | str) -> Problem | None:
+    """The first anchor, alias, tag, collection key, too deep or too long node, or None."""
+    # Each open collection: True for a mapping expecting a key, False for one expecting a
+    # value, None for a sequence.
+    open_collections: list[bool | None] = []
+    for event in YAML(typ="rt").parse(text):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, CollectionEndEvent):
+            open_collections.pop()
+            continue
+        if not isinstance(event, NodeEvent):
+            continue
+        if isinstance(event, AliasEvent) or event.anchor is not None:
+            return Problem(display_path, line, "YAML anchors and aliases are not allowed")
+        if getattr(event, "tag", None) is not None:
+            return Problem(display_path, line, f"YAML tags are not allowed ({event.tag})")
+        starts = isinstance(event, CollectionStartEvent)
+        if open_collections and open_collections[-1] is not None:
+            if open_collections[-1] and starts:
+                return Problem(display_path, line, "a mapping key must be a plain value")
+            open_collections[-1] = not open_collections[-1]
+        if starts:
+            open_collections.append(True if isinstance(event, MappingStartEvent) else None)
+            if len(open_collections) > MAX_NESTING_DEPTH:
+                return Problem(
+                    display_path, line, f"nested deeper than the limit of {MAX_NESTING_DEPTH}"
+                )
+        elif isinstance(event, ScalarEvent) and (reason := too_long(event.value)):
+            return Problem(display_path, line, f"a value {reason}")
+    return None
 
 
 def plain(value: Any) -> Any:

@@ -27,7 +27,15 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line is not None else f"{self.path}"
-        return f"{where}: {self.severity.value}: {self.message}"
+        return _visible(f"{where}: {self.severity.value}: {self.message}")
+
+
+def _visible(text: str) -> str:
+    """``text`` with every unprintable character (controls, bidi overrides, line breaks)
+    escaped, so a hostile value quoted in a message cannot act on the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 class KnowledgeBaseError(Exception):

@@ -17,6 +17,7 @@ from typing import Any
 
 from kdatlas.bibliography import BibEntry, arxiv_id, doi, normalise_title
 from kdatlas.knowledge_base import KnowledgeBase, Location
+from kdatlas.limits import forbidden_character
 from kdatlas.models import AREA_IDS, BIB_KEY, SURVEYS_ID
 from kdatlas.problems import Problem, Severity
 
@@ -46,6 +47,8 @@ def _shown(value: str, limit: int = 60) -> str:
 
 def unsafe_text(value: str) -> str | None:
     """Why a piece of text (title, summary, bib field) is unsafe to show, or None."""
+    if reason := forbidden_character(value):
+        return reason
     if HTML.search(value):
         return f"holds HTML markup ({_shown(HTML.search(value).group(0), 30)})"
     scheme = DANGEROUS_SCHEME.search(value)
@@ -63,6 +66,8 @@ def unsafe_text(value: str) -> str | None:
 def url_problem(value: str) -> str | None:
     """Why a URL field's value is not an acceptable link, or None."""
     value = value.strip()
+    if reason := forbidden_character(value):
+        return reason
     if HTML.search(value):
         return "holds HTML markup"
     if not HTTP_URL.match(value):
@@ -88,11 +93,16 @@ def entry_problems(entry: BibEntry) -> list[Problem]:
             Problem(*where, f"{entry.key}: year must be four digits, found '{_shown(year)}'")
         )
     for name, value in entry.fields.items():
+        if reason := forbidden_character(name):
+            problems.append(Problem(*where, f"{entry.key}: a field name {reason}"))
+            continue
         if not value.strip():
             continue
         reason = url_problem(value) if name in URL_FIELDS else unsafe_text(value)
+        # A control character is pointed at on its field's own line.
+        line = entry.field_lines.get(name, entry.line) if forbidden_character(value) else entry.line
         if reason:
-            problems.append(Problem(*where, f"{entry.key}: field '{name}' {reason}"))
+            problems.append(Problem(where[0], line, f"{entry.key}: field '{name}' {reason}"))
     return problems
 
 
@@ -297,6 +307,8 @@ def see_also_problems(kb: KnowledgeBase) -> list[Problem]:
 
 
 def notebook_path_problem(notebook: str) -> str | None:
+    if reason := forbidden_character(notebook):
+        return f"notebook path {reason}"
     path = PurePosixPath(notebook)
     if path.is_absolute() or "\\" in notebook or ".." in path.parts or ":" in notebook:
         return f"notebook must be a relative path inside the repository, found '{_shown(notebook)}'"

@@ -18,8 +18,27 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kdatlas.site.records import implementation_module, read_from, record_files
+
+# Hypothesis profiles (``--hypothesis-profile=long`` for a deeper fuzz run). The default is
+# derandomized (a fixed seed: CI sees the same examples on every run) and bounded.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=60,
+    deadline=None,  # the fuzz tests time each example themselves, more loosely than this
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD_DIR = ROOT / "tests" / "gpu_runs"

@@ -7,7 +7,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from kdatlas.loader import KnowledgeBase, load_with_problems
+from kdatlas.checks import check_knowledge_base
+from kdatlas.loader import KnowledgeBase
 from kdatlas.problems import KnowledgeBaseError
 from kdatlas.site.pages import Notebook
 
@@ -16,8 +17,9 @@ NOTEBOOK_MODES = ("execute", "source")
 
 
 def load_knowledge_base(root: Path) -> KnowledgeBase:
-    """The knowledge base at ``root``; refuses data with errors unless told to build anyway."""
-    kb, problems = load_with_problems(root)
+    """The knowledge base at ``root``; refuses what ``kdatlas check --no-imports`` refuses
+    unless told to build anyway (``KDATLAS_SITE_ALLOW_PROBLEMS=1``)."""
+    kb, problems = check_knowledge_base(root, imports=False)
     errors = [p for p in problems if p.is_error]
     for problem in problems:
         log.info("kdatlas: %s", problem)
