@@ -13,7 +13,10 @@ One call writes the three things every implementation has, in the places
   method-specific tests as stubs that fail until written (the generic contract
   is checked for every implementation by ``tests/reference_impls/test_contracts.py``);
 * the taxonomy entry, appended to the leaf's ``implementations`` through a
-  ruamel round trip, so comments stay and the file stays in ``kdatlas fmt`` form.
+  ruamel round trip, so comments stay and the file stays in ``kdatlas fmt`` form;
+* the export: the leaf package's ``__init__.py`` imports the class and lists it in
+  ``__all__`` (``from reference_impls.<area>.<leaf> import Class``), kept sorted;
+  a hand-edited ``__init__.py`` is left alone with a note saying what to add.
 
 Everything is checked before anything is written: a malformed id or class name,
 an unknown leaf or paper, an implementation id already used anywhere in the
@@ -24,6 +27,7 @@ changes. Then every file is written through :func:`kdatlas.atomic.replace_files`
 
 from __future__ import annotations
 
+import ast
 import copy
 import keyword
 import re
@@ -607,6 +611,76 @@ def _append_entry(leaf: CommentedMap, entry: CommentedMap) -> None:
     _put_following_lines(leaf, following)
 
 
+# --------------------------------------------------------------------------- exports
+
+
+def package_exports(text: str) -> tuple[str, list[tuple[str, str]], list[str]] | None:
+    """A leaf ``__init__.py`` as (docstring, ``from M import C`` pairs, ``__all__``).
+
+    ``None`` when the file holds anything else (it was edited by hand): the scaffold
+    then leaves it alone and says what to add.
+    """
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    docstring = ast.get_docstring(tree, clean=False) or PACKAGE_DOCSTRING.strip().strip('"')
+    imports: list[tuple[str, str]] = []
+    exports: list[str] = []
+    for index, node in enumerate(tree.body):
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if any(alias.asname or alias.name == "*" for alias in node.names):
+                return None
+            imports += [(node.module, alias.name) for alias in node.names]
+        elif (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["__all__"]
+            and isinstance(node.value, ast.List | ast.Tuple)
+            and all(isinstance(e, ast.Constant) for e in node.value.elts)
+        ):
+            exports = [e.value for e in node.value.elts]
+        else:
+            return None
+    return docstring, imports, exports
+
+
+def import_line(module: str, name: str) -> str:
+    """``from module import name``, parenthesised over three lines when past 100 columns (ruff)."""
+    line = f"from {module} import {name}"
+    return line if len(line) <= 100 else f"from {module} import (\n    {name},\n)"
+
+
+def ruff_order(name: str) -> tuple[int, list[int | str]]:
+    """``__all__`` order as ruff's RUF022 sorts it: CONSTANTS (two or more characters), then
+    Classes, then functions; each in natural order (``Loss2`` before ``Loss10``)."""
+    group = 0 if len(name) > 1 and name.isupper() else 1 if name[:1].isupper() else 2
+    return group, [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def package_text(docstring: str, imports: Sequence[tuple[str, str]], exports: Sequence[str]) -> str:
+    """A leaf ``__init__.py`` that imports each implementation and lists it in ``__all__``."""
+    lines = [f'"""{docstring}"""', ""]
+    if imports:
+        lines += [import_line(module, name) for module, name in sorted(set(imports))]
+        lines.append("")
+    if exports:
+        names = sorted(set(exports), key=ruff_order)
+        lines += ["__all__ = [", *(f'    "{name}",' for name in names), "]"]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def export_from_package(text: str, module: str, class_name: str) -> str | None:
+    """``text`` (a leaf ``__init__.py``) with ``from module import class_name`` and its
+    ``__all__`` entry added, or ``None`` when the file is not in the form the scaffold writes."""
+    parsed = package_exports(text)
+    if parsed is None or (text.strip() and package_text(*parsed) != text):
+        return None  # hand-written (comments, other order, other statements): not rewritten
+    docstring, imports, exports = parsed
+    return package_text(docstring, [*imports, (module, class_name)], [*exports, class_name])
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -638,12 +712,24 @@ def plan(root: Path, request: Request) -> Scaffold:
             raise _refuse(target, "already exists; choose another --id or remove the file")
 
     texts: dict[Path, str] = {}
-    for package in (folder.parent, folder):  # the area's and the leaf's package
-        init = package / "__init__.py"
-        if not (root / init).exists():
-            texts[init] = PACKAGE_DOCSTRING
+    area_init = folder.parent / "__init__.py"
+    if not (root / area_init).exists():
+        texts[area_init] = PACKAGE_DOCSTRING
     texts[scaffold.method_file] = method_source(request, scaffold, entries)
     texts[scaffold.test_file] = tests_source(request, scaffold, entries)
+    # the leaf's package exports the class: ``from reference_impls.<area>.<leaf> import Class``
+    leaf_init = folder / "__init__.py"
+    existing = (
+        (root / leaf_init).read_text(encoding="utf-8") if (root / leaf_init).exists() else None
+    )
+    exported = export_from_package(existing or PACKAGE_DOCSTRING, scaffold.module, class_name)
+    if exported is None:
+        scaffold.notes.append(
+            f"{leaf_init} is not in the scaffold's form: add `from {scaffold.module} import "
+            f'{class_name}` and "{class_name}" to its __all__ by hand'
+        )
+    else:
+        texts[leaf_init] = exported
 
     was_canonical = format_yaml(root / taxonomy_file, taxonomy_file)[0] == (
         root / taxonomy_file
@@ -731,6 +817,7 @@ __all__ = [
     "ScaffoldError",
     "default_class_name",
     "default_title",
+    "export_from_package",
     "module_name",
     "new_implementation",
     "next_steps",

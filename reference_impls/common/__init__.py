@@ -8,7 +8,7 @@ from reference_impls.common.data import (
     make_blobs_split,
 )
 from reference_impls.common.experiment import CachedTeacher, Experiment, Trained, cached_teacher
-from reference_impls.common.hooks import FeatureTaps
+from reference_impls.common.hooks import FeatureTaps, WithFeatures, with_features
 from reference_impls.common.interfaces import (
     INPUT_KINDS,
     DistillationLoss,
@@ -69,6 +69,7 @@ __all__ = [
     "TinyCNN",
     "TinyMLP",
     "Trained",
+    "WithFeatures",
     "accuracy",
     "agreement",
     "cached_teacher",
@@ -101,4 +102,5 @@ __all__ = [
     "teacher_mlp",
     "train",
     "train_supervised",
+    "with_features",
 ]

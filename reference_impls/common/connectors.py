@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -18,4 +19,24 @@ def conv1x1_bn(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-__all__ = ["conv1x1_bn"]
+def same_dtype(owner: str, connector: nn.Module, features: torch.Tensor) -> None:
+    """Refuse features whose dtype differs from the connector's parameters, saying what to do.
+
+    A connector is trained, so it is not cast silently on every call: the loss is
+    moved to the models' dtype once, as the models were. Under ``torch.autocast``
+    torch casts for itself and the check is skipped.
+    """
+    parameter = next(connector.parameters(), None)
+    if parameter is None or parameter.dtype == features.dtype:
+        return
+    if torch.is_autocast_enabled(features.device.type):
+        return
+    dtype = str(features.dtype).removeprefix("torch.")
+    raise TypeError(
+        f"{owner}'s connector is {str(parameter.dtype).removeprefix('torch.')} but the student "
+        f"features are {dtype}; move the loss to the models' dtype as you did the models, "
+        f"e.g. loss.to(torch.{dtype})" + (" (or loss.double())" if dtype == "float64" else "")
+    )
+
+
+__all__ = ["conv1x1_bn", "same_dtype"]

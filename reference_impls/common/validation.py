@@ -2,13 +2,18 @@
 
 Each helper returns the value it checked, so a constructor can read
 ``self.temperature = positive("temperature", temperature)``. Errors are
-``ValueError`` naming the argument and the value received.
+``ValueError`` naming the argument and the value received. The tensor checks
+(:func:`logit_pair`, :func:`class_indices`) run at the top of every logit loss's
+``forward``, so a wrong shape is reported in the loss's terms, not as a raw torch error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence, Sized
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -103,10 +108,50 @@ def enough_feature_maps(
         )
 
 
+def logit_pair(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tokens_ok: bool = False
+) -> None:
+    """Student and teacher logits of one shape ``[B, C]`` (``[..., C]`` with ``tokens_ok``)."""
+    expected = "[..., C]" if tokens_ok else "[B, C]"
+    for name, logits in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
+        if logits.dim() < 2 or (logits.dim() != 2 and not tokens_ok):
+            raise ValueError(
+                f"{name} must have shape {expected} (a batch of class scores), got shape "
+                f"{tuple(logits.shape)}" + ("; add the batch dimension" if logits.dim() < 2 else "")
+            )
+    student_shape, teacher_shape = tuple(student_logits.shape), tuple(teacher_logits.shape)
+    if student_shape[-1] != teacher_shape[-1]:
+        raise ValueError(
+            f"student_logits has {student_shape[-1]} classes but teacher_logits has "
+            f"{teacher_shape[-1]} (shapes {student_shape} and {teacher_shape}); "
+            "student and teacher must predict the same classes"
+        )
+    if student_shape != teacher_shape:
+        raise ValueError(
+            f"student_logits and teacher_logits must have one shape, got {student_shape} "
+            f"and {teacher_shape}"
+        )
+
+
+def class_indices(target: torch.Tensor, logits: torch.Tensor) -> None:
+    """``target`` holds one integer class index per row of ``[B, C]`` logits: shape ``[B]``."""
+    expected = (logits.shape[0],)
+    if tuple(target.shape) != expected:
+        hint = "; for one-hot targets pass target.argmax(dim=1)" if target.dim() == 2 else ""
+        raise ValueError(
+            f"target must be class indices of shape {expected} (one per row of the logits), "
+            f"got shape {tuple(target.shape)}{hint}"
+        )
+    if target.dtype.is_floating_point or target.dtype.is_complex:
+        raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
+
+
 __all__ = [
     "at_least",
+    "class_indices",
     "enough_feature_maps",
     "in_unit_interval",
+    "logit_pair",
     "loss_weights",
     "non_negative",
     "one_of",

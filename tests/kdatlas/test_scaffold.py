@@ -64,14 +64,15 @@ def test_writes_method_tests_and_entry_that_check_accepts(fixture_kb, run_cli):
     result = run_cli(fixture_kb.root, *NEW, *DKD)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[:4] == [
+    assert lines[:5] == [
         f"wrote {METHOD}",
         f"wrote {TESTS}",
+        "wrote reference_impls/sources/logit/__init__.py",
         "wrote taxonomy/sources.yaml",
         "added 'my-dkd' (reference_impls.sources.logit.my_dkd:MyDkdLoss) to taxonomy/sources.yaml",
     ]
-    assert lines[4] == "next steps:"
-    assert "use MyDkdLoss in the leaf's notebook docs/notebooks/sources/logit.py" in lines[7]
+    assert lines[5] == "next steps:"
+    assert "use MyDkdLoss in the leaf's notebook docs/notebooks/sources/logit.py" in lines[8]
 
     sources = fixture_kb.read("taxonomy/sources.yaml")
     assert "      - hinton2015distilling  # the original\n" in sources  # comment kept
@@ -348,3 +349,39 @@ def test_a_failure_while_writing_leaves_the_tree_as_it_was(fixture_kb, monkeypat
     with pytest.raises(OSError, match="disk full"):
         new_implementation(fixture_kb.root, request)
     assert tree(fixture_kb.root) == before
+
+
+def test_the_leaf_package_exports_each_new_class_sorted(fixture_kb, run_cli):
+    with_shared_code(fixture_kb.root)
+    init = "reference_impls/sources/logit/__init__.py"
+    assert run_cli(fixture_kb.root, *NEW, *DKD).exit_code == 0
+    other = ("--leaf", "sources/logit", "--id", "a-kd", "--paper", "zhao2022decoupled")
+    assert run_cli(fixture_kb.root, *NEW, *other).exit_code == 0
+    assert fixture_kb.read(init) == (
+        '"""Reference implementations filed under this taxonomy node."""\n\n'
+        "from reference_impls.sources.logit.a_kd import AKdLoss\n"
+        "from reference_impls.sources.logit.my_dkd import MyDkdLoss\n\n"
+        '__all__ = [\n    "AKdLoss",\n    "MyDkdLoss",\n]\n'
+    )
+    completed = subprocess.run(  # the obvious import works in the generated tree
+        [sys.executable, "-c", "from reference_impls.sources.logit import MyDkdLoss, AKdLoss"],
+        cwd=fixture_kb.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_a_hand_edited_leaf_package_is_left_alone_with_a_note(fixture_kb, run_cli):
+    init = "reference_impls/sources/logit/__init__.py"
+    hand_edited = "from reference_impls.sources.logit.losses import *  # noqa: F403\n"
+    fixture_kb.write(init, hand_edited)
+    result = run_cli(fixture_kb.root, *NEW, *DKD)
+    assert result.exit_code == 0, result.output
+    assert fixture_kb.read(init) == hand_edited
+    assert (
+        "note: reference_impls/sources/logit/__init__.py is not in the scaffold's form: add "
+        '`from reference_impls.sources.logit.my_dkd import MyDkdLoss` and "MyDkdLoss" to its '
+        "__all__ by hand"
+    ) in result.output

@@ -17,6 +17,11 @@ labels (``needs_target``). A loss that reads two kinds declares a tuple, e.g.
 IRG's ``("features", "logits")``, and is called
 ``loss(student_features, teacher_features, student_logits, teacher_logits)``. The teacher runs under ``torch.no_grad()`` and is
 kept in eval mode even when the distiller is put in training mode.
+
+Models may return a ``ModelOutput`` or plain logits (any ``nn.Module`` classifier):
+logit losses need nothing more; for a loss that reads features, wrap the model
+with ``reference_impls.common.with_features(model, layers=[...])``, which taps
+the named layers by forward hooks.
 """
 
 from __future__ import annotations
@@ -32,31 +37,51 @@ from reference_impls.common.models import ModelOutput
 from reference_impls.common.training import freeze, logits_of
 
 
-def select_inputs(output: ModelOutput, kind: str):
-    """Pick what a loss reads from a model's output."""
+def select_inputs(
+    output: ModelOutput | torch.Tensor, kind: str, loss_name: str = "the loss", model: str = "model"
+):
+    """Pick what a loss reads from a model's output (a ``ModelOutput``, or plain logits)."""
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"unknown loss input kind {kind!r}; expected one of {INPUT_KINDS}")
     if kind == "logits":
-        return output.logits
-    if kind == "features":
-        return output.features
-    if kind == "preact_features":
-        return output.preact_features
-    if kind == "embeddings":
-        return output.embedding
-    raise ValueError(f"unknown loss input kind {kind!r}; expected one of {INPUT_KINDS}")
+        return logits_of(output)
+    if not isinstance(output, ModelOutput):
+        raise TypeError(
+            f"{loss_name} reads {kind!r}, but the {model} returned a plain "
+            f"{type(output).__name__} (logits only); wrap the model so that it returns a "
+            "ModelOutput with features: reference_impls.common.with_features(model, "
+            "layers=[names from model.named_modules()])"
+        )
+    selected = {
+        "features": output.features,
+        "preact_features": output.preact_features,
+        "embeddings": output.embedding,
+    }[kind]
+    if selected is None or (isinstance(selected, list) and not selected):
+        raise ValueError(f"{loss_name} reads {kind!r}, but the {model}'s ModelOutput has none")
+    return selected
 
 
 def distillation_arguments(
-    loss: nn.Module, student_out: ModelOutput, teacher_out: ModelOutput, target: torch.Tensor
+    loss: nn.Module,
+    student_out: ModelOutput | torch.Tensor,
+    teacher_out: ModelOutput | torch.Tensor,
+    target: torch.Tensor,
 ) -> list[Any]:
     """What ``loss`` is called with: student and teacher of each kind it declares, then the labels.
 
     ``loss(s_1, t_1, s_2, t_2, ..., target)`` for ``inputs = (kind_1, kind_2, ...)``;
     ``target`` only when ``needs_target``. A missing or unknown declaration raises
-    ``TypeError`` naming the loss's class (:func:`loss_inputs`).
+    ``TypeError`` naming the loss's class (:func:`loss_inputs`), as does a loss that
+    reads features from a model that returned plain logits.
     """
     arguments: list[Any] = []
+    name = type(loss).__qualname__
     for kind in loss_inputs(loss):
-        arguments += [select_inputs(student_out, kind), select_inputs(teacher_out, kind)]
+        arguments += [
+            select_inputs(student_out, kind, name, "student"),
+            select_inputs(teacher_out, kind, name, "teacher"),
+        ]
     if getattr(loss, "needs_target", False):
         arguments.append(target)
     return arguments
@@ -66,8 +91,10 @@ class OfflineDistiller(DistillationProcedure):
     """Student + frozen teacher + one distillation loss (+ weighted cross-entropy).
 
     Args:
-        student: the model being trained; returns a ``ModelOutput``.
-        teacher: a trained model; frozen here (eval mode, no gradients).
+        student: the model being trained; returns a ``ModelOutput`` or plain logits
+            ``[B, C]`` (enough for logit losses; wrap it with ``with_features`` for
+            feature losses).
+        teacher: a trained model, returning the same; frozen here (eval mode, no gradients).
         loss: a distillation loss module, or ``None`` for the cross-entropy baseline.
             It must declare ``inputs`` (see ``reference_impls.common.DistillationLoss``);
             a missing or unknown declaration raises ``TypeError`` naming its class.

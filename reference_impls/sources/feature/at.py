@@ -33,6 +33,16 @@ Defaults and where they come from:
 * Stages: the authors transfer at the output of every residual group of their WRNs
   (three groups); on our three-stage tiny models that is ``stages=(0, 1, 2)``.
 
+On small models these defaults are too strong. The loss is normalised per map
+position, so on small late maps (our 4x4 and 2x2 stages) $\beta = 1000$ makes the
+attention term dominate the cross-entropy. Measured on the digits (``student_cnn``
+distilled from a ``teacher_cnn`` at 0.984 test accuracy, 10 epochs of
+``reference_impls.common.train`` at its defaults, seeds 0 and 1): cross-entropy alone
+0.987 / 0.980, ``ATLoss()`` 0.693 / 0.753, ``ATLoss(stages=(0,))`` 0.984 / 0.978.
+The feature notebook therefore uses ``stages=(0,)``: one 8x8 map, the size of the
+authors' last WRN group on CIFAR. With your own small model, tap one stage or lower
+``beta``.
+
 Deliberate choices:
 
 * The paper defines the map with $|A|^p$; the code uses ``A.pow(p)``. The two agree for
@@ -41,8 +51,8 @@ Deliberate choices:
   have the same resolution): a mismatch raises ``ValueError``. Pass
   ``pool_to_smaller=True`` to average-pool the larger map to the smaller one, as
   RepDistiller and mdistiller do.
-* The maps and the distance are computed in float32, so the normalisation stays
-  accurate under ``torch.autocast``.
+* The maps and the distance are computed in at least float32 (half precision is
+  upcast, float64 kept), so the normalisation stays accurate under ``torch.autocast``.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import (
     enough_feature_maps,
     non_negative,
@@ -64,7 +75,7 @@ from reference_impls.common.validation import (
 
 def attention_map(features: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """$\\hat Q$: mean over channels of $|A|^p$, flattened to ``[B, H*W]`` and L2-normalised."""
-    pooled = features.float().abs().pow(p).mean(dim=1)
+    pooled = at_least_float32(features).abs().pow(p).mean(dim=1)
     return F.normalize(pooled.flatten(1), dim=1)
 
 
@@ -99,7 +110,8 @@ class ATLoss(DistillationLoss):
     Args:
         beta: weight $\\beta$ of the summed stage losses (authors: 1000).
         p: power applied to the absolute activations (authors: 2).
-        stages: indices of the tapped stages compared (default: all three).
+        stages: indices of the tapped stages compared (default: all three; on small
+            models use one stage, e.g. ``(0,)``: see the module docstring).
         pool_to_smaller: average-pool the larger map when spatial sizes differ
             (RepDistiller's behaviour) instead of raising ``ValueError``.
     """

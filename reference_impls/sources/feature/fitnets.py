@@ -41,6 +41,11 @@ Defaults and where they come from:
 * Regressor: convolution (with bias), batch norm, ReLU, as RepDistiller's ``ConvReg``;
   the paper's regressor is a convolution followed by the hint's non-linearity.
 
+Precision: the MSE is computed in at least float32 (half precision is upcast, float64
+kept). The regressor is trained, so it is not cast to the features' dtype on each call:
+features of another dtype than the loss's parameters raise ``TypeError`` saying to move
+the loss (``loss.double()`` for float64 models); under ``torch.autocast`` torch casts.
+
 Deliberate deviations: we do not implement RepDistiller's stride-2 / transposed
 regressors for a factor-2 size mismatch; only the paper's $k = H_g - H_h + 1$ kernel, so
 the student's map may be larger than or equal to the teacher's, never smaller.
@@ -55,7 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.connectors import same_dtype
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import (
     enough_feature_maps,
     non_negative,
@@ -128,6 +135,7 @@ class FitNetsLoss(DistillationLoss):
     ) -> torch.Tensor:
         """Unweighted MSE between the regressed guided layer and the hint."""
         enough_feature_maps("hint_layer", [self.hint_layer], student_feats, teacher_feats)
+        same_dtype(type(self).__qualname__, self.regressor, student_feats[self.hint_layer])
         regressed = self.regressor(student_feats[self.hint_layer])
         hint = teacher_feats[self.hint_layer].detach()
         if regressed.shape != hint.shape:
@@ -135,7 +143,7 @@ class FitNetsLoss(DistillationLoss):
                 f"regressed guided layer has shape {tuple(regressed.shape)} but the hint has "
                 f"{tuple(hint.shape)}; check the channels and sizes given to FitNetsLoss"
             )
-        return F.mse_loss(regressed.float(), hint.float())
+        return F.mse_loss(at_least_float32(regressed), at_least_float32(hint))
 
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]

@@ -52,7 +52,12 @@ import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import softened_log_probs
-from reference_impls.common.validation import non_negative, positive
+from reference_impls.common.validation import (
+    class_indices,
+    logit_pair,
+    non_negative,
+    positive,
+)
 
 
 def _target_mask(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -144,6 +149,8 @@ class DKDLoss(DistillationLoss):
     def forward(
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
+        logit_pair(student_logits, teacher_logits)
+        class_indices(target, student_logits)
         loss = dkd_loss(
             student_logits, teacher_logits, target, self.alpha, self.beta, self.temperature
         )

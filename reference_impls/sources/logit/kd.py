@@ -29,7 +29,7 @@ import torch
 
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import softened_kl
-from reference_impls.common.validation import positive
+from reference_impls.common.validation import logit_pair, positive
 
 
 def kd_loss(
@@ -54,6 +54,7 @@ class KDLoss(DistillationLoss):
         self.temperature = positive("temperature", temperature)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        logit_pair(student_logits, teacher_logits, tokens_ok=True)
         return kd_loss(student_logits, teacher_logits, self.temperature)
 
     def extra_repr(self) -> str:

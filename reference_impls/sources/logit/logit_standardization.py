@@ -54,7 +54,13 @@ import torch
 
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import at_least_float32
-from reference_impls.common.validation import non_negative, one_of, positive
+from reference_impls.common.validation import (
+    class_indices,
+    logit_pair,
+    non_negative,
+    one_of,
+    positive,
+)
 from reference_impls.sources.logit.dkd import dkd_loss
 from reference_impls.sources.logit.kd import kd_loss
 
@@ -111,12 +117,14 @@ class LogitStandardizationLoss(DistillationLoss):
         teacher_logits: torch.Tensor,
         target: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        logit_pair(student_logits, teacher_logits)
         z_student = standardize(student_logits)
         z_teacher = standardize(teacher_logits.detach())
         if self.base == "kd":
             return kd_loss(z_student, z_teacher, self.temperature)
         if target is None:
             raise ValueError("base='dkd' needs the target labels")
+        class_indices(target, student_logits)
         loss = dkd_loss(z_student, z_teacher, target, self.alpha, self.beta, self.temperature)
         return self.warmup_factor * loss
 

@@ -44,7 +44,7 @@ import torch
 
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import at_least_float32, kl_divergence, softened_log_probs
-from reference_impls.common.validation import positive
+from reference_impls.common.validation import logit_pair, positive
 
 STD_FLOOR = 1e-7
 
@@ -86,6 +86,7 @@ class NormKDLoss(DistillationLoss):
         self.temperature_norm = positive("temperature_norm", temperature_norm)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        logit_pair(student_logits, teacher_logits)
         return normkd_loss(student_logits, teacher_logits, self.temperature_norm)
 
     def extra_repr(self) -> str:

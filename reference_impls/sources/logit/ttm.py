@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import kl_divergence, softened_log_probs
-from reference_impls.common.validation import positive
+from reference_impls.common.validation import logit_pair, positive
 
 
 def transformed_teacher(
@@ -95,6 +95,7 @@ class TTMLoss(DistillationLoss):
         self.weighted = weighted
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        logit_pair(student_logits, teacher_logits)
         return ttm_loss(student_logits, teacher_logits, self.gamma, self.weighted)
 
     def extra_repr(self) -> str:

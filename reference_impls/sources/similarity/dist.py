@@ -42,7 +42,8 @@ from typing import ClassVar
 import torch
 
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.validation import non_negative, positive
+from reference_impls.common.losses import at_least_float32
+from reference_impls.common.validation import logit_pair, non_negative, positive
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -81,15 +82,13 @@ class DISTLoss(DistillationLoss):
         self.temperature = positive("temperature", temperature)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:
-            raise ValueError(
-                f"expected two [B, C] logit tensors of one shape, got "
-                f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
-            )
-        # centred probabilities are small differences: keep them in float32 under autocast
+        logit_pair(student_logits, teacher_logits)
+        # centred probabilities are small differences: at least float32 under autocast
         with torch.autocast(device_type=student_logits.device.type, enabled=False):
-            p_student = (student_logits.float() / self.temperature).softmax(dim=1)
-            p_teacher = (teacher_logits.detach().float() / self.temperature).softmax(dim=1)
+            p_student = (at_least_float32(student_logits) / self.temperature).softmax(dim=1)
+            p_teacher = (at_least_float32(teacher_logits.detach()) / self.temperature).softmax(
+                dim=1
+            )
             inter = inter_class_relation(p_student, p_teacher)
             intra = intra_class_relation(p_student, p_teacher)
         return self.temperature**2 * (self.beta * inter + self.gamma * intra)
