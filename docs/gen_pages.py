@@ -30,6 +30,10 @@ for path, content in sorted(site.files.items()):
     mode = "wb" if isinstance(data, bytes) else "w"
     with mkdocs_gen_files.open(path, mode) as handle:
         handle.write(data)
+for path, source in sorted(site.sources.items()):
+    # "Edit this page" opens the YAML, BibTeX or Python the page is made from; edit paths
+    # are relative to mkdocs.yml's edit_uri, which points at docs/.
+    mkdocs_gen_files.set_edit_path(path, f"../{source}")
 for path, source in ensure(REPO_ROOT).items():
     with mkdocs_gen_files.open(path, "wb") as handle:
         handle.write(source.read_bytes())

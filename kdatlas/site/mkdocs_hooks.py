@@ -5,12 +5,20 @@
 - mkdocs-jupyter's template adds MathJax and Mermaid from a CDN to every notebook page;
   the site serves KaTeX and Mermaid itself, so those tags are removed. Any other tag
   that would load a script, style or font from another host fails the build.
+- The footer shows the version (``version`` in pyproject.toml, its single source); the
+  repository and site addresses may be given by the environment (``KDATLAS_REPO_URL``,
+  ``KDATLAS_SITE_URL``: the Pages workflow does), else ``site_url`` is derived from
+  mkdocs.yml's ``repo_url`` as GitHub Pages serves it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from mkdocs.structure.nav import Navigation, Section
 from mkdocs.structure.pages import Page
@@ -32,6 +40,33 @@ _EXTERNAL = re.compile(
     r"|@import\s+url\(\s*[\"']?(?:https?:)?//|url\(\s*[\"']?(?:https?:)?//",
     re.IGNORECASE,
 )
+
+
+def project_version(root: Path) -> str:
+    """``[project] version`` of ``root/pyproject.toml``."""
+    with (root / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)["project"]["version"]
+
+
+def github_pages_url(repo_url: str) -> str | None:
+    """Where GitHub Pages serves a repository's site: ``https://github.com/a/b`` ->
+    ``https://a.github.io/b/``; ``None`` for a repository elsewhere."""
+    parts = urlsplit(repo_url)
+    path = parts.path.strip("/").removesuffix(".git").split("/")
+    if parts.hostname != "github.com" or len(path) != 2 or not all(path):
+        return None
+    return f"https://{path[0].lower()}.github.io/{path[1]}/"
+
+
+def on_config(config):
+    config.extra["kdatlas_version"] = project_version(Path(config.config_file_path).parent)
+    if repo_url := os.environ.get("KDATLAS_REPO_URL"):
+        config.repo_url = repo_url
+    site_url = os.environ.get("KDATLAS_SITE_URL") or config.site_url
+    site_url = site_url or github_pages_url(config.repo_url or "")
+    if site_url:
+        config.site_url = site_url if site_url.endswith("/") else site_url + "/"
+    return config
 
 
 def _restore_titles(items: list) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kdatlas.bibliography import BibEntry
 from kdatlas.loader import KnowledgeBase
-from kdatlas.models import Area, Implementation, Leaf
+from kdatlas.models import SURVEYS_ID, Area, Implementation, Leaf
 from kdatlas.site.records import ModuleOutcome, latest_outcomes, read_records
 from kdatlas.site.render import (
     Paper,
@@ -46,6 +46,7 @@ SURVEY_SECTIONS = {
     "existing": ("earlier-surveys", "an earlier survey"),
 }
 PARTIALS = Path("docs") / "partials"
+BIB_SOURCE = "bib/kd.bib"  # where every paper's metadata is written (its edit link)
 API_ROOT = "api"
 _MODULE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -58,11 +59,16 @@ class Site:
 
     files: dict[str, Content] = field(default_factory=dict)
     nav: list[str] = field(default_factory=list)
+    # page -> the file a reader edits to change it (POSIX, relative to the repository root):
+    # the target of the page's "Edit this page" link.
+    sources: dict[str, str] = field(default_factory=dict)
 
-    def add(self, path: str, content: Content) -> None:
+    def add(self, path: str, content: Content, source: Path | str | None = None) -> None:
         if path in self.files:
             raise ValueError(f"two generated pages want {path}")
         self.files[path] = content
+        if source is not None:
+            self.sources[path] = Path(source).as_posix()
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,10 @@ class Generator:
             return None
         return self.notebooks.get((area.id, leaf.id))
 
+    def area_source(self, area: Area) -> Path | None:
+        """The YAML file an area and its leaves are written in."""
+        return self.kb.area_paths.get(area.id)
+
     def leaf_papers(self, leaf: Leaf) -> list[str]:
         keys = dict.fromkeys(leaf.all_papers())
         for implementation in leaf.implementations:
@@ -280,7 +290,9 @@ class Generator:
             '<figure class="kd-figure">' + self.chart() + "</figure>",
             "",
         ]
-        self.site.add("index.md", front_matter("Home") + "\n".join(lines) + "\n")
+        self.site.add(
+            "index.md", front_matter("Home") + "\n".join(lines) + "\n", PARTIALS / "home.md"
+        )
 
     def chart(self) -> str:
         counts: dict[str, dict[str, int]] = {}
@@ -309,7 +321,7 @@ class Generator:
         lines.append("")
         for leaf in area.leaves:
             lines += [f"## [{md_text(leaf.title)}]({leaf.id}.md)", "", md_text(leaf.summary), ""]
-        self.site.add(page, front_matter(area.title) + "\n".join(lines))
+        self.site.add(page, front_matter(area.title) + "\n".join(lines), self.area_source(area))
         self.site.nav.append(f"* [{TITLE_FROM_PAGE}]({page})")
         for leaf in area.leaves:
             self.leaf(area, leaf)
@@ -361,7 +373,9 @@ class Generator:
                 "",
             ]
             lines += self.paper_block(topic.papers, anchored)
-        self.site.add(page, front_matter(leaf.title) + "\n".join(lines) + "\n")
+        self.site.add(
+            page, front_matter(leaf.title) + "\n".join(lines) + "\n", self.area_source(area)
+        )
 
     def paper_block(self, keys: list[str], anchored: set[str]) -> list[str]:
         keys = list(dict.fromkeys(keys))
@@ -491,7 +505,7 @@ class Generator:
             ),
             "",
         ]
-        self.site.add(page, front_matter("All papers") + "\n".join(lines))
+        self.site.add(page, front_matter("All papers") + "\n".join(lines), BIB_SOURCE)
         self.site.nav.append("* [All papers](papers/index.md)")
 
     def survey_places(self, page: str, key: str) -> list[str]:
@@ -542,7 +556,11 @@ class Generator:
                 "",
                 *self.paper_block(existing, anchored),
             ]
-        self.site.add(SURVEYS_PAGE, front_matter("Surveys") + "\n".join(lines) + "\n")
+        self.site.add(
+            SURVEYS_PAGE,
+            front_matter("Surveys") + "\n".join(lines) + "\n",
+            self.kb.area_paths.get(SURVEYS_ID),
+        )
         self.site.nav.append(f"* [Surveys]({SURVEYS_PAGE})")
 
     def notebook_pages(self) -> None:
@@ -550,7 +568,11 @@ class Generator:
             return
         self.site.nav.append("* Notebooks")
         for notebook in self.notebooks.values():
-            self.site.add(notebook.page, self.render_notebook(notebook))
+            self.site.add(
+                notebook.page,
+                self.render_notebook(notebook),
+                notebook.source.relative_to(self.kb.root),
+            )
             self.site.add(notebook.download, notebook.source)
             self.site.nav.append(f"    * [{TITLE_FROM_PAGE}]({notebook.page})")
 
@@ -569,7 +591,7 @@ class Generator:
                 f"`{path.relative_to(self.repo_root).as_posix()}`\n\n"
                 f"{fence}python\n{source.rstrip()}\n{fence}\n"
             )
-            self.site.add(page, text)
+            self.site.add(page, text, path.relative_to(self.repo_root))
             self.site.nav.append(f"    * [{module.removeprefix('reference_impls.')}]({page})")
 
     def benchmarks(self) -> None:
@@ -635,7 +657,7 @@ class Generator:
             text = rewrite_repo_links(source.read_text(encoding="utf-8"))
         else:
             text = "# Contributing\n\nSee the repository's `CONTRIBUTING.md` and the [design page](design.md).\n"
-        self.site.add("contributing.md", text)
+        self.site.add("contributing.md", text, "CONTRIBUTING.md")
         self.site.nav.append("* [Contributing](contributing.md)")
 
 
