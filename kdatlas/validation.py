@@ -206,14 +206,26 @@ def survey_problems(kb: KnowledgeBase) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     for area_id, loc, key in _survey_references(kb):
-        path, line = kb.location(area_id, loc)
-        if key in seen:
-            problems.append(
-                Problem(path, line, f"bib key '{key}' is already listed at {seen[key]}")
-            )
-        else:
-            seen[key] = f"{path}:{line}"
+        _first_use(kb, problems, seen, key, area_id, loc, "bib key", "listed")
     return problems
+
+
+def _first_use(
+    kb: KnowledgeBase,
+    problems: list[Problem],
+    seen: dict[str, str],
+    value: str,
+    area_id: str,
+    loc: Location,
+    what: str,
+    verb: str = "used",
+) -> None:
+    """Remember where ``value`` first stands; a later use is a problem pointing back there."""
+    path, line = kb.location(area_id, loc)
+    if value in seen:
+        problems.append(Problem(path, line, f"{what} '{value}' is already {verb} at {seen[value]}"))
+    else:
+        seen[value] = f"{path}:{line}"
 
 
 def unique_id_problems(kb: KnowledgeBase) -> list[Problem]:
@@ -224,13 +236,7 @@ def unique_id_problems(kb: KnowledgeBase) -> list[Problem]:
     seen_implementations: dict[str, str] = {}
 
     def first_use(seen: dict[str, str], value: str, area_id: str, loc: Location, what: str) -> None:
-        path, line = kb.location(area_id, loc)
-        if value in seen:
-            problems.append(
-                Problem(path, line, f"{what} '{value}' is already used at {seen[value]}")
-            )
-        else:
-            seen[value] = f"{path}:{line}"
+        _first_use(kb, problems, seen, value, area_id, loc, what)
 
     for area in kb.areas:
         first_use(seen_areas, area.id, area.id, ("id",), "area id")

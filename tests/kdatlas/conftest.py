@@ -10,6 +10,11 @@ own ``reference_impls`` (it sets the repository's copy aside while it does).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -195,6 +200,34 @@ def write_fixture(root: Path) -> FixtureKB:
 @pytest.fixture
 def fixture_kb(tmp_path: Path) -> FixtureKB:
     return write_fixture(tmp_path / "kb")
+
+
+@pytest.fixture
+def check_refuses_fast(fixture_kb: FixtureKB) -> Callable[[str], None]:
+    """Run ``kdatlas check --no-imports`` on the fixture in a subprocess, as CI and hooks do,
+    and assert it refuses with ``expected`` (a ``file:line: error: ...`` line) within 20 s,
+    without a traceback and without changing any file."""
+
+    def run(expected: str) -> None:
+        before = fixture_kb.snapshot()
+        start = time.monotonic()
+        command = [sys.executable, "-m", "kdatlas", "--root", str(fixture_kb.root)]
+        result = subprocess.run(
+            [*command, "check", "--no-imports"],
+            capture_output=True,
+            text=True,
+            timeout=60,  # before bounded parsing, alias bombs ran until killed
+            check=False,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        )
+        elapsed = time.monotonic() - start
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert expected in result.stdout
+        assert elapsed < 20, f"took {elapsed:.1f} s"
+        assert fixture_kb.snapshot() == before
+
+    return run
 
 
 @pytest.fixture
