@@ -81,6 +81,10 @@ def build(case: ImplementationCase, context: BuildContext) -> nn.Module:
             "trains its stages one after another itself (run()); one generic step does not "
             "represent it"
         )
+    if not case.runs_on_digits:
+        raise NotBenchmarked(
+            "made for other inputs than a CNN classifier's (its contract runs on its own example)"
+        )
     if case.cls is OfflineDistiller:
         raise NotBenchmarked("the generic path itself: part 2 times every loss inside it")
     try:

@@ -21,6 +21,14 @@ distillation term is active, such as BAN's first born-again generation) and name
 the parameters that legitimately get no gradient (``no_gradient``), with the
 reason. An implementation that neither the builder nor a recipe can build fails
 with a message saying how to add a recipe.
+
+Methods made for other inputs than a digits CNN's outputs (graphs, point clouds,
+token sequences, generators, memory banks indexed by sample) run the same contract
+on inputs of their own: their recipe's ``example`` returns, for a seed, the
+arguments of one call (an :class:`Example`): a loss's student and teacher
+outputs in its call order, or a procedure's batch. Their ``build`` makes the
+models they need (a recipe with an ``example`` gets the digits context and may
+ignore it); they are not built for the CIFAR-sized CNNs of the benchmark.
 """
 
 from __future__ import annotations
@@ -162,6 +170,26 @@ def build_at_defaults(cls: type, context: BuildContext, object_path: str = "") -
 
 
 @dataclass(frozen=True)
+class Example:
+    """The arguments of one call of an implementation that does not run on the digits pair.
+
+    Attributes:
+        arguments: the positional arguments of ``forward``: for a loss, what stands for
+            the student's and the teacher's outputs, then the rest (targets, masks,
+            sample indices) in its call order; for a procedure, its batch.
+        student: positions (in ``arguments``) of the student's outputs (a tensor or a
+            list of tensors): the contract makes them leaves and asks that a gradient
+            reaches them. Losses only.
+        teacher: positions of the teacher's outputs: the loss must detach them, so no
+            gradient may reach them. Losses only.
+    """
+
+    arguments: tuple[Any, ...]
+    student: tuple[int, ...] = (0,)
+    teacher: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """How to build (and prepare) one implementation where the generic builder is not enough.
 
@@ -174,12 +202,16 @@ class Recipe:
             the contract tests' ``state_dict`` round trip).
         no_gradient: parameter-name prefix (as in the instance's ``named_parameters``)
             -> why that trainable parameter gets no gradient from one step.
+        example: for a method that does not read a digits CNN's outputs, the
+            :class:`Example` of one call for a seed (drawn from a generator seeded with
+            it, so that it is the same every time); ``None``: the digits batch and pair.
     """
 
     why: str
     build: Callable[[BuildContext], nn.Module] | None = None
     prepare: Callable[[Any], None] | None = None
     no_gradient: Mapping[str, str] = field(default_factory=dict)
+    example: Callable[[int], Example] | None = None
 
 
 def _offline_distiller(context: BuildContext) -> nn.Module:
@@ -281,6 +313,17 @@ class ImplementationCase:
     @property
     def recipe(self) -> Recipe | None:
         return RECIPES.get(self.object)
+
+    @property
+    def runs_on_digits(self) -> bool:
+        """Whether it reads the digits pair's outputs (no recipe ``example`` of its own)."""
+        return self.recipe is None or self.recipe.example is None
+
+    def example(self, seed: int = 0) -> Example:
+        """The recipe's :class:`Example` for ``seed`` (methods with inputs of their own)."""
+        if self.recipe is None or self.recipe.example is None:
+            raise ValueError(f"{self.object} runs on the digits pair: it has no example of its own")
+        return self.recipe.example(seed)
 
     @property
     def is_loss(self) -> bool:

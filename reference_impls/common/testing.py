@@ -228,10 +228,19 @@ def check_autocast_bf16(
     return value.detach().float().cpu()
 
 
-def _procedure_step(procedure: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str, seed: int):
+def _to_device(value: Any, device: str) -> Any:
+    """A batch element on ``device``: tensors moved, lists and tuples of them element-wise."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list | tuple):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
+def _procedure_step(procedure: nn.Module, batch: Sequence, device: str, seed: int):
     """One training step's terms and parameter gradients of a copy of ``procedure`` on ``device``."""
     module = copy.deepcopy(procedure).to(device).train()
-    terms = _seeded(seed, lambda: module(x.to(device), y.to(device)))
+    terms = _seeded(seed, lambda: module(*_to_device(tuple(batch), device)))
     terms["loss"].backward()
     grads = {name: _grad_or_none(p) for name, p in module.named_parameters()}
     return {name: v.detach().float().cpu() for name, v in terms.items()}, grads
@@ -239,17 +248,17 @@ def _procedure_step(procedure: nn.Module, x: torch.Tensor, y: torch.Tensor, devi
 
 def check_procedure_cpu_cuda_agreement(
     procedure: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    *batch: Any,
     rtol: float = 1e-4,
     atol: float = 1e-5,
     seed: int = 0,
     device: str = "cuda",
 ) -> None:
-    """One step of ``procedure`` gives the same terms and gradients on CPU and ``device`` (TF32 off)."""
-    cpu_terms, cpu_grads = _procedure_step(procedure, x, y, "cpu", seed)
+    """One step of ``procedure`` on ``batch`` (``x, y`` for a classifier) gives the same terms
+    and gradients on CPU and ``device`` (TF32 off)."""
+    cpu_terms, cpu_grads = _procedure_step(procedure, batch, "cpu", seed)
     with exact_cuda_matmuls():
-        terms, grads = _procedure_step(procedure, x, y, device, seed)
+        terms, grads = _procedure_step(procedure, batch, device, seed)
     assert terms.keys() == cpu_terms.keys()
     for name, value in cpu_terms.items():
         torch.testing.assert_close(terms[name], value, rtol=rtol, atol=atol, msg=name)
@@ -257,9 +266,10 @@ def check_procedure_cpu_cuda_agreement(
 
 
 def check_procedure_autocast_bf16(
-    procedure: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0, device: str = "cuda"
+    procedure: nn.Module, *batch: Any, seed: int = 0, device: str = "cuda"
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One step of ``procedure`` under bf16 autocast on ``device``: finite terms and gradients.
+    """One step of ``procedure`` on ``batch`` under bf16 autocast on ``device``: finite terms
+    and gradients.
 
     The total comes out in float32, as for :func:`check_autocast_bf16`.
 
@@ -267,7 +277,7 @@ def check_procedure_autocast_bf16(
     """
     module = copy.deepcopy(procedure).to(device).train()
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-        terms = _seeded(seed, lambda: module(x.to(device), y.to(device)))
+        terms = _seeded(seed, lambda: module(*_to_device(batch, device)))
     for name, value in terms.items():
         assert torch.isfinite(value.float()).all(), f"term {name!r} not finite under bf16 autocast"
     loss = terms["loss"]
@@ -277,7 +287,7 @@ def check_procedure_autocast_bf16(
     assert reached, "no parameter got a gradient under bf16 autocast"
     for name, grad in reached:
         assert torch.isfinite(grad).all(), f"non-finite gradient on {name} under bf16 autocast"
-    reference, _ = _procedure_step(procedure, x, y, device, seed)
+    reference, _ = _procedure_step(procedure, batch, device, seed)
     return {name: v.detach().float().cpu() for name, v in terms.items()}, reference
 
 

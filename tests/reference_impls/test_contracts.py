@@ -13,6 +13,10 @@ recipe; the speed benchmark builds them the same way), and run on a real digits 
 * on CUDA (marked ``gpu``): CPU and CUDA agree (TF32 off, the same random draws),
   and under bf16 autocast the loss is finite, float32, and within 5% of float32's.
 
+A method made for other inputs (graphs, point clouds, sequences, generators) runs the
+same checks on the arguments of its recipe's ``example`` instead of the digits batch;
+only the CIFAR-sized build is for the digits methods alone.
+
 Test ids are the taxonomy ``object`` strings, e.g.
 ``test_gradients_reach_student_only[reference_impls.sources.logit.kd:KDLoss]``.
 """
@@ -20,6 +24,7 @@ Test ids are the taxonomy ``object`` strings, e.g.
 from __future__ import annotations
 
 import math
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,8 +38,10 @@ from kdatlas import loader
 from reference_impls.common.building import (
     RECIPES,
     BuildContext,
+    Example,
     ImplementationCase,
     MissingRecipe,
+    Recipe,
     build_at_defaults,
     tiny_pair,
 )
@@ -65,10 +72,17 @@ def taxonomy_objects() -> list[str]:
 
 
 OBJECTS = taxonomy_objects()
+DIGITS_OBJECTS = [o for o in OBJECTS if ImplementationCase(o).runs_on_digits]
 
 
 @pytest.fixture(params=OBJECTS, ids=OBJECTS)
 def case(request: pytest.FixtureRequest) -> ImplementationCase:
+    return ImplementationCase(request.param)
+
+
+@pytest.fixture(params=DIGITS_OBJECTS, ids=DIGITS_OBJECTS)
+def digits_case(request: pytest.FixtureRequest) -> ImplementationCase:
+    """An implementation that reads the outputs of a classifier CNN (no example of its own)."""
     return ImplementationCase(request.param)
 
 
@@ -87,15 +101,42 @@ def digits_batch(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return x.clone(), y.clone()
 
 
+def _leaves(value: Any) -> Any:
+    """A fresh leaf that can take a gradient (lists and tuples element-wise)."""
+    if isinstance(value, list | tuple):
+        return type(value)(_leaves(v) for v in value)
+    return value.detach().clone().requires_grad_()
+
+
+def _flat(value: Any) -> list[torch.Tensor]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def example_arguments(case: ImplementationCase) -> tuple[Example, list[Any]]:
+    """The case's example and its arguments, the student's and teacher's outputs as leaves."""
+    example = case.example(0)
+    outputs = {*example.student, *example.teacher} if case.is_loss else set()
+    arguments = [_leaves(a) if i in outputs else a for i, a in enumerate(example.arguments)]
+    return example, arguments
+
+
+def batch_of(case: ImplementationCase) -> tuple[Any, ...]:
+    """What a procedure is called with: the digits batch, or its example's batch."""
+    return digits_batch() if case.runs_on_digits else tuple(case.example(0).arguments)
+
+
 def one_step(
     case: ImplementationCase, built: nn.Module, pair: BuildContext, ce_weight: float = 1.0
 ) -> dict[str, torch.Tensor]:
-    """The terms of one training step: a loss inside ``OfflineDistiller``, a procedure alone."""
-    x, y = digits_batch()
+    """The terms of one training step: a loss inside ``OfflineDistiller`` (or on its example's
+    arguments), a procedure alone."""
     with case.explain_failures():
+        if case.is_loss and not case.runs_on_digits:
+            return {"loss": built(*example_arguments(case)[1])}
         if case.is_loss:
+            x, y = digits_batch()
             return OfflineDistiller(pair.student, pair.teacher, built, ce_weight=ce_weight)(x, y)
-        return built.train()(x, y)
+        return built.train()(*batch_of(case))
 
 
 def loss_inputs_of(loss: nn.Module, pair: BuildContext) -> list[Any]:
@@ -170,6 +211,9 @@ def test_builds_at_defaults_and_declares_what_it_is(case):
 def test_gradients_reach_student_only(case):
     pair = tiny_pair(0)
     built = case.build(pair)
+    if case.is_loss and not case.runs_on_digits:
+        check_example_gradients(case, built)
+        return
     if not case.is_loss:
         terms = one_step(case, built, pair)
         check_terms(terms)
@@ -198,6 +242,26 @@ def test_gradients_reach_student_only(case):
     assert not leaked, f"gradient reached teacher parameters {leaked}: detach the teacher's inputs"
 
 
+def check_example_gradients(case: ImplementationCase, loss: nn.Module) -> None:
+    """A loss on its example: the student's outputs get a gradient, the teacher's none."""
+    example, arguments = example_arguments(case)
+    with case.explain_failures():
+        value = loss(*arguments)
+    check_terms({"loss": value})
+    value.backward()
+    for position in example.student:
+        grads = [t.grad for t in _flat(arguments[position])]
+        assert any(g is not None and g.any() for g in grads), (
+            f"no gradient reached the student's outputs (argument {position})"
+        )
+    for position in example.teacher:
+        leaked = [t.grad for t in _flat(arguments[position]) if t.grad is not None and t.grad.any()]
+        assert not leaked, (
+            f"gradient reached the teacher's outputs (argument {position}): detach them"
+        )
+    check_trainable_gradients(case, loss)
+
+
 def test_deterministic_under_a_seed(case):
     def build_and_step() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         pair = tiny_pair(0)
@@ -217,18 +281,25 @@ def test_state_dict_round_trip(case):
     fresh = case.build(moved(tiny_pair(1)))  # other weights, and what is computed from them
     fresh.load_state_dict(original.state_dict())
     if case.is_loss:
-        arguments = loss_inputs_of(original, pair)
+        arguments = call_arguments(case, original, pair)
         values = []
         for loss in (original, fresh):
             torch.manual_seed(2)
             values.append(loss(*arguments).detach())
     else:
-        x, y = digits_batch()
+        batch = batch_of(case)
         values = []
         for procedure in (original, fresh):
             torch.manual_seed(2)
-            values.append({k: v.detach() for k, v in procedure.train()(x, y).items()})
+            values.append({k: v.detach() for k, v in procedure.train()(*batch).items()})
     torch.testing.assert_close(values[1], values[0], rtol=0, atol=0)
+
+
+def call_arguments(case: ImplementationCase, loss: nn.Module, pair: BuildContext) -> list[Any]:
+    """What a loss is called with: the digits pair's outputs, or its example's arguments."""
+    if case.runs_on_digits:
+        return loss_inputs_of(loss, pair)
+    return list(case.example(0).arguments)
 
 
 @pytest.mark.gpu
@@ -236,9 +307,9 @@ def test_cpu_cuda_agreement(case):
     pair = tiny_pair(0)
     built = case.build(pair)
     if case.is_loss:
-        check_cpu_cuda_agreement(built, *loss_inputs_of(built, pair))
+        check_cpu_cuda_agreement(built, *call_arguments(case, built, pair))
     else:
-        check_procedure_cpu_cuda_agreement(built, *digits_batch())
+        check_procedure_cpu_cuda_agreement(built, *batch_of(case))
 
 
 @pytest.mark.gpu
@@ -246,19 +317,20 @@ def test_bf16_autocast(case):
     pair = tiny_pair(0)
     built = case.build(pair)
     if case.is_loss:
-        arguments = loss_inputs_of(built, pair)
+        arguments = call_arguments(case, built, pair)
         value = check_autocast_bf16(built, *arguments)
         torch.manual_seed(0)
         with random_draws_on_cpu():
             reference = built(*arguments).detach()
     else:
-        terms, reference_terms = check_procedure_autocast_bf16(built, *digits_batch())
+        terms, reference_terms = check_procedure_autocast_bf16(built, *batch_of(case))
         value, reference = terms["loss"], reference_terms["loss"]
     torch.testing.assert_close(value, reference, rtol=0.05, atol=1e-6)
 
 
-def test_builds_and_steps_for_cifar_sized_models(case):
+def test_builds_and_steps_for_cifar_sized_models(digits_case):
     # the benchmark's size: a recipe that fixed digits' 10 classes or 1 channel would fail here
+    case = digits_case
     torch.manual_seed(0)
     student = student_cnn(num_classes=100, in_channels=3)
     context = BuildContext.of_cnns(
@@ -310,7 +382,7 @@ def test_losses_build_for_sizes_alone_and_a_teacher_model_is_required_where_read
         in_channels=3,
         make_student=lambda: student_cnn(num_classes=100, in_channels=3),
     )
-    losses = [ImplementationCase(o) for o in OBJECTS if ImplementationCase(o).is_loss]
+    losses = [ImplementationCase(o) for o in DIGITS_OBJECTS if ImplementationCase(o).is_loss]
     assert losses
     for case in losses:
         with case.explain_failures():
@@ -358,3 +430,56 @@ def test_the_device_checks_run_with_the_cpu_as_second_device():
         assert_same_gradients({"w": None}, {"w": torch.ones(2)})
     with pytest.raises(AssertionError):
         assert_same_gradients({"w": torch.ones(2)}, {"w": torch.full((2,), 1.01)})
+
+
+# --------------------------------------------------------------------------- inputs of its own
+
+
+class MaskedSequenceRegression(nn.Module):
+    """A sequence loss (``[B, T, D]`` and a padding mask): not a digits CNN's outputs."""
+
+    inputs: ClassVar[str] = "embeddings"
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, detach_teacher: bool = True) -> None:
+        super().__init__()
+        self.connector = nn.Linear(4, 6)
+        self.detach_teacher = detach_teacher
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
+        teacher = teacher.detach() if self.detach_teacher else teacher
+        error = (self.connector(student) - teacher).pow(2).mean(-1)
+        return (error * mask).sum() / mask.sum()
+
+
+def _sequence_example(seed: int) -> Example:
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.ones(2, 5)
+    mask[1, 3:] = 0
+    return Example(
+        (torch.randn(2, 5, 4, generator=generator), torch.randn(2, 5, 6, generator=generator), mask)
+    )
+
+
+def test_a_method_with_inputs_of_its_own_runs_the_contract_on_its_example(monkeypatch):
+    module = type(sys)("fake_sequence_methods")
+    module.MaskedSequenceRegression = MaskedSequenceRegression
+    module.Leaky = type("Leaky", (MaskedSequenceRegression,), {})
+    monkeypatch.setitem(sys.modules, "fake_sequence_methods", module)
+    recipe = Recipe(why="a sequence loss", example=_sequence_example)
+    monkeypatch.setitem(RECIPES, "fake_sequence_methods:MaskedSequenceRegression", recipe)
+    case = ImplementationCase("fake_sequence_methods:MaskedSequenceRegression")
+    assert not case.runs_on_digits and case.is_loss
+    test_gradients_reach_student_only(case)
+    test_deterministic_under_a_seed(case)
+    test_state_dict_round_trip(case)
+    check_cpu_cuda_agreement(case.build(tiny_pair(0)), *case.example(0).arguments, device="cpu")
+
+    leaky = Recipe(
+        why="forgets to detach",
+        build=lambda _: module.Leaky(detach_teacher=False),
+        example=_sequence_example,
+    )
+    monkeypatch.setitem(RECIPES, "fake_sequence_methods:Leaky", leaky)
+    with pytest.raises(AssertionError, match="gradient reached the teacher's outputs"):
+        test_gradients_reach_student_only(ImplementationCase("fake_sequence_methods:Leaky"))
