@@ -12,6 +12,8 @@ page's own (escaped) title.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import html
 import json
 import re
@@ -34,7 +36,7 @@ from kdatlas.site.render import (
     paper_from_entry,
     papers_per_year_svg,
     papers_table,
-    taxonomy_diagram,
+    safe_markdown,
 )
 
 TITLE_FROM_PAGE = "kdatlas-page-title"
@@ -48,6 +50,9 @@ SURVEY_SECTIONS = {
 PARTIALS = Path("docs") / "partials"
 BIB_SOURCE = "bib/kd.bib"  # where every paper's metadata is written (its edit link)
 API_ROOT = "api"
+PAPERS_PAGE = "papers/index.md"
+TAXONOMY_PAGE = "taxonomy/index.md"
+GUIDE_PAGE = "which-method.md"
 _MODULE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Content = str | bytes | Path
@@ -86,9 +91,10 @@ class Notebook:
         return f"downloads/notebooks/{self.area}/{self.leaf}.py"
 
 
-def front_matter(title: str) -> str:
+def front_matter(title: str, hide_toc: bool = False) -> str:
     # JSON is valid YAML and quotes anything; the title is already HTML-escaped.
-    return f"---\ntitle: {json.dumps(html.escape(title, quote=True))}\n---\n\n"
+    hide = "hide:\n  - toc\n" if hide_toc else ""
+    return f"---\ntitle: {json.dumps(html.escape(title, quote=True))}\n{hide}---\n\n"
 
 
 def _relative(from_page: str, to: str) -> str:
@@ -199,37 +205,100 @@ class Generator:
         return list(keys)
 
     def counts(self) -> dict[str, int]:
+        """The home page's figures, each labelled with what it counts."""
         leaves = list(self.kb.leaves())
         filed = {key for _a, leaf in leaves for key in leaf.all_papers()}
         return {
-            "papers": len(filed),
+            "papers filed in the taxonomy's leaves": len(filed),
+            "entries in the bibliography (All papers)": len(self.papers),
             "leaves": len(leaves),
             "implementations": sum(1 for _ in self.kb.implementations()),
             "notebooks": sum(1 for a, leaf in leaves if self.notebook_of(a, leaf)),
         }
 
+    def gpu_status(self, leaf: Leaf) -> tuple[str, str]:
+        """A leaf's GPU evidence in a word and its CSS class: every implementation passed on a GPU
+        with unchanged files, one failed, some changed since their run, or none ran on one."""
+        modules = [i.object.partition(":")[0] for i in leaf.implementations]
+        if not modules:
+            return "", ""
+        outcomes = [self.outcomes.get((module, "gpu")) for module in modules]
+        if any(o is None for o in outcomes):
+            return "GPU: not run", "none"
+        if not all(o.is_current(self.kb.root, m) for o, m in zip(outcomes, modules, strict=True)):
+            return "GPU: changed since its run", "changed"
+        if all(o.outcome == "passed" for o in outcomes):
+            return "GPU ✓", "passed"
+        return "GPU ✗", "failed"
+
+    def implemented_papers(self, page: str) -> dict[str, str]:
+        """``{paper key: links to the implementations of it}`` (raw HTML, for paper tables)."""
+        links: dict[str, list[str]] = {}
+        for _area, _leaf, implementation in self.kb.implementations():
+            module, _, name = implementation.object.partition(":")
+            if module not in self.modules:
+                continue
+            url = _page_url(page, api_page(module)) + f"#{html_attr(module)}.{html_attr(name)}"
+            anchor = f'<a href="{url}" title="reference implementation">{html_text(name)}</a>'
+            for key in implementation.papers:
+                links.setdefault(key, []).append(anchor)
+        return {key: "code: " + ", ".join(dict.fromkeys(v)) for key, v in links.items()}
+
     # -- pages
 
     def generate(self) -> Site:
+        """Every page; the navigation's top level (the site's tabs) is Home, Taxonomy, Papers,
+        Notebooks, API reference, Benchmarks and Project."""
         self.home()
         self.site.nav.append("* [Home](index.md)")
+        if (self.repo_root / "docs" / GUIDE_PAGE).exists():
+            self.site.nav.append(f"* [Which method?]({GUIDE_PAGE})")
+        self.taxonomy_index()
+        self.site.nav.append(f"* [Taxonomy]({TAXONOMY_PAGE})")
         for area in self.kb.areas:
             self.area(area)
+        self.site.nav.append("* Papers")
         self.papers_index()
         self.surveys()
+        self.downloads()
         self.notebook_pages()
         self.api_pages()
         self.benchmarks()
-        self.downloads()
+        self.site.nav.append("* Project")
         self.contributing()
-        self.site.nav.extend(["* [Design](design.md)", "* [About](about.md)"])
+        self.site.nav.extend(["    * [Design](design.md)", "    * [About](about.md)"])
         return self.site
 
     def home(self) -> None:
+        """The introduction, the coverage map (one screen), the figures, the survey, the chart."""
         intro_path = self.repo_root / PARTIALS / "home.md"
         intro = intro_path.read_text(encoding="utf-8").strip() if intro_path.exists() else ""
-        counts = self.counts()
-        lines = ["# KD Atlas", "", intro, ""]
+        lines = [
+            "# KD Atlas",
+            "",
+            intro,
+            "",
+            "Start with [which method to try](which-method.md), browse [all papers](papers/index.md),"
+            " run a [notebook](notebooks/index.md), read the [API reference](api/index.md) or"
+            " the [benchmarks](benchmarks.md).",
+            "",
+            "## The taxonomy",
+            "",
+            "One card per leaf: its papers, its reference implementations, whether a notebook"
+            " runs them, and whether their tests passed on a GPU with the files as they are now.",
+            "",
+            self.coverage_map(),
+            "",
+            "## At a glance",
+            "",
+            '<div class="kd-counts">'
+            + "".join(
+                f'<div><span class="kd-count">{value}</span> {html_text(label)}</div>'
+                for label, value in self.counts().items()
+            )
+            + "</div>",
+            "",
+        ]
         survey = self.papers.get(self.kb.surveys.survey) if self.kb.surveys else None
         if survey:
             lines += [
@@ -254,35 +323,6 @@ class Generator:
                 "",
             ]
         lines += [
-            "## At a glance",
-            "",
-            '<div class="kd-counts">'
-            + "".join(
-                f'<div><span class="kd-count">{value}</span> {html_text(label)}</div>'
-                for label, value in counts.items()
-            )
-            + "</div>",
-            "",
-            "## The taxonomy",
-            "",
-            "```mermaid",
-            taxonomy_diagram(
-                "Knowledge distillation",
-                [
-                    (a.id, a.title, [(leaf.id, leaf.title) for leaf in a.leaves])
-                    for a in self.kb.areas
-                ],
-            ),
-            "```",
-            "",
-        ]
-        for area in self.kb.areas:
-            leaves = " · ".join(
-                f"[{md_text(leaf.title)}]({area.id}/{leaf.id}.md)" for leaf in area.leaves
-            )
-            lines.append(f"- **[{md_text(area.title)}]({area.id}/index.md)**: {leaves}")
-        lines += [
-            "",
             "## Papers per year",
             "",
             "A paper filed in several areas counts once in each.",
@@ -291,8 +331,64 @@ class Generator:
             "",
         ]
         self.site.add(
-            "index.md", front_matter("Home") + "\n".join(lines) + "\n", PARTIALS / "home.md"
+            "index.md",
+            "---\ntitle: Home\nhide:\n  - navigation\n  - toc\n---\n\n" + "\n".join(lines) + "\n",
+            PARTIALS / "home.md",
         )
+
+    def taxonomy_index(self) -> None:
+        """The section page of the taxonomy: the coverage map and each area in a sentence."""
+        lines = [
+            "# Taxonomy",
+            "",
+            "Five areas, one card per leaf: its papers, its reference implementations, whether a"
+            " notebook runs them, and whether their tests passed on a GPU with the files as they"
+            " are now.",
+            "",
+            self.coverage_map(TAXONOMY_PAGE),
+            "",
+        ]
+        for area in self.kb.areas:
+            lines += [
+                f"## [{md_text(area.title)}]({_relative(TAXONOMY_PAGE, f'{area.id}/index.md')})",
+                "",
+                md_text(area.summary),
+                "",
+            ]
+        self.site.add(TAXONOMY_PAGE, front_matter("Taxonomy") + "\n".join(lines) + "\n")
+
+    def coverage_map(self, page: str = "index.md") -> str:
+        """Raw HTML: per area a row of leaf cards (papers, implementations, notebook, GPU)."""
+        rows = []
+        for area in self.kb.areas:
+            cards = []
+            for leaf in area.leaves:
+                notebook = "notebook" if self.notebook_of(area, leaf) else "no notebook"
+                gpu, gpu_class = self.gpu_status(leaf)
+                implementations = len(leaf.implementations)
+                facts = [
+                    f"{len(leaf.all_papers())} papers",
+                    f"{implementations} impl." if implementations else "no code yet",
+                    notebook,
+                ]
+                state = " kd-card-empty" if not implementations else ""
+                gpu_html = (
+                    f' <span class="kd-gpu kd-gpu-{gpu_class}">{html_text(gpu)}</span>'
+                    if gpu
+                    else ""
+                )
+                cards.append(
+                    f'<a class="kd-card{state}" href="{html_attr(_page_url(page, self.leaf_page(area, leaf)))}">'
+                    f'<span class="kd-card-title">{html_text(leaf.title)}</span>'
+                    f'<span class="kd-card-facts">{html_text(" · ".join(facts))}{gpu_html}</span></a>'
+                )
+            area_url = _page_url(page, f"{area.id}/index.md")
+            rows.append(
+                f'<div class="kd-coverage-area"><a class="kd-coverage-title" href="{html_attr(area_url)}">'
+                f"{html_text(area.title)}</a>"
+                f'<div class="kd-cards">{"".join(cards)}</div></div>'
+            )
+        return f'<div class="kd-coverage">{"".join(rows)}</div>'
 
     def chart(self) -> str:
         counts: dict[str, dict[str, int]] = {}
@@ -322,10 +418,10 @@ class Generator:
         for leaf in area.leaves:
             lines += [f"## [{md_text(leaf.title)}]({leaf.id}.md)", "", md_text(leaf.summary), ""]
         self.site.add(page, front_matter(area.title) + "\n".join(lines), self.area_source(area))
-        self.site.nav.append(f"* [{TITLE_FROM_PAGE}]({page})")
+        self.site.nav.append(f"    * [{TITLE_FROM_PAGE}]({page})")
         for leaf in area.leaves:
             self.leaf(area, leaf)
-            self.site.nav.append(f"    * [{TITLE_FROM_PAGE}]({self.leaf_page(area, leaf)})")
+            self.site.nav.append(f"        * [{TITLE_FROM_PAGE}]({self.leaf_page(area, leaf)})")
             self.site.add(f"downloads/leaves/{leaf.id}.bib", self.bib(self.leaf_papers(leaf)))
 
     def bib(self, keys: Iterable[str]) -> str:
@@ -360,11 +456,20 @@ class Generator:
                 f"[Open the executed notebook]({_relative(page, notebook.page)}) · "
                 f"[download its source]({_relative(page, notebook.download)}) (jupytext percent format)"
             )
+            findings = notebook_findings(notebook.source)
+            if findings:
+                lines += [
+                    "",
+                    '??? note "What the notebook showed (its \u201cWhat we saw\u201d)"',
+                    "",
+                ]
+                lines += [f"    {line}" if line else "" for line in findings]
         else:
             lines.append("No notebook yet.")
         lines += ["", "## Papers", ""]
         anchored: set[str] = set()
-        lines += self.paper_block(leaf.papers, anchored)
+        implemented = self.implemented_papers(page)
+        lines += self.paper_block(leaf.papers, anchored, page, implemented)
         for topic in leaf.topics:
             lines += [
                 f"### {md_text(topic.title)} {{#topic-{topic.id}}}",
@@ -372,18 +477,33 @@ class Generator:
                 md_text(topic.summary),
                 "",
             ]
-            lines += self.paper_block(topic.papers, anchored)
+            lines += self.paper_block(topic.papers, anchored, page, implemented)
         self.site.add(
             page, front_matter(leaf.title) + "\n".join(lines) + "\n", self.area_source(area)
         )
 
-    def paper_block(self, keys: list[str], anchored: set[str]) -> list[str]:
+    def paper_block(
+        self,
+        keys: list[str],
+        anchored: set[str],
+        page: str | None = None,
+        implemented: dict[str, str] | None = None,
+    ) -> list[str]:
+        """A table of ``keys``; on ``page``, authors link to their papers on the all-papers page."""
         keys = list(dict.fromkeys(keys))
         if not keys:
             return []
         known = [self.papers[k] for k in keys if k in self.papers]
         missing = [k for k in keys if k not in self.papers]
-        return [papers_table(known, anchored=anchored, missing=missing), ""]
+        papers_page = _page_url(page, PAPERS_PAGE) if page is not None else None
+        table = papers_table(
+            known,
+            anchored=anchored,
+            missing=missing,
+            papers_page=papers_page,
+            implemented=implemented,
+        )
+        return [table, ""]
 
     def implementations_section(self, page: str, leaf: Leaf) -> list[str]:
         """The leaf's own implementations, then those it lists from other leaves ("see also")."""
@@ -392,8 +512,8 @@ class Generator:
         if not leaf.implementations and not see_also:
             return [*lines, "None yet.", ""]
         lines += [
-            "| Implementation | API | Source | CPU tests | GPU tests | Papers |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| Implementation | Code | Tests | Papers |",
+            "| --- | --- | --- | --- |",
         ]
         for implementation in leaf.implementations:
             listed_by = [
@@ -433,31 +553,28 @@ class Generator:
         )
         cells = [
             md_text(implementation.title) + note,
-            api,
-            source,
-            self.status(module, "cpu"),
-            self.status(module, "gpu"),
+            f"{api}<br>{source}",
+            f"{self.status(module, 'cpu')}<br>{self.status(module, 'gpu')}",
             papers,
         ]
         return "| " + " | ".join(cells) + " |"
 
     def status(self, module: str, kind: str) -> str:
         """The latest run's outcome, or, once the files it ran have changed, that they changed."""
+        run = "GPU" if kind == "gpu" else "CPU"
         outcome: ModuleOutcome | None = self.outcomes.get((module, kind))
         if outcome is None:
-            return "no record"
-        title = html_attr(f"torch {outcome.torch}, commit {outcome.commit}")
-        ran = f"{html_text(outcome.summary)}<br>{html_text(outcome.device)}, {html_text(outcome.date)}"
+            return f'<span class="kd-status">{run}: no record</span>'
+        title = html_attr(f"{outcome.device}, torch {outcome.torch}, commit {outcome.commit}")
         if outcome.is_current(self.kb.root, module):
             return (
                 f'<span class="kd-status kd-status-{html_attr(outcome.outcome)}" title="{title}">'
-                f"{ran}</span>"
+                f"{run}: {html_text(outcome.summary)}, {html_text(outcome.date)}</span>"
             )
-        run = "GPU" if kind == "gpu" else "CPU"
         return (
             f'<span class="kd-status kd-status-changed" title="{title}">'
-            f"changed since the last {run} run ({html_text(outcome.date)})<br>"
-            f"<small>that run: {ran}</small></span>"
+            f"changed since the last {run} run ({html_text(outcome.date)})"
+            f"<small> that run: {html_text(outcome.summary)}</small></span>"
         )
 
     def papers_index(self) -> None:
@@ -482,18 +599,30 @@ class Generator:
         )
         years = sorted({p.year for p in papers if p.year}, reverse=True)
         venues = sorted({p.venue for p in papers if p.venue}, key=str.lower)
+        leaves_of = {key: [m.leaf for m in self.kb.memberships(key)] for key in self.papers}
+        leaf_options = "".join(
+            f'<option value="{html_attr(leaf.id)}">{html_text(area.title + " › " + leaf.title)}</option>'
+            for area, leaf in self.kb.leaves()
+        )
         filters = (
             '<form class="kd-filter" data-kd-filter="kd-all-papers">'
-            '<label>Title or author <input type="search" name="text" autocomplete="off"></label> '
+            '<label>Title or key <input type="search" name="text" autocomplete="off"></label> '
+            '<label>Author <input type="search" name="author" autocomplete="off"></label> '
             f'<label>Year <select name="year"><option value="">any</option>{_options(years)}</select></label> '
             f'<label>Venue <select name="venue"><option value="">any</option>{_options(venues)}</select></label> '
+            f'<label>Leaf <select name="leaf"><option value="">any</option>{leaf_options}</select></label> '
+            '<label><input type="checkbox" name="code"> has code</label> '
+            '<label><input type="checkbox" name="implemented"> implemented here</label> '
             '<output name="count"></output></form>'
         )
         lines = [
             "# All papers",
             "",
-            f"{len(papers)} papers in the bibliography, newest first. Each row lists the leaves that "
-            "file the paper; the filters below run in your browser.",
+            f"{len(papers)} entries in the bibliography, newest first (the home page counts the "
+            f"{len({k for _a, leaf in self.kb.leaves() for k in leaf.all_papers()})} filed in "
+            "the taxonomy's leaves; the rest are named only by the Surveys page or an "
+            "implementation). Each row lists the leaves that file the paper; the filters run in "
+            "your browser, and an author's name shows their papers.",
             "",
             filters,
             "",
@@ -502,11 +631,16 @@ class Generator:
                 anchored=set(),
                 extra_column=("Filed under", filed_under),
                 table_id="kd-all-papers",
+                papers_page="./",
+                implemented=self.implemented_papers(page),
+                leaves=leaves_of,
             ),
             "",
         ]
-        self.site.add(page, front_matter("All papers") + "\n".join(lines), BIB_SOURCE)
-        self.site.nav.append("* [All papers](papers/index.md)")
+        self.site.add(
+            page, front_matter("All papers", hide_toc=True) + "\n".join(lines), BIB_SOURCE
+        )
+        self.site.nav.append(f"    * [All papers]({PAPERS_PAGE})")
 
     def survey_places(self, page: str, key: str) -> list[str]:
         """Links to the Surveys page sections that list ``key``."""
@@ -561,12 +695,13 @@ class Generator:
             front_matter("Surveys") + "\n".join(lines) + "\n",
             self.kb.area_paths.get(SURVEYS_ID),
         )
-        self.site.nav.append(f"* [Surveys]({SURVEYS_PAGE})")
+        self.site.nav.append(f"    * [Surveys]({SURVEYS_PAGE})")
 
     def notebook_pages(self) -> None:
         if not self.notebooks or self.render_notebook is None:
             return
-        self.site.nav.append("* Notebooks")
+        self.notebooks_index()
+        self.site.nav.append("* [Notebooks](notebooks/index.md)")
         for notebook in self.notebooks.values():
             self.site.add(
                 notebook.page,
@@ -576,23 +711,92 @@ class Generator:
             self.site.add(notebook.download, notebook.source)
             self.site.nav.append(f"    * [{TITLE_FROM_PAGE}]({notebook.page})")
 
+    def notebooks_index(self) -> None:
+        """One row per leaf that has a notebook: what it runs, and its source."""
+        page = "notebooks/index.md"
+        lines = [
+            "# Notebooks",
+            "",
+            "One executable notebook per leaf (jupytext percent format): it runs the leaf's "
+            "reference implementations on a problem small enough for a laptop's CPU (under 30 s "
+            "on two cores), draws what is transferred and ends with what we saw. Download the "
+            "source and run it with `jupytext --to notebook --execute`, or open it in Jupyter "
+            "with jupytext installed.",
+            "",
+            "| Leaf | Implementations | Notebook |",
+            "| --- | --- | --- |",
+        ]
+        for area, leaf in self.kb.leaves():
+            notebook = self.notebook_of(area, leaf)
+            if notebook is None:
+                continue
+            names = ", ".join(md_text(i.title) for i in leaf.implementations) or "-"
+            lines.append(
+                f"| [{md_text(area.title)} › {md_text(leaf.title)}]"
+                f"({_relative(page, self.leaf_page(area, leaf))}) | {names} "
+                f"| [open]({_relative(page, notebook.page)}) · "
+                f"[source]({_relative(page, notebook.download)}) |"
+            )
+        self.site.add(page, front_matter("Notebooks") + "\n".join(lines) + "\n")
+
     def api_pages(self) -> None:
         if not self.modules:
             return
-        self.site.nav.append("* API reference")
+        self.api_index()
+        self.site.nav.append(f"* [API reference]({API_ROOT}/index.md)")
+        calls = {i.object: i for _a, _l, i in self.kb.implementations()}
         for module, path in self.modules.items():
             page = api_page(module)
             source = path.read_text(encoding="utf-8")
             fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", source)), default=0))
+            package_init = path.parent / "__init__.py"
+            exports = package_init.read_text(encoding="utf-8") if package_init.exists() else ""
+            how = [
+                how_to_call(module, name, source, exported=f'"{name}"' in exports)
+                for object_path in calls
+                for name in [object_path.partition(":")[2]]
+                if object_path.partition(":")[0] == module
+            ]
             text = (
                 f"{front_matter(module)}# {md_text(module)}\n\n"
-                f"::: {module}\n\n"
+                + "".join(h for h in how if h)
+                + f"::: {module}\n\n"
                 f"## Source code {{#source}}\n\n"
                 f"`{path.relative_to(self.repo_root).as_posix()}`\n\n"
                 f"{fence}python\n{source.rstrip()}\n{fence}\n"
             )
             self.site.add(page, text, path.relative_to(self.repo_root))
             self.site.nav.append(f"    * [{module.removeprefix('reference_impls.')}]({page})")
+
+    def api_index(self) -> None:
+        """The reference implementations by leaf, then the shared modules."""
+        page = f"{API_ROOT}/index.md"
+        lines = [
+            "# API reference",
+            "",
+            "Every reference implementation, by the leaf that files it; each page shows how to "
+            "call it, its documentation with the paper's equation, and its whole source. "
+            "Shared pieces (interfaces, losses, models, training) are in `reference_impls.common`.",
+            "",
+        ]
+        for area, leaf in self.kb.leaves():
+            if not leaf.implementations:
+                continue
+            lines += [f"## {md_text(area.title)} › {md_text(leaf.title)}", ""]
+            for implementation in leaf.implementations:
+                module, _, name = implementation.object.partition(":")
+                if module in self.modules:
+                    lines.append(
+                        f"- [`{name}`]({_relative(page, api_page(module))}): "
+                        f"{md_text(implementation.title)}"
+                    )
+            lines.append("")
+        common = [m for m in self.modules if m.startswith("reference_impls.common.")]
+        if common:
+            lines += ["## Shared pieces", ""]
+            lines += [f"- [`{m}`]({_relative(page, api_page(m))})" for m in common]
+            lines.append("")
+        self.site.add(page, front_matter("API reference") + "\n".join(lines) + "\n")
 
     def benchmarks(self) -> None:
         """Tables from ``benchmarks/results/*.json`` (written by the scripts in ``benchmarks/``)."""
@@ -649,7 +853,7 @@ class Generator:
                 f"- [{leaf.id}.bib](leaves/{leaf.id}.bib): {md_text(area.title)} › {md_text(leaf.title)}"
             )
         self.site.add("downloads/index.md", front_matter("Downloads") + "\n".join(lines) + "\n")
-        self.site.nav.append("* [Downloads](downloads/index.md)")
+        self.site.nav.append("    * [Downloads](downloads/index.md)")
 
     def contributing(self) -> None:
         source = self.repo_root / "CONTRIBUTING.md"
@@ -658,7 +862,183 @@ class Generator:
         else:
             text = "# Contributing\n\nSee the repository's `CONTRIBUTING.md` and the [design page](design.md).\n"
         self.site.add("contributing.md", text, "CONTRIBUTING.md")
-        self.site.nav.append("* [Contributing](contributing.md)")
+        self.site.nav.append("    * [Contributing](contributing.md)")
+
+
+_WHAT_WE_SAW = re.compile(r"^#\s*#+\s*What we saw\s*$")
+
+
+def notebook_findings(source: Path) -> list[str]:
+    """The Markdown lines of a notebook's "What we saw" section (jupytext percent format),
+    made inert (:func:`safe_markdown`); empty when it has none."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if _WHAT_WE_SAW.match(line)), None)
+    if start is None:
+        return []
+    found = []
+    for line in lines[start + 1 :]:
+        if line.startswith("# %%") or not line.startswith("#"):
+            break
+        found.append(safe_markdown(line[2:] if line.startswith("# ") else line[1:]))
+    while found and not found[-1].strip():
+        found.pop()
+    while found and not found[0].strip():
+        found.pop(0)
+    return found
+
+
+# What a loss reads, as its call names the arguments and the shapes it expects.
+INPUT_SHAPES = {
+    "logits": ("student_logits", "teacher_logits", "logits `[B, C]`"),
+    "features": (
+        "student_features",
+        "teacher_features",
+        "feature maps: lists of `[B, C_i, H_i, W_i]`, one per tapped stage",
+    ),
+    "preact_features": (
+        "student_features",
+        "teacher_features",
+        "pre-activation feature maps: lists of `[B, C_i, H_i, W_i]`, one per tapped stage",
+    ),
+    "embeddings": ("student_embeddings", "teacher_embeddings", "embeddings `[B, D]`"),
+}
+
+
+_DECLARED = ("inputs", "needs_target")
+
+
+def _class_facts(tree: ast.Module, name: str) -> dict[str, object] | None:
+    """``inputs``, ``needs_target``, base names and methods of class ``name``, read statically
+    (the site never imports contributed code); a base class in the same module is followed."""
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    node = classes.get(name)
+    if node is None:
+        return None
+    facts: dict[str, object] = {"bases": [], "methods": {}}
+    chain = [node]
+    while chain[-1].bases and isinstance(chain[-1].bases[0], ast.Name):
+        base = chain[-1].bases[0].id
+        facts["bases"].append(base)  # type: ignore[attr-defined]
+        if base not in classes or classes[base] in chain:
+            break
+        chain.append(classes[base])
+    for cls in reversed(chain):  # the class's own definitions win
+        for item in cls.body:
+            target = item.target if isinstance(item, ast.AnnAssign) else None
+            if isinstance(item, ast.Assign) and len(item.targets) == 1:
+                target = item.targets[0]
+            value = getattr(item, "value", None)
+            if isinstance(target, ast.Name) and target.id in _DECLARED and value is not None:
+                with contextlib.suppress(ValueError, SyntaxError):
+                    facts[target.id] = ast.literal_eval(value)
+            if isinstance(item, ast.FunctionDef):
+                facts["methods"][item.name] = item  # type: ignore[index]
+    return facts
+
+
+def _top_level_split(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*parts, current.strip()] if current.strip() else parts
+
+
+def _signature(function: ast.FunctionDef) -> str:
+    """``name(arguments) -> returns`` without ``self``; one argument per line when long."""
+    arguments = [a for a in _top_level_split(ast.unparse(function.args)) if a != "self"]
+    returns = f" -> {ast.unparse(function.returns)}" if function.returns else ""
+    flat = f"{function.name}({', '.join(arguments)}){returns}"
+    if len(flat) <= 88:
+        return flat
+    return f"{function.name}(\n" + "".join(f"    {a},\n" for a in arguments) + f"){returns}"
+
+
+def _required(function: ast.FunctionDef | None) -> list[str]:
+    """Parameters of ``__init__`` without a default (the placeholders of the example)."""
+    if function is None:
+        return []
+    positional = [*function.args.posonlyargs, *function.args.args][1:]
+    required = positional[: len(positional) - len(function.args.defaults)]
+    keyword = [
+        a.arg
+        for a, default in zip(function.args.kwonlyargs, function.args.kw_defaults, strict=True)
+        if default is None
+    ]
+    return [a.arg for a in required] + keyword
+
+
+def how_to_call(module: str, name: str, source: str, exported: bool = True) -> str:
+    """Markdown: what ``module:name`` reads, whether it needs the labels, its ``forward``'s
+    signature and three lines that use it, read from its source without importing it."""
+    try:
+        facts = _class_facts(ast.parse(source), name)
+    except SyntaxError:
+        return ""
+    if facts is None:
+        return ""
+    methods: dict[str, ast.FunctionDef] = facts["methods"]  # type: ignore[assignment]
+    package = module.rsplit(".", 1)[0] if exported else module
+    construct = f"{name}({', '.join(_required(methods.get('__init__')))})"
+    lines = [f"## How to call `{name}` {{#how-to-call-{name.lower()}}}", ""]
+    kinds = facts.get("inputs")
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    if isinstance(kinds, tuple) and kinds and all(k in INPUT_SHAPES for k in kinds):
+        needs_target = facts.get("needs_target") is True
+        arguments = [a for k in kinds for a in INPUT_SHAPES[k][:2]]
+        if needs_target:
+            arguments.append("target")
+        read = "; then ".join(INPUT_SHAPES[k][2] for k in kinds)
+        label = (
+            "needs the labels (`target`: class indices `[B]`, last)"
+            if needs_target
+            else "does not need the labels"
+        )
+        lines += [
+            f"A distillation loss (`inputs = {facts['inputs']!r}`): it reads the student's and the teacher's {read}, and {label}. It returns "
+            "a scalar, the batch mean, and never passes gradient to the teacher's outputs.",
+            "",
+            "```python",
+            f"from {package} import {name}",
+            "",
+            f"loss_fn = {construct}",
+            f"loss = loss_fn({', '.join(arguments)})",
+            "```",
+            "",
+        ]
+    elif "forward" in methods:
+        forward = methods["forward"]
+        parameters = [a.arg for a in forward.args.args[1:]]
+        lines += [
+            "A distillation procedure: it owns its models, and one call is one training step's "
+            'terms (a dict with the total under `"loss"`).',
+            "",
+            "```python",
+            f"from {package} import {name}",
+            "",
+            f"procedure = {construct}",
+            f"terms = procedure({', '.join(parameters)})",
+            'terms["loss"].backward()',
+            "```",
+            "",
+        ]
+        if "run" in methods:
+            lines += [
+                "It also trains its stages itself: `procedure.run(data, ...)` returns one "
+                "history per stage.",
+                "",
+            ]
+    else:
+        return ""
+    if "forward" in methods:
+        lines += ["```python", f"def {_signature(methods['forward'])}", "```", ""]
+    return "\n".join(lines) + "\n"
 
 
 def _read_json(path: Path) -> dict:

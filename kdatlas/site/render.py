@@ -45,6 +45,13 @@ def md_text(text: str) -> str:
     return "".join(c if _PLAIN.match(c) else f"&#{ord(c)};" for c in one_line(text))
 
 
+def safe_markdown(line: str) -> str:
+    """A line of contributed Markdown (a notebook's findings) keeping its emphasis, code and
+    math, with no HTML and no links: ``&``, ``<``, ``>`` become entities, ``](`` is broken."""
+    escaped = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("](", "]&#40;")
+
+
 def safe_url(url: str | None) -> str | None:
     """``url`` if it is an absolute http(s) URL without spaces or quotes, else None."""
     if not url:
@@ -125,12 +132,21 @@ def paper_links(paper: Paper) -> list[str]:
 
 
 def bibtex_block(paper: Paper) -> str:
-    """A collapsed BibTeX block; Material adds a copy button to every ``pre > code``."""
+    """A small "BibTeX" control that unfolds the entry; Material adds a copy button to every
+    ``pre > code``. Styled as a link (``kd-bibtex``), not a full-width box."""
     # Newlines kept (a <pre>), but never a blank line, which would end the raw HTML block.
     body = "\n".join(html.escape(line, quote=True) for line in paper.bibtex.splitlines() if line)
     return (
         '<details class="kd-bibtex"><summary>BibTeX</summary>'
         f'<pre><code class="language-bibtex">{body}</code></pre></details>'
+    )
+
+
+def author_link(name: str, papers_page: str) -> str:
+    """An author's name linking to the all-papers page filtered to their papers."""
+    return (
+        f'<a class="kd-author" href="{html_attr(papers_page)}?author={quote(name, safe="")}">'
+        f"{html_text(name)}</a>"
     )
 
 
@@ -157,35 +173,57 @@ def papers_table(
     missing: Iterable[str] = (),
     extra_column: tuple[str, Mapping[str, str]] | None = None,
     table_id: str | None = None,
+    papers_page: str | None = None,
+    implemented: Mapping[str, str] | None = None,
+    leaves: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """A raw HTML table of papers, one row each, with a permanent anchor per paper.
+    """A raw HTML table of papers, one compact row each, with a permanent anchor per paper.
 
     ``anchored`` holds the keys that already have an anchor on this page (a key gets
     one once); ``extra_column`` is ``(header, {key: raw HTML})`` for pages that add a
-    column (the all-papers index lists the leaves of each paper).
+    column (the all-papers index lists the leaves of each paper). ``papers_page`` (the
+    URL of the all-papers page from this page) makes each author a link to their papers;
+    ``implemented`` marks the papers that have an implementation here (``{key: raw HTML
+    link}``); ``leaves`` gives each paper's leaf ids, for the all-papers filters.
     """
     header = ["Paper", "Authors", "Venue", "Year", "Links"]
     if extra_column:
         header.append(extra_column[0])
+    implemented = implemented or {}
     rows = []
     for paper in papers:
         anchor = "" if paper.key in anchored else f' id="{_anchor(paper.key)}"'
         anchored.add(paper.key)
+        badge = (
+            f' <span class="kd-implemented">{implemented[paper.key]}</span>'
+            if paper.key in implemented
+            else ""
+        )
+        authors = (
+            ", ".join(author_link(name, papers_page) for name in paper.authors)
+            if papers_page is not None
+            else html_text(paper.authors_text)
+        )
         cells = [
             f'<td><span class="kd-paper-title">{html_text(paper.title)}</span> '
             f'<a class="kd-permalink" href="#{_anchor(paper.key)}" title="Permanent link">¶</a>'
-            f'<br><code class="kd-key">{html_text(paper.key)}</code>{bibtex_block(paper)}</td>',
-            f"<td>{html_text(paper.authors_text)}</td>",
+            f'{badge}<br><code class="kd-key">{html_text(paper.key)}</code></td>',
+            f'<td class="kd-authors">{authors}</td>',
             f"<td>{html_text(paper.venue)}</td>",
             f"<td>{html_text(paper.year)}</td>",
-            f"<td>{' · '.join(paper_links(paper))}</td>",
+            f'<td class="kd-links">{" · ".join(paper_links(paper))}{bibtex_block(paper)}</td>',
         ]
         if extra_column:
-            cells.append(f"<td>{extra_column[1].get(paper.key, '')}</td>")
+            cells.append(f'<td class="kd-filed">{extra_column[1].get(paper.key, "")}</td>')
         data = (
             f' data-year="{html_attr(paper.year)}" data-venue="{html_attr(paper.venue)}"'
             f' data-text="{html_attr(" ".join((paper.title, paper.authors_text, paper.key)).lower())}"'
+            f' data-authors="{html_attr("|".join(paper.authors).lower())}"'
+            f' data-code="{1 if paper.code_url else 0}"'
+            f' data-implemented="{1 if paper.key in implemented else 0}"'
         )
+        if leaves is not None:
+            data += f' data-leaves="{html_attr(" ".join(leaves.get(paper.key, ())))}"'
         rows.append(f"<tr{anchor}{data}>{''.join(cells)}</tr>")
     for key in missing:
         rows.append(
@@ -199,33 +237,6 @@ def papers_table(
         f'<table class="kd-papers"{ident}><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div></div>"
     )
-
-
-# ---------------------------------------------------------------- diagram
-
-
-def mermaid_label(text: str) -> str:
-    """A quoted Mermaid label: punctuation as Mermaid's ``#N;`` entity codes."""
-    return '"' + "".join(c if _PLAIN.match(c) else f"#{ord(c)};" for c in one_line(text)) + '"'
-
-
-def mermaid_id(prefix: str, slug: str) -> str:
-    return prefix + re.sub(r"[^a-z0-9]", "_", slug.lower())
-
-
-def taxonomy_diagram(
-    root_title: str, areas: Sequence[tuple[str, str, Sequence[tuple[str, str]]]]
-) -> str:
-    """Mermaid source of the taxonomy: ``areas`` is ``[(area id, title, [(leaf id, title)])]``."""
-    lines = ["flowchart LR", f"  kd[{mermaid_label(root_title)}]"]
-    for area_id, area_title, leaves in areas:
-        area_node = mermaid_id("a_", area_id)
-        lines.append(f"  kd --> {area_node}[{mermaid_label(area_title)}]")
-        for leaf_id, leaf_title in leaves:
-            lines.append(
-                f"  {area_node} --> {mermaid_id('l_', leaf_id)}({mermaid_label(leaf_title)})"
-            )
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- chart

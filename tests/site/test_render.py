@@ -10,17 +10,22 @@ import markdown
 import pytest
 
 from kdatlas.bibliography import BibEntry
-from kdatlas.site.pages import _page_url, _relative, rewrite_repo_links
+from kdatlas.site.pages import (
+    _page_url,
+    _relative,
+    how_to_call,
+    notebook_findings,
+    rewrite_repo_links,
+)
 from kdatlas.site.records import latest_outcomes
 from kdatlas.site.render import (
     html_text,
     md_text,
-    mermaid_label,
     paper_from_entry,
     papers_per_year_svg,
     papers_table,
+    safe_markdown,
     safe_url,
-    taxonomy_diagram,
 )
 
 PAYLOADS = [
@@ -154,15 +159,6 @@ def test_papers_table_anchors_each_paper_once_and_keeps_its_bibtex():
     assert "@inproceedings{zhao2022decoupled," in html.unescape(first)
     assert "Decoupled Knowledge Distillation" in first  # LaTeX braces decoded for display
     assert "\n\n" not in first  # a blank line would end Markdown's raw HTML block
-
-
-def test_mermaid_labels_hold_no_syntax():
-    label = mermaid_label('A "quoted" <b>title</b> ]) --> x; click x call alert()')
-    assert label.startswith('"') and label.endswith('"')
-    assert not re.search(r'[<>\[\]()";]', label[1:-1].replace("#", "").replace(";", ""))
-    diagram = taxonomy_diagram("KD", [("sources", "Sources <x>", [("logit", "Logit [1]")])])
-    assert "a_sources" in diagram and "l_logit" in diagram
-    assert "<x>" not in diagram and "[1]" not in diagram
 
 
 def test_chart_stacks_papers_per_year_by_area():
@@ -320,3 +316,93 @@ def test_benchmark_tables_say_which_methods_were_not_timed_and_the_call_size():
     text = "\n".join(_loss_tables("cpu", record))
     assert "Per call: logits 8 x 100" in text
     assert "- takd: trains its stages itself &#40;run&#40;&#41;&#41;" in text
+
+
+def test_papers_table_rows_are_compact_and_carry_their_filters():
+    paper = paper_from_entry(evil_entry())
+    table = papers_table(
+        [paper],
+        anchored=set(),
+        papers_page="../../papers/",
+        implemented={"evil2024paper": '<a href="#x">EvilLoss</a>'},
+        leaves={"evil2024paper": ["logit", "attention"]},
+    )
+    elements = parsed(table)
+    assert not [name for name, _ in elements.attrs if name.startswith("on")]
+    # the BibTeX sits behind a small control in the links cell, not under the title
+    assert re.search(r'<td class="kd-links">.*<details class="kd-bibtex">', table)
+    assert 'data-leaves="logit attention"' in table and 'data-implemented="1"' in table
+    assert 'data-code="1"' in table  # the entry names its code
+    hrefs = [value for name, value in elements.attrs if name == "href"]
+    # each author links to their papers; names are URL-encoded, never markup
+    assert "../../papers/?author=Eve%20Evil" in hrefs
+    assert any(h.startswith("../../papers/?author=Bob%20%3Cb%20onmouseover%3D") for h in hrefs)
+    assert 'class="kd-implemented"' in table
+
+
+def test_safe_markdown_keeps_emphasis_but_no_html_or_links():
+    rendered = MD.reset().convert(
+        safe_markdown("* **KD** lifted `x` by $2$ <img src=x onerror=alert(1)> [a](javascript:b)")
+    )
+    elements = parsed(rendered)
+    assert "strong" in elements.tags and "code" in elements.tags
+    assert "img" not in elements.tags and "a" not in elements.tags
+    assert "<img src=x onerror=alert(1)>" in "".join(elements.text)
+
+
+def test_notebook_findings_are_the_what_we_saw_section(tmp_path):
+    notebook = tmp_path / "leaf.py"
+    notebook.write_text(
+        "# %% [markdown]\n# ## Method\n# text\n\n"
+        "# %% [markdown]\n# ## What we saw\n#\n# * KD helped <b>x</b>.\n#   Second line.\n#\n"
+        "# %%\nprint(1)\n"
+    )
+    assert notebook_findings(notebook) == ["* KD helped &lt;b&gt;x&lt;/b&gt;.", "  Second line."]
+    notebook.write_text("# %%\nprint(1)\n")
+    assert notebook_findings(notebook) == []
+
+
+HOW_TO_CALL_SOURCE = """
+class Base(DistillationLoss, abstract=True):
+    needs_target = True
+
+class PairLoss(Base):
+    inputs: ClassVar[tuple[str, ...]] = ("features", "logits")
+
+    def __init__(self, student_channels, teacher_channels, weight=1.0):
+        ...
+
+    def forward(self, student_feats, teacher_feats, student_logits, teacher_logits, target):
+        ...
+
+class Steps(DistillationProcedure):
+    def __init__(self, student, teacher):
+        ...
+
+    def forward(self, x, y) -> dict:
+        ...
+
+    def run(self, data):
+        ...
+"""
+
+
+def test_how_to_call_reads_the_declaration_and_signature_without_importing():
+    loss = how_to_call("pkg.leaf.pair", "PairLoss", HOW_TO_CALL_SOURCE)
+    assert "`inputs = ('features', 'logits')`" in loss
+    assert "needs the labels" in loss  # inherited from the base class in the same module
+    assert "loss_fn = PairLoss(student_channels, teacher_channels)" in loss
+    assert (
+        "loss = loss_fn(student_features, teacher_features, student_logits, teacher_logits, target)"
+        in loss
+    )
+    assert "from pkg.leaf import PairLoss" in loss
+    assert "from pkg.leaf.pair import PairLoss" in how_to_call(
+        "pkg.leaf.pair", "PairLoss", HOW_TO_CALL_SOURCE, exported=False
+    )
+    procedure = how_to_call("pkg.leaf.steps", "Steps", HOW_TO_CALL_SOURCE)
+    assert "procedure = Steps(student, teacher)" in procedure
+    assert "terms = procedure(x, y)" in procedure and "procedure.run(data" in procedure
+    assert "def forward(x, y) -> dict" in procedure
+    assert how_to_call("pkg.m", "Missing", HOW_TO_CALL_SOURCE) == ""
+    assert how_to_call("pkg.m", "PairLoss", "class (:") == ""  # a syntax error: nothing shown
