@@ -101,6 +101,7 @@ def _execute_once(notebook: Path, root: Path, timeout: int):
             kernel_manager_class=_ipc_kernel_manager(Path(sockets)),
             resources={"metadata": {"path": str(root)}},
             coalesce_streams=True,  # one output per stream, not one per progress-bar update
+            record_timing=False,  # no timestamps: an executed notebook depends on its code alone
         )
         client.execute()
     return tidy_streams(nb)

@@ -251,7 +251,7 @@ class Generator:
         Notebooks, API reference, Benchmarks and Project."""
         self.home()
         self.site.nav.append("* [Home](index.md)")
-        if (self.repo_root / "docs" / GUIDE_PAGE).exists():
+        if (self.repo_root / PARTIALS / GUIDE_PAGE).exists():
             self.site.nav.append(f"* [Which method?]({GUIDE_PAGE})")
         self.taxonomy_index()
         self.site.nav.append(f"* [Taxonomy]({TAXONOMY_PAGE})")
@@ -267,7 +267,29 @@ class Generator:
         self.site.nav.append("* Project")
         self.contributing()
         self.site.nav.extend(["    * [Design](design.md)", "    * [About](about.md)"])
+        self.guide()
         return self.site
+
+    def guide(self) -> None:
+        """ "Which method should I try?" (hand-written in docs/partials/): a link to a page this
+        knowledge base does not generate (a leaf it lacks) is shown as plain text."""
+        source = self.repo_root / PARTIALS / GUIDE_PAGE
+        if not source.exists():
+            return
+        pages = set(self.site.files) | {
+            p.relative_to(self.repo_root / "docs").as_posix()
+            for p in (self.repo_root / "docs").glob("*.md")
+        }
+
+        def keep_or_unlink(match: re.Match[str]) -> str:
+            label, target = match.group(1), match.group(2)
+            page = target.partition("#")[0]
+            if re.match(r"^[a-z]+:", target) or not page.endswith(".md") or page in pages:
+                return match.group(0)
+            return label
+
+        text = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", keep_or_unlink, source.read_text("utf-8"))
+        self.site.add(GUIDE_PAGE, text, PARTIALS / GUIDE_PAGE)
 
     def home(self) -> None:
         """The introduction, the coverage map (one screen), the figures, the survey, the chart."""

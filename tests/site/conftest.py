@@ -21,6 +21,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_KB = REPO / "tests" / "fixtures" / "site_kb"
 MKDOCS = [sys.executable, "-m", "mkdocs"]
+# The fixture's data holds payloads that `kdatlas check` refuses; its notebook is tiny, so it is
+# executed and its page shows outputs as a reader sees them.
+FIXTURE_ENV = {"KDATLAS_SITE_ALLOW_PROBLEMS": "1", "KDATLAS_NOTEBOOKS": "execute"}
 
 
 def build_site(
@@ -67,7 +70,7 @@ def fixture_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _built(
         tmp_path_factory.mktemp("fixture") / "site",
         kb_root=FIXTURE_KB,
-        extra_env={"KDATLAS_SITE_ALLOW_PROBLEMS": "1"},
+        extra_env=FIXTURE_ENV,
     )
 
 

@@ -105,23 +105,35 @@ class Watched:
         self.context.close()
 
 
+def leaf_count() -> int:
+    from kdatlas.loader import load
+
+    return sum(1 for _ in load(REPO).leaves())
+
+
 def test_tour_of_the_real_site(browser, real_url: str):
     tab = Watched(browser, real_url)
     page = tab.page
     try:
+        page.set_viewport_size({"width": 1280, "height": 900})
         page.goto(real_url + "/")
-        # Material renders the Mermaid diagram into a closed shadow root: a sized div.mermaid.
-        diagram = page.locator("div.mermaid").first
-        diagram.wait_for(state="visible", timeout=20_000)
-        box = diagram.bounding_box()
-        assert box and box["height"] > 100 and box["width"] > 100
-        assert page.locator("pre.mermaid").count() == 0  # the source was replaced by the drawing
+        # the coverage map: one card per leaf, the whole map within one screen at 1280 x 900
+        coverage = page.locator(".kd-coverage")
+        coverage.scroll_into_view_if_needed()
+        box = coverage.bounding_box()
+        assert box and box["height"] <= 900 and box["x"] + box["width"] <= 1280, box
+        assert page.locator(".kd-coverage a.kd-card").count() == leaf_count()
         assert page.locator("svg.kd-chart rect").count() > 5
-        tab.shot("01-home")
+        for tab_name in ("Taxonomy", "Papers", "Notebooks", "API reference", "Benchmarks"):
+            assert page.locator(".md-tabs__link", has_text=tab_name).count() == 1, tab_name
+        tab.shot("01-home-coverage-map")
 
-        page.locator("nav.md-nav a.md-nav__link", has_text="Logit-based Distillation").first.click()
+        page.locator("a.kd-card", has_text="Logit-based Distillation").click()
         page.wait_for_url("**/sources/logit/")
         assert "Logit-based Distillation" in page.locator("h1").first.inner_text()
+        # the implementations table fits the content column: nothing to scroll sideways
+        wrapper = page.locator("#implementations ~ .md-typeset__scrollwrap").first
+        assert wrapper.evaluate("w => w.scrollWidth <= w.clientWidth + 1")
         tab.shot("02-leaf")
 
         page.locator("label.md-search__icon, .md-search__input").first.click()
@@ -138,8 +150,11 @@ def test_tour_of_the_real_site(browser, real_url: str):
         row = page.locator("tr#zhao2022decoupled")
         row.wait_for(state="attached", timeout=20_000)
         assert "Decoupled Knowledge Distillation" in row.locator(".kd-paper-title").inner_text()
-
-        row.locator("details.kd-bibtex summary").click()
+        # compact rows: the BibTeX control is a small link, not a full-width box
+        summary = row.locator("details.kd-bibtex summary")
+        assert summary.bounding_box()["width"] < 100
+        assert row.bounding_box()["height"] < 200
+        summary.click()
         code = row.locator("details.kd-bibtex pre code")
         code.wait_for(state="visible")
         assert "@inproceedings{zhao2022decoupled," in code.inner_text()
@@ -147,15 +162,47 @@ def test_tour_of_the_real_site(browser, real_url: str):
         row.scroll_into_view_if_needed()
         tab.shot("04-bibtex")
 
+        # an author's name shows their papers on the all-papers page
+        row.locator("a.kd-author", has_text="Borui Zhao").click()
+        page.wait_for_url("**/papers/?author=Borui%20Zhao")
+        author = page.locator("form.kd-filter input[name=author]")
+        assert author.input_value() == "Borui Zhao"
+        shown = page.locator("#kd-all-papers tbody tr:visible")
+        assert shown.count() >= 1
+        assert all("Borui Zhao" in r.locator("td.kd-authors").inner_text() for r in shown.all())
+        # the filter boxes are visible: a border of at least one pixel, not the background's colour
+        style = author.evaluate(
+            "e => { const s = getComputedStyle(e); return [s.borderTopWidth, s.borderTopColor,"
+            " getComputedStyle(document.body).backgroundColor]; }"
+        )
+        assert float(style[0].removesuffix("px")) >= 1 and style[1] != style[2], style
+        page.locator("form.kd-filter input[name=implemented]").check()
+        assert all(r.get_attribute("data-implemented") == "1" for r in shown.all())
+        tab.shot("05-author-filter")
+
         page.goto(real_url + "/sources/logit/")
         page.locator("a", has_text="DKDLoss").first.click()
         page.wait_for_url("**/api/reference_impls/sources/logit/dkd/**")
+        assert (
+            "loss_fn(student_logits, teacher_logits, target)"
+            in page.locator("#how-to-call-dkdloss ~ .highlight").first.inner_text()
+        )
         equation = page.locator(".arithmatex .katex-display").first
         equation.wait_for(state="visible", timeout=20_000)
         equation.scroll_into_view_if_needed()
         assert page.locator(".arithmatex .katex").count() >= 2
         assert page.locator(".katex-error").count() == 0
-        tab.shot("05-api-equation")
+        tab.shot("06-api-equation")
+
+        # a phone: no page scrolls sideways; wide tables scroll inside their own box
+        page.set_viewport_size({"width": 390, "height": 844})
+        for path, name in (("/", "07-phone-home"), ("/sources/logit/", "08-phone-leaf")):
+            page.goto(real_url + path)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+            tab.shot(name)
+        page.goto(real_url + "/papers/?author=Hinton")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        tab.shot("09-phone-papers")
 
         assert tab.other_hosts() == []
         assert tab.dialogs == [] and tab.errors == []
@@ -217,7 +264,13 @@ def test_notebook_page_typesets_its_math_from_this_host(browser, fixture_url: st
         page.goto(f"{fixture_url}/notebooks/sources/logit/")
         page.locator(".jupyter-wrapper .jp-RenderedMarkdown .katex").first.wait_for(timeout=20_000)
         assert page.locator(".jupyter-wrapper .katex-display").count() == 1
-        tab.shot("07-notebook")
+        # progress bars are plain output in their final state; no empty or red stderr box
+        outputs = page.locator(".jp-OutputArea-output")
+        texts = [o.inner_text().strip() for o in outputs.all()]
+        assert "temperature = 4.0" in texts and "100%|##########| 100/100" in texts, texts
+        assert all(texts), f"an empty output box: {texts}"
+        assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+        tab.shot("10-notebook")
         assert tab.other_hosts() == []  # mkdocs-jupyter's CDN MathJax and Mermaid tags are gone
         assert tab.errors == []
     finally:

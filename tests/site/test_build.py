@@ -30,7 +30,10 @@ def test_real_site_builds_strictly_with_no_broken_link_and_no_other_host(real_si
         assert (real_site / area.id / leaf.id / "index.html").is_file()
         assert (real_site / "downloads" / "leaves" / f"{leaf.id}.bib").is_file()
     home = (real_site / "index.html").read_text(encoding="utf-8")
-    assert '<pre class="mermaid">' in home and "kd-chart" in home
+    assert home.count('<a class="kd-card') == sum(1 for _ in kb.leaves()) and "kd-chart" in home
+    for page in ("which-method", "taxonomy", "notebooks", "api"):  # reachable from the home page
+        assert f'href="{page}/"' in home, page
+        assert (real_site / page / "index.html").is_file()
 
 
 def test_api_pages_carry_the_equations_for_katex(real_site: Path):

@@ -16,7 +16,7 @@ def _site():
 def test_surveys_page_lists_the_survey_its_citation_and_the_earlier_surveys():
     site = _site()
     page = site.files["surveys.md"]
-    assert "* [Surveys](surveys.md)" in site.nav
+    assert "    * [Surveys](surveys.md)" in site.nav  # under the Papers tab
     survey, citation, earlier = (
         page.index("{#the-survey}"),
         page.index("{#citation}"),
