@@ -214,6 +214,43 @@ class Recipe:
     example: Callable[[int], Example] | None = None
 
 
+def _extra_teachers(context: BuildContext, count: int) -> list[nn.Module]:
+    """``count`` more teachers of the context's teacher architecture, each from its own seed."""
+    teachers = []
+    for seed in range(count):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1000 + seed)
+            teachers.append(
+                TinyCNN(context.teacher_channels, context.num_classes, context.in_channels)
+            )
+    return teachers
+
+
+def _multi_teacher(cls_name: str) -> Callable[[BuildContext], nn.Module]:
+    """Three teachers (the context's and two more), as in the CA-MKD authors' CIFAR-100 runs."""
+
+    def build(context: BuildContext) -> nn.Module:
+        from reference_impls.algorithms import multi_teacher
+
+        teachers = [context.require_teacher(), *_extra_teachers(context, 2)]
+        return getattr(multi_teacher, cls_name)(context.trained_student(), teachers)
+
+    return build
+
+
+def _uhc(context: BuildContext) -> nn.Module:
+    from reference_impls.algorithms.multi_teacher.uhc import UHC
+
+    half = context.num_classes // 2
+    label_sets = [list(range(half)), list(range(half, context.num_classes))]
+    teachers = []
+    for seed, label_set in enumerate(label_sets):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1000 + seed)
+            teachers.append(TinyCNN(context.teacher_channels, len(label_set), context.in_channels))
+    return UHC(context.trained_student(), teachers, label_sets, context.num_classes)
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -258,6 +295,18 @@ def _second_epoch(procedure: Any) -> None:
 
 
 RECIPES: dict[str, Recipe] = {
+    "reference_impls.algorithms.multi_teacher.averaged_ensemble:AveragedEnsembleKD": Recipe(
+        why="several teachers: the context's and two more of its architecture, other seeds",
+        build=_multi_teacher("AveragedEnsembleKD"),
+    ),
+    "reference_impls.algorithms.multi_teacher.ca_mkd:CAMKD": Recipe(
+        why="several teachers (CA-MKD's weights need two): the context's and two more",
+        build=_multi_teacher("CAMKD"),
+    ),
+    "reference_impls.algorithms.multi_teacher.uhc:UHC": Recipe(
+        why="two teachers, each trained on half of the classes (label sets 0..C/2-1, C/2..C-1)",
+        build=_uhc,
+    ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
         build=_offline_distiller,

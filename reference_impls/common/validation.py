@@ -146,6 +146,50 @@ def class_indices(target: torch.Tensor, logits: torch.Tensor) -> None:
         raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
 
 
+def one_per_teacher(name: str, values: Sized, num_teachers: int) -> None:
+    """``values`` (weights, label sets, heads) gives exactly one entry per teacher."""
+    if len(values) != num_teachers:
+        raise ValueError(
+            f"{name} must give one entry per teacher: got {len(values)} for {num_teachers} teachers"
+        )
+
+
+def teacher_logit_list(
+    student_logits: torch.Tensor,
+    teacher_logits: object,
+    classes_per_teacher: Sequence[int] | None = None,
+) -> None:
+    """One ``[B, C_k]`` logits tensor per teacher, in a list, for the student's ``[B, C]``.
+
+    ``C_k`` is the student's ``C`` unless ``classes_per_teacher`` gives each teacher's
+    own number of classes (teachers trained on label subsets).
+    """
+    if student_logits.dim() != 2:
+        raise ValueError(
+            "student_logits must have shape [B, C] (a batch of class scores), got shape "
+            f"{tuple(student_logits.shape)}"
+        )
+    if not isinstance(teacher_logits, list | tuple):
+        shape = getattr(teacher_logits, "shape", None)
+        got = f"a {type(teacher_logits).__name__}" + (f" of shape {tuple(shape)}" if shape else "")
+        raise ValueError(
+            f"teacher_logits must be a list with one [B, C] tensor per teacher, got {got}; "
+            "for a single teacher pass [teacher_logits]"
+        )
+    if not teacher_logits:
+        raise ValueError("teacher_logits must hold at least one teacher's logits, got []")
+    if classes_per_teacher is not None:
+        one_per_teacher("teacher_logits", teacher_logits, len(classes_per_teacher))
+    batch, classes = student_logits.shape
+    for k, logits in enumerate(teacher_logits):
+        expected = (batch, classes if classes_per_teacher is None else classes_per_teacher[k])
+        if tuple(logits.shape) != expected:
+            raise ValueError(
+                f"teacher_logits[{k}] must have shape {expected} to go with student_logits of "
+                f"shape {tuple(student_logits.shape)}, got shape {tuple(logits.shape)}"
+            )
+
+
 __all__ = [
     "at_least",
     "class_indices",
@@ -155,8 +199,10 @@ __all__ = [
     "loss_weights",
     "non_negative",
     "one_of",
+    "one_per_teacher",
     "positive",
     "same_stage_count",
     "stage_index",
     "stage_indices",
+    "teacher_logit_list",
 ]
