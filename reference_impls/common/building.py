@@ -251,6 +251,13 @@ def _uhc(context: BuildContext) -> nn.Module:
     return UHC(context.trained_student(), teachers, label_sets, context.num_classes)
 
 
+def _paired_frames(seed: int) -> Example:
+    """A batch of 8 paired 8x8 frames (the teacher's channel, then the student's) and labels."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.randn(8, 2, 8, 8, generator=generator)
+    return Example((frames, torch.randint(0, 10, (8,), generator=generator)))
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -306,6 +313,15 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.algorithms.multi_teacher.uhc:UHC": Recipe(
         why="two teachers, each trained on half of the classes (label sets 0..C/2-1, C/2..C-1)",
         build=_uhc,
+    ),
+    "reference_impls.algorithms.cross_modal.c2kd:C2KD": Recipe(
+        why="its batch pairs two modalities: frames stacking the teacher's and the student's views",
+        example=_paired_frames,
+    ),
+    "reference_impls.algorithms.cross_modal.supervision_transfer:SupervisionTransfer": Recipe(
+        why="its batch pairs two modalities (no labels read); it trains the student's features only",
+        example=_paired_frames,
+        no_gradient={"student.fc.": "the transfer regresses the last stage's map, not the logits"},
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
