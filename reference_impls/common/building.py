@@ -258,6 +258,42 @@ def _paired_frames(seed: int) -> Example:
     return Example((frames, torch.randint(0, 10, (8,), generator=generator)))
 
 
+def _latent_codes(latent_dim: int, batch: int = 4) -> Callable[[int], Example]:
+    """A procedure's batch of ``batch`` latent codes ``[batch, latent_dim]`` for a seed."""
+
+    def example(seed: int) -> Example:
+        generator = torch.Generator().manual_seed(seed)
+        return Example((torch.randn(batch, latent_dim, generator=generator),))
+
+    return example
+
+
+def _dafl(context: BuildContext) -> nn.Module:
+    from reference_impls.algorithms.adversarial.dafl import DAFL
+    from reference_impls.algorithms.adversarial.data_free import DigitsGenerator
+
+    generator = DigitsGenerator(latent_dim=100, channels=context.in_channels)
+    return DAFL(context.require_teacher(), context.trained_student(), generator)
+
+
+def _dfad(context: BuildContext) -> nn.Module:
+    from reference_impls.algorithms.adversarial.data_free import DigitsGenerator
+    from reference_impls.algorithms.adversarial.dfad import DFAD
+
+    generator = DigitsGenerator(latent_dim=256, channels=context.in_channels)
+    return DFAD(context.require_teacher(), context.trained_student(), generator)
+
+
+def _gan_distillation(context: BuildContext) -> nn.Module:
+    from reference_impls.algorithms.adversarial.gan_distillation import (
+        GANDistillation,
+        MLPGenerator,
+    )
+
+    teacher = MLPGenerator(latent_dim=2, hidden=(128, 128))
+    return GANDistillation(teacher, MLPGenerator(latent_dim=2, hidden=(32, 32)), latent_dim=2)
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -322,6 +358,21 @@ RECIPES: dict[str, Recipe] = {
         why="its batch pairs two modalities (no labels read); it trains the student's features only",
         example=_paired_frames,
         no_gradient={"student.fc.": "the transfer regresses the last stage's map, not the logits"},
+    ),
+    "reference_impls.algorithms.adversarial.dafl:DAFL": Recipe(
+        why="data-free: it needs a generator (the authors' for 8x8 digits) and reads latent codes",
+        build=_dafl,
+        example=_latent_codes(100),
+    ),
+    "reference_impls.algorithms.adversarial.dfad:DFAD": Recipe(
+        why="data-free: it needs a generator (the authors' for 8x8 digits) and reads latent codes",
+        build=_dfad,
+        example=_latent_codes(256),
+    ),
+    "reference_impls.algorithms.adversarial.gan_distillation:GANDistillation": Recipe(
+        why="it distils a generator: two 2-D MLP generators reading latent codes",
+        build=_gan_distillation,
+        example=_latent_codes(2),
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

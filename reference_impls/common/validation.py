@@ -190,11 +190,32 @@ def teacher_logit_list(
             )
 
 
+def labelled_batch(inputs: torch.Tensor, target: torch.Tensor) -> None:
+    """A floating batch of inputs ``[B, ...]`` and one integer class index per input (``[B]``).
+
+    For procedures that use the labels before any logits exist (an attack on the inputs).
+    """
+    if inputs.dim() < 2 or not inputs.dtype.is_floating_point:
+        raise ValueError(
+            f"inputs must be a floating-point batch [B, ...], got shape {tuple(inputs.shape)} "
+            f"and dtype {inputs.dtype}"
+        )
+    expected = (inputs.shape[0],)
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target must be class indices of shape {expected} (one per input), got shape "
+            f"{tuple(target.shape)} for inputs of shape {tuple(inputs.shape)}"
+        )
+    if target.dtype.is_floating_point or target.dtype.is_complex:
+        raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
+
+
 __all__ = [
     "at_least",
     "class_indices",
     "enough_feature_maps",
     "in_unit_interval",
+    "labelled_batch",
     "logit_pair",
     "loss_weights",
     "non_negative",
