@@ -31,10 +31,11 @@
 # with LSP. The graph models, the data and the training loop are
 # `reference_impls.common.graphs`; the losses are imported from `reference_impls`.
 #
-# **Runtime.** 8-9 s of CPU time in the kernel (four runs). Measured on a 2-core CPU
-# shared with about nine other jobs (load average 9-10), the kernel's wall time was
-# 25-48 s and the whole test execution 42 s; alone on two cores the CPU time is the bound.
-# Seeded; runs on CUDA when present (not timed there).
+# **Runtime.** 8-9 s of CPU time in the kernel (four runs; it uses one thread). It was
+# measured on a 2-core CPU shared with about nine other jobs (load average 9-10), where
+# the kernel's wall time was 25-51 s and the whole test execution 42 s; on an idle
+# machine the wall time should be close to the CPU time plus the kernel's start (not
+# measured). Seeded; runs on CUDA when present (not timed there).
 
 # %%
 import matplotlib.pyplot as plt
