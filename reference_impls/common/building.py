@@ -294,6 +294,38 @@ def _gan_distillation(context: BuildContext) -> nn.Module:
     return GANDistillation(teacher, MLPGenerator(latent_dim=2, hidden=(32, 32)), latent_dim=2)
 
 
+def _small_graph(seed: int) -> tuple[Any, torch.Generator]:
+    """A 48-node, 4-class stochastic block model and a generator, both decided by ``seed``."""
+    from reference_impls.common.graphs import stochastic_block_model
+
+    graph = stochastic_block_model(
+        num_nodes=48,
+        p_in=0.3,
+        p_out=0.05,
+        num_features=8,
+        train_per_class=2,
+        val_per_class=2,
+        seed=seed,
+    )
+    return graph, torch.Generator().manual_seed(seed)
+
+
+def _glnn_example(seed: int) -> Example:
+    """An MLP student's and a GNN teacher's node logits, the node labels, the labelled nodes."""
+    graph, generator = _small_graph(seed)
+    student = torch.randn(graph.num_nodes, graph.num_classes, generator=generator)
+    teacher = 3 * torch.randn(graph.num_nodes, graph.num_classes, generator=generator)
+    return Example((student, teacher, graph.y, graph.train_mask))
+
+
+def _lsp_example(seed: int) -> Example:
+    """Student and teacher node embeddings of different widths, and the graph's edge_index."""
+    graph, generator = _small_graph(seed)
+    student = 5 * torch.randn(graph.num_nodes, 8, generator=generator)
+    teacher = 10 * torch.randn(graph.num_nodes, 16, generator=generator)
+    return Example((student, teacher, graph.edge_index))
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -373,6 +405,14 @@ RECIPES: dict[str, Recipe] = {
         why="it distils a generator: two 2-D MLP generators reading latent codes",
         build=_gan_distillation,
         example=_latent_codes(2),
+    ),
+    "reference_impls.algorithms.graph.glnn:GLNNLoss": Recipe(
+        why="GLNN reads node logits on a graph: an MLP student's, a GNN teacher's, the labelled nodes",
+        example=_glnn_example,
+    ),
+    "reference_impls.algorithms.graph.lsp:LSPLoss": Recipe(
+        why="LSP reads node embeddings of two GNNs and the graph's edge_index",
+        example=_lsp_example,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

@@ -296,6 +296,8 @@ class Experiment:
         threads: torch's CPU threads; one is as fast for these tiny models and
             never fights other jobs for cores. ``None`` leaves torch's setting.
         cache_dir: where trained teachers are kept (default: :func:`default_cache_dir`).
+        examples: what one example of ``data`` is called in printed lines and titles
+            (``"nodes"`` for a graph's node features).
     """
 
     def __init__(
@@ -310,6 +312,7 @@ class Experiment:
         device: torch.device | str | None = None,
         threads: int | None = 1,
         cache_dir: Path | str | None = None,
+        examples: str = "images",
     ) -> None:
         self.started = time.perf_counter()
         if threads is not None:
@@ -320,7 +323,7 @@ class Experiment:
         self.data = (data if data is not None else load_digits_split(seed=0)).to(self.device)
         self.labelled = self.data if labelled is None else self.data.with_train_subset(labelled)
         self.cache_dir = cache_dir
-        self.data_name = "digits" if data is None else "images"
+        self.data_name = "digits" if data is None else examples
         self.results: dict[str, list[dict[str, Any]]] = {}
         self.titles = {  # how tables and charts name a metric key
             "accuracy": "test accuracy",
@@ -334,7 +337,7 @@ class Experiment:
         _quiet_tqdm()  # before any progress bar (the teacher's) imports it with a warning
         print(
             f"device: {self.device}; students train on {len(self.labelled.x_train):,} labelled "
-            f"images, every model is tested on {len(self.data.x_test):,} held-out images"
+            f"{examples}, every model is tested on {len(self.data.x_test):,} held-out {examples}"
         )
 
     # ------------------------------------------------------------------ training

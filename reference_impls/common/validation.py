@@ -210,6 +210,46 @@ def labelled_batch(inputs: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
 
 
+def node_pairs(name: str, edge_index: torch.Tensor, num_nodes: int) -> None:
+    """A PyG-style ``edge_index``: integer ``[2, E]``, each entry a node index in ``[0, num_nodes)``."""
+    shape = tuple(edge_index.shape)
+    if edge_index.dim() != 2 or shape[0] != 2:
+        hint = "; transpose a list of [E, 2] pairs" if len(shape) == 2 and shape[1] == 2 else ""
+        raise ValueError(
+            f"{name} must have shape [2, E] (row 0 the source, row 1 the target node of each "
+            f"edge), got shape {shape}{hint}"
+        )
+    dtype = edge_index.dtype
+    if dtype.is_floating_point or dtype.is_complex or str(dtype) == "torch.bool":
+        raise ValueError(f"{name} must hold integer node indices, got dtype {dtype}")
+    if edge_index.numel() > 0:
+        low, high = int(edge_index.min()), int(edge_index.max())
+        if low < 0 or high >= num_nodes:
+            raise ValueError(
+                f"{name} holds node indices from {low} to {high}, outside [0, {num_nodes}) "
+                f"for a graph of {num_nodes} nodes"
+            )
+
+
+def node_rows(name: str, tensor: torch.Tensor, num_nodes: int | None = None) -> int:
+    """One row per node, ``[N, D]`` (``N = num_nodes`` when given); returns ``N``."""
+    expected = f"[{num_nodes if num_nodes is not None else 'N'}, D]"
+    if tensor.dim() != 2 or (num_nodes is not None and tensor.shape[0] != num_nodes):
+        raise ValueError(
+            f"{name} must have shape {expected} (one row per node), got shape {tuple(tensor.shape)}"
+        )
+    return tensor.shape[0]
+
+
+def row_mask(name: str, mask: torch.Tensor, rows: int) -> None:
+    """A boolean ``[rows]`` mask selecting rows (nodes, samples)."""
+    if tuple(mask.shape) != (rows,) or str(mask.dtype) != "torch.bool":
+        raise ValueError(
+            f"{name} must be a boolean mask of shape [{rows}] (one entry per row), got "
+            f"shape {tuple(mask.shape)} and dtype {mask.dtype}"
+        )
+
+
 __all__ = [
     "at_least",
     "class_indices",
@@ -218,10 +258,13 @@ __all__ = [
     "labelled_batch",
     "logit_pair",
     "loss_weights",
+    "node_pairs",
+    "node_rows",
     "non_negative",
     "one_of",
     "one_per_teacher",
     "positive",
+    "row_mask",
     "same_stage_count",
     "stage_index",
     "stage_indices",
