@@ -9,15 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.algorithms.adversarial import ARD
-from reference_impls.common import Supervised, student_cnn, teacher_cnn, train
-from reference_impls.common.attacks import DIGITS_PIXELS, pgd_accuracy
+from reference_impls.common import student_cnn, teacher_cnn
+from reference_impls.common.attacks import DIGITS_PIXELS
 from reference_impls.common.testing import FixedLogits, digits_setup
 
-
-def digits_batch(size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randint(0, 17, (size, 1, 8, 8), generator=generator) / 16
-    return (pixels - 0.3) / 0.4, torch.randint(0, 10, (size,), generator=generator)
+from .conftest import pixel_batch
 
 
 def test_hand_computed_value():
@@ -37,7 +33,7 @@ def test_hand_computed_value():
 def test_without_attack_it_is_kd_at_temperature_plus_cross_entropy():
     # epsilon 0: the "adversarial" batch is the clean one, and ARD is KD (tau^2 KL, times the
     # authors' 1/10) mixed with the cross-entropy by alpha
-    x, y = digits_batch()
+    x, y = pixel_batch()
     torch.manual_seed(0)
     student, teacher = student_cnn(), teacher_cnn().eval()
     ard = ARD(student, teacher, temperature=4.0, alpha=0.7, epsilon=0.0, scale=DIGITS_PIXELS)
@@ -70,7 +66,7 @@ def test_the_attack_raises_the_students_cross_entropy_within_the_ball():
 
 def test_the_student_is_attacked_in_its_training_mode_as_in_the_authors_code():
     # 10 attack passes, one on the final perturbed batch, one clean: 12 batch-norm updates
-    x, y = digits_batch()
+    x, y = pixel_batch()
     student = student_cnn()
     ard = ARD(student, teacher_cnn(), scale=DIGITS_PIXELS).train()
     ard(x, y)
@@ -79,24 +75,19 @@ def test_the_student_is_attacked_in_its_training_mode_as_in_the_authors_code():
 
 
 def test_works_under_cpu_autocast_and_returns_float32():
-    x, y = digits_batch(8)
+    x, y = pixel_batch(8)
     ard = ARD(student_cnn(), teacher_cnn(), steps=2, scale=DIGITS_PIXELS)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         terms = ard(x, y)
     assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
 
 
-def test_robust_student_beats_the_same_seed_cross_entropy_student_under_pgd():
-    data, teacher, student = digits_setup(seed=0)
-    _, _, baseline = digits_setup(seed=0)
-    data = data.with_train_subset(600)
-    attack = {"epsilon": 0.1, "step_size": 0.025, "scale": DIGITS_PIXELS}
-    settings = {"epochs": 2, "batch_size": 50, "seed": 0, "device": "cpu"}
-    train(Supervised(baseline), data, **settings)
-    train(ARD(student, teacher, kl_scale=1.0, steps=5, **attack), data, **settings)
-    x, y = data.x_test[:150], data.y_test[:150]
-    robust = pgd_accuracy(student, x, y, **attack)
-    plain = pgd_accuracy(baseline, x, y, **attack)
+def test_robust_student_beats_the_same_seed_cross_entropy_student_under_pgd(
+    pgd_accuracy_against_cross_entropy,
+):
+    robust, plain = pgd_accuracy_against_cross_entropy(
+        lambda student, teacher, attack: ARD(student, teacher, kl_scale=1.0, steps=5, **attack)
+    )
     assert robust > plain + 0.05
 
 
@@ -117,7 +108,7 @@ def test_rejects_bad_arguments(kwargs, match):
 
 
 def test_rejects_bad_batches_and_mismatched_classes():
-    x, y = digits_batch(8)
+    x, y = pixel_batch(8)
     ard = ARD(student_cnn(), teacher_cnn(), steps=1)
     with pytest.raises(ValueError, match=r"target must be class indices of shape \(8,\)"):
         ard(x, y[:5])

@@ -9,15 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.algorithms.adversarial import RSLAD
-from reference_impls.common import Supervised, student_cnn, teacher_cnn, train
-from reference_impls.common.attacks import DIGITS_PIXELS, pgd_accuracy
+from reference_impls.common import student_cnn, teacher_cnn
+from reference_impls.common.attacks import DIGITS_PIXELS
 from reference_impls.common.testing import FixedLogits, digits_setup
 
-
-def digits_batch(size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randint(0, 17, (size, 1, 8, 8), generator=generator) / 16
-    return (pixels - 0.3) / 0.4, torch.randint(0, 10, (size,), generator=generator)
+from .conftest import pixel_batch
 
 
 def test_hand_computed_value():
@@ -33,7 +29,7 @@ def test_hand_computed_value():
 
 
 def test_without_attack_it_is_the_weighted_kl_to_the_soft_labels():
-    x, y = digits_batch()
+    x, y = pixel_batch()
     torch.manual_seed(0)
     student, teacher = student_cnn(), teacher_cnn().eval()
     rslad = RSLAD(
@@ -73,7 +69,7 @@ def test_the_attack_pushes_the_student_away_from_the_soft_labels_within_the_ball
 
 
 def test_the_labels_are_not_used():
-    x, y = digits_batch()
+    x, y = pixel_batch()
     torch.manual_seed(0)
     rslad = RSLAD(student_cnn(), teacher_cnn(), steps=2, scale=DIGITS_PIXELS).eval()
     values = []
@@ -86,7 +82,7 @@ def test_the_labels_are_not_used():
 def test_the_student_is_attacked_in_eval_mode_and_put_back():
     # as rslad_inner_loss: no batch-norm update during the attack; then the perturbed and
     # the clean pass in training mode
-    x, y = digits_batch()
+    x, y = pixel_batch()
     student = student_cnn()
     rslad = RSLAD(student, teacher_cnn(), scale=DIGITS_PIXELS).train()
     rslad(x, y)
@@ -95,24 +91,19 @@ def test_the_student_is_attacked_in_eval_mode_and_put_back():
 
 
 def test_works_under_cpu_autocast_and_returns_float32():
-    x, y = digits_batch(8)
+    x, y = pixel_batch(8)
     rslad = RSLAD(student_cnn(), teacher_cnn(), steps=2, scale=DIGITS_PIXELS)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         terms = rslad(x, y)
     assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
 
 
-def test_robust_student_beats_the_same_seed_cross_entropy_student_under_pgd():
-    data, teacher, student = digits_setup(seed=0)
-    _, _, baseline = digits_setup(seed=0)
-    data = data.with_train_subset(600)
-    attack = {"epsilon": 0.1, "step_size": 0.025, "scale": DIGITS_PIXELS}
-    settings = {"epochs": 2, "batch_size": 50, "seed": 0, "device": "cpu"}
-    train(Supervised(baseline), data, **settings)
-    train(RSLAD(student, teacher, kl_scale=1.0, steps=5, **attack), data, **settings)
-    x, y = data.x_test[:150], data.y_test[:150]
-    robust = pgd_accuracy(student, x, y, **attack)
-    plain = pgd_accuracy(baseline, x, y, **attack)
+def test_robust_student_beats_the_same_seed_cross_entropy_student_under_pgd(
+    pgd_accuracy_against_cross_entropy,
+):
+    robust, plain = pgd_accuracy_against_cross_entropy(
+        lambda student, teacher, attack: RSLAD(student, teacher, kl_scale=1.0, steps=5, **attack)
+    )
     assert robust > plain + 0.05
 
 
@@ -133,7 +124,7 @@ def test_rejects_bad_arguments(kwargs, match):
 
 
 def test_rejects_bad_batches_and_mismatched_classes():
-    x, y = digits_batch(8)
+    x, y = pixel_batch(8)
     rslad = RSLAD(student_cnn(), teacher_cnn(), steps=1)
     with pytest.raises(ValueError, match=r"target must be class indices of shape \(8,\)"):
         rslad(x, y[:, None])
