@@ -258,6 +258,10 @@ def _second_epoch(procedure: Any) -> None:
 
 
 RECIPES: dict[str, Recipe] = {
+    "reference_impls.algorithms.adaptive.eskd:ESKD": Recipe(
+        why="run() trains the teacher first; the distillation stage has the frozen teacher",
+        prepare=lambda procedure: procedure.start_distillation(),
+    ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
         build=_offline_distiller,
