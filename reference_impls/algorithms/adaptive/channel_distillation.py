@@ -39,9 +39,11 @@ $$
   \lambda_{\mathrm{CD}}\,\gamma^{\#\{k\,:\,e \ge m_k\}}\,\mathcal{L}_{\mathrm{CD}}
 $$
 
-for the authors' 1-based epoch $e$ and milestones $m_k$.
+for the authors' 1-based epoch $e$ and milestone epochs $m_k$ (here $m_k E$, the
+fractions ``milestones`` of a run of $E$ epochs).
 
-Defaults, the authors' CIFAR-100 configuration (``cifar_config.py``: 200 epochs):
+Defaults, the authors' CIFAR-100 configuration (``cifar_config.py``, ResNet-152 teacher,
+ResNet-50 student, 200 epochs):
 $\lambda_{\mathrm{CE}} = 1$, $\lambda_{\mathrm{GKD}} = 0.1$ with $\tau = 1$,
 $\lambda_{\mathrm{CD}} = 6$, $\gamma = 0.9$, milestones at epochs 60 and 160, i.e. at
 0.3 and 0.8 of the run: ``milestones`` are fractions of the run here, so that a short
