@@ -414,6 +414,10 @@ RECIPES: dict[str, Recipe] = {
         why="LSP reads node embeddings of two GNNs and the graph's edge_index",
         example=_lsp_example,
     ),
+    "reference_impls.algorithms.adaptive.eskd:ESKD": Recipe(
+        why="run() trains the teacher first; the distillation stage has the frozen teacher",
+        prepare=lambda procedure: procedure.start_distillation(),
+    ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
         build=_offline_distiller,
