@@ -368,7 +368,7 @@ def schema(
         typer.Option(
             "-o",
             "--output",
-            help="Write the taxonomy schema here instead (default: both schemas in "
+            help="Write the taxonomy schema here instead (default: every schema in "
             "kdatlas/schemas/).",
             dir_okay=False,
         ),
@@ -377,8 +377,8 @@ def schema(
         bool, typer.Option("--check", help="Exit 1 if a file differs from a fresh generation.")
     ] = False,
 ) -> None:
-    """Write the JSON Schemas of the taxonomy files (taxonomy/<area>.yaml, taxonomy/surveys.yaml),
-    generated from the pydantic models."""
+    """Write the JSON Schemas of the taxonomy files (taxonomy/<area>.yaml, taxonomy/surveys.yaml)
+    and of bib/provenance.yaml, generated from the pydantic models."""
     from kdatlas.atomic import replace_files
     from kdatlas.export import generated_schemas, schema_text, taxonomy_json_schema
 

@@ -24,13 +24,14 @@ from kdatlas.bibliography import (
     render_bib,
 )
 from kdatlas.loader import KnowledgeBase
-from kdatlas.models import Area, Leaf, Surveys
+from kdatlas.models import Area, Leaf, Provenance, Surveys
 
 EXPORT_FORMAT_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 TAXONOMY_SCHEMA_PATH = SCHEMA_DIR / "taxonomy.schema.json"
 EXPORT_SCHEMA_PATH = SCHEMA_DIR / "export.schema.json"
 SURVEYS_SCHEMA_PATH = SCHEMA_DIR / "surveys.schema.json"
+PROVENANCE_SCHEMA_PATH = SCHEMA_DIR / "provenance.schema.json"
 VENUE_FIELDS = ("booktitle", "journal", "howpublished")
 
 
@@ -150,11 +151,22 @@ def surveys_json_schema() -> dict[str, Any]:
     }
 
 
+def provenance_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``bib/provenance.yaml``, generated from :class:`kdatlas.models.Provenance`."""
+    schema = Provenance.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "KD Atlas provenance file (bib/provenance.yaml)",
+    }
+
+
 def generated_schemas() -> dict[Path, dict[str, Any]]:
     """Every schema ``kdatlas schema`` writes, by its committed path."""
     return {
         TAXONOMY_SCHEMA_PATH: taxonomy_json_schema(),
         SURVEYS_SCHEMA_PATH: surveys_json_schema(),
+        PROVENANCE_SCHEMA_PATH: provenance_json_schema(),
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from kdatlas.bibliography import BibEntry
-from kdatlas.models import Area, Implementation, Leaf, Surveys
+from kdatlas.models import Area, Implementation, Leaf, Provenance, Surveys
 
 TAXONOMY_DIR = "taxonomy"
 BIB_DIR = "bib"
@@ -45,6 +45,9 @@ class KnowledgeBase:
     # taxonomy/surveys.yaml (optional): the survey followed, the papers to cite, earlier surveys.
     # Its path and document sit in area_paths/documents under the key SURVEYS_ID.
     surveys: Surveys | None = None
+    # bib/provenance.yaml (optional): where filled bibliography values came from. Its path and
+    # document sit in area_paths/documents under the key PROVENANCE_ID.
+    provenance: Provenance | None = None
     _memberships: dict[str, list[Membership]] | None = field(default=None, repr=False)
 
     def leaves(self) -> Iterator[tuple[Area, Leaf]]:
@@ -90,7 +93,8 @@ class KnowledgeBase:
 
     def location(self, area_id: str, loc: Location) -> tuple[Path, int | None]:
         """The file and 1-based line of ``loc`` inside the area file ``area_id`` (or, for
-        ``SURVEYS_ID``, inside ``taxonomy/surveys.yaml``)."""
+        ``SURVEYS_ID``, inside ``taxonomy/surveys.yaml``; for ``PROVENANCE_ID``, inside
+        ``bib/provenance.yaml``)."""
         path = self.area_paths.get(area_id, Path(TAXONOMY_DIR) / f"{area_id}.yaml")
         document = self.documents.get(area_id)
         return path, (yaml_line(document, loc) if document is not None else None)

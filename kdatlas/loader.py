@@ -1,4 +1,5 @@
-"""Load the knowledge base (``taxonomy/*.yaml`` and ``bib/*.bib``) into typed objects.
+"""Load the knowledge base (``taxonomy/*.yaml``, ``bib/*.bib``, ``bib/provenance.yaml``) into
+typed objects.
 
 Each file is parsed once. YAML is read with ruamel.yaml's round-trip loader so
 every problem can name the line it comes from: a pydantic error location such
@@ -15,7 +16,9 @@ references, bibliography fields); the checks that look outside the data
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,14 +44,15 @@ from kdatlas.knowledge_base import Location as Location
 from kdatlas.knowledge_base import Membership as Membership
 from kdatlas.knowledge_base import yaml_line as yaml_line
 from kdatlas.limits import MAX_NESTING_DEPTH, forbidden_line, read_bounded, too_long
-from kdatlas.models import AREA_IDS, SURVEYS_ID, Area, Surveys
+from kdatlas.models import AREA_IDS, PROVENANCE_ID, SURVEYS_ID, Area, Provenance, Surveys
 from kdatlas.problems import KnowledgeBaseError, Problem, Severity
 from kdatlas.validation import data_problems
 
-M = TypeVar("M", Area, Surveys)
+M = TypeVar("M", Area, Surveys, Provenance)
 
 # ``X as X`` above: the knowledge base types are re-exported, callers import them from here.
 YAML_SUFFIXES = (".yaml", ".yml")
+PROVENANCE_FILE = "provenance.yaml"  # in bib/: where filled bibliography values came from
 
 
 # --------------------------------------------------------------------------- root
@@ -108,6 +112,27 @@ def read_yaml(path: Path, display_path: Path | str) -> tuple[Any, list[Problem]]
         return None, [Problem(display_path, line, f"YAML error: {_one_line(error.reason)}")]
     except YAMLError as error:
         return None, [Problem(display_path, None, f"YAML error: {_one_line(str(error))}")]
+    except ValueError as error:  # a plain value shaped like a date that is none (2026-13-40)
+        line, value = _impossible_date(text)
+        what = f"{value!r} is not a valid date" if value else "a value is not a valid date"
+        return None, [Problem(display_path, line, f"YAML error: {what} ({_one_line(str(error))})")]
+
+
+_DATE_SHAPED = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?![\d-])")
+
+
+def _impossible_date(text: str) -> tuple[int | None, str | None]:
+    """The line and value of the first plain scalar YAML would read as an impossible date."""
+    for event in YAML(typ="rt").parse(text):
+        if not isinstance(event, ScalarEvent) or event.style is not None:
+            continue
+        if match := _DATE_SHAPED.match(event.value):
+            try:
+                date(int(match[1]), int(match[2]), int(match[3]))
+            except ValueError:
+                line = event.start_mark.line + 1 if event.start_mark is not None else None
+                return line, event.value
+    return None, None
 
 
 def _unbounded_structure(text: str, display_path: Path | str) -> Problem | None:
@@ -208,6 +233,13 @@ def parse_surveys(
     return parse_model(path, display_path, Surveys, "surveys")
 
 
+def parse_provenance(
+    path: Path, display_path: Path | str
+) -> tuple[Provenance | None, Any, list[Problem]]:
+    """Parse and validate ``bib/provenance.yaml``."""
+    return parse_model(path, display_path, Provenance, "provenance")
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -306,6 +338,17 @@ def _load_bibliography(root: Path) -> tuple[dict[str, BibEntry], list[Problem]]:
     return entries, problems
 
 
+def _load_provenance(root: Path) -> tuple[Provenance | None, Path, Any, list[Problem]]:
+    """``bib/provenance.yaml`` if present: the model, its root-relative path, the ruamel
+    document and the problems (none, and no model, without the file)."""
+    display = Path(BIB_DIR) / PROVENANCE_FILE
+    path = root / display
+    if not path.is_file():
+        return None, display, None, []
+    provenance, document, problems = parse_provenance(path, display)
+    return provenance, display, document, problems
+
+
 def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]:
     """Load everything that parses and report every problem the data holds.
 
@@ -323,6 +366,11 @@ def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]
     problems = taxonomy.problems
     entries, bib_problems = _load_bibliography(root)
     problems.extend(bib_problems)
+    provenance, provenance_path, provenance_document, provenance_problems = _load_provenance(root)
+    problems.extend(provenance_problems)
+    if provenance_document is not None:
+        taxonomy.documents[PROVENANCE_ID] = provenance_document
+        taxonomy.paths[PROVENANCE_ID] = provenance_path
     kb = KnowledgeBase(
         root=root,
         areas=taxonomy.areas,
@@ -330,6 +378,7 @@ def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]
         area_paths=taxonomy.paths,
         documents=taxonomy.documents,
         surveys=taxonomy.surveys,
+        provenance=provenance,
     )
     problems.extend(data_problems(kb))
     return kb, sort_problems(problems)

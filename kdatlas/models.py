@@ -1,4 +1,4 @@
-"""The schema of the taxonomy files, as pydantic models.
+"""The schema of the taxonomy files and of ``bib/provenance.yaml``, as pydantic models.
 
 These models are the one definition of the format: the loader validates
 against them, ``kdatlas schema`` turns them into the JSON Schema that editors
@@ -8,9 +8,10 @@ use while typing, and the site renders from them. Unknown keys are errors.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 BIB_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.+-]*$")
@@ -127,3 +128,83 @@ class Surveys(Strict):
         """Every bib key of the file: the survey, then the papers to cite, then the earlier
         surveys, without repeats."""
         return list(dict.fromkeys([self.survey, *self.cite, *self.existing]))
+
+
+# --------------------------------------------------------------------------- provenance
+
+PROVENANCE_ID = "provenance"  # bib/provenance.yaml: where filled bibliography values came from
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+HTTP_SOURCE = re.compile(r"^https?://[^\s<>\"'`{}|\\^]+$", re.IGNORECASE)
+PROVENANCE_BY = re.compile(r"^(manual|kdatlas enrich \((openalex|crossref|arxiv)\))$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _field_name(value: str) -> str:
+    if not FIELD_NAME.match(value):
+        raise ValueError(f"{value!r} is not a bib field name (lowercase letters, digits, - and _)")
+    return value
+
+
+def _http_source(value: str) -> str:
+    if not HTTP_SOURCE.match(value):
+        raise ValueError(f"source must be an http(s) URL a person can open, found {value!r}")
+    return value
+
+
+def _provenance_by(value: str) -> str:
+    if not PROVENANCE_BY.match(value):
+        raise ValueError(
+            f"by must be 'manual' or 'kdatlas enrich (openalex|crossref|arxiv)', found {value!r}"
+        )
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """A date as YAML writes it (``2026-11-30``, loaded as a date) or an ISO string; never a
+    timestamp with a time, nor a number (which pydantic would otherwise read as epoch seconds)."""
+    if isinstance(value, datetime):
+        raise ValueError(f"checked must be a date (YYYY-MM-DD) without a time, found {value!r}")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and ISO_DATE.match(value):
+        return value
+    raise ValueError(f"checked must be an ISO date (YYYY-MM-DD), found {value!r}")
+
+
+FieldName = Annotated[
+    str, AfterValidator(_field_name), Field(json_schema_extra={"pattern": FIELD_NAME.pattern})
+]
+HttpSource = Annotated[
+    str, AfterValidator(_http_source), Field(json_schema_extra={"pattern": HTTP_SOURCE.pattern})
+]
+ProvenanceBy = Annotated[
+    str,
+    AfterValidator(_provenance_by),
+    Field(json_schema_extra={"pattern": PROVENANCE_BY.pattern}),
+]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+class FieldSource(Strict):
+    """Where one filled value of one bib entry was read, when, and by whom."""
+
+    source: HttpSource = Field(
+        description="The page the value was read from (arXiv abstract page, publisher, DBLP, "
+        "OpenReview, the authors' repository, or the API record enrich used)."
+    )
+    checked: IsoDate = Field(description="When the value was read (YYYY-MM-DD).")
+    by: ProvenanceBy = Field(description="'manual', or 'kdatlas enrich (<service>)'.")
+
+
+class Provenance(Strict):
+    """``bib/provenance.yaml``: the source of each value filled into ``bib/*.bib`` after the
+    survey import, and the titles whose real paper could not be identified."""
+
+    filled: dict[BibKey, dict[FieldName, FieldSource]] = Field(
+        default_factory=dict,
+        description="Bib key -> field name (author, doi, eprint, ...) -> where its value came from.",
+    )
+    unidentified: dict[BibKey, Annotated[str, Field(min_length=10, max_length=1500)]] = Field(
+        default_factory=dict,
+        description="Bib key -> what was tried to identify the paper and why it failed.",
+    )

@@ -1,7 +1,8 @@
 """The data checks: what the parsed taxonomy and bibliography say is wrong, read from nothing else.
 
 Unique ids, references between taxonomy and bibliography (bib keys, ``see_also``
-implementation ids), bibliography fields, safe URLs and text, duplicate papers.
+implementation ids), bibliography fields, safe URLs and text, duplicate papers, and
+``bib/provenance.yaml`` against the bibliography.
 :func:`kdatlas.loader.load_with_problems` runs :func:`data_problems` on every
 load; the checks that look at files and imports are in :mod:`kdatlas.checks`.
 All are linear in the size of the knowledge base: each walks the data once with
@@ -18,7 +19,7 @@ from typing import Any
 from kdatlas.bibliography import BibEntry, arxiv_id, doi, normalise_title
 from kdatlas.knowledge_base import KnowledgeBase, Location
 from kdatlas.limits import forbidden_character
-from kdatlas.models import AREA_IDS, BIB_KEY, SURVEYS_ID
+from kdatlas.models import AREA_IDS, BIB_KEY, PROVENANCE_ID, SURVEYS_ID
 from kdatlas.problems import Problem, Severity
 
 REQUIRED_FIELDS = ("title", "year", "url")
@@ -349,6 +350,43 @@ def taxonomy_text_problems(kb: KnowledgeBase) -> list[Problem]:
     return problems
 
 
+# --------------------------------------------------------------------------- provenance
+
+
+def provenance_problems(kb: KnowledgeBase) -> list[Problem]:
+    """``bib/provenance.yaml`` speaks of the bibliography as it is: every key it names is a bib
+    entry, every field it records a source for is set in that entry, and an entry listed as
+    unidentified has no filled authors. (Its sources are http(s) URLs and its dates ISO dates:
+    the model checks those.)"""
+    provenance = kb.provenance
+    if provenance is None:
+        return []
+    problems: list[Problem] = []
+    for key, fields in provenance.filled.items():
+        entry = kb.entries.get(key)
+        if entry is None:
+            problems.append(
+                located(
+                    kb, PROVENANCE_ID, ("filled", key), f"filled: bib key '{key}' is not in bib/"
+                )
+            )
+            continue
+        for name in fields:
+            if not entry.fields.get(name, "").strip():
+                message = f"filled: {key}: field '{name}' is not set in its bib entry"
+                problems.append(located(kb, PROVENANCE_ID, ("filled", key, name), message))
+    for key in provenance.unidentified:
+        loc: Location = ("unidentified", key)
+        if key not in kb.entries:
+            message = f"unidentified: bib key '{key}' is not in bib/"
+        elif "author" in provenance.filled.get(key, {}):
+            message = f"unidentified: {key} has filled authors; remove it from one of the lists"
+        else:
+            continue
+        problems.append(located(kb, PROVENANCE_ID, loc, message))
+    return problems
+
+
 def data_problems(kb: KnowledgeBase) -> list[Problem]:
     """Every check that looks only at the parsed data."""
     problems = unique_id_problems(kb)
@@ -356,6 +394,7 @@ def data_problems(kb: KnowledgeBase) -> list[Problem]:
     problems += reference_problems(kb)
     problems += see_also_problems(kb)
     problems += taxonomy_text_problems(kb)
+    problems += provenance_problems(kb)
     for entry in kb.entries.values():
         problems += entry_problems(entry)
     problems += duplicate_problems(kb.entries.values())
