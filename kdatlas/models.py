@@ -49,6 +49,7 @@ ObjectPath = Annotated[
 ]
 Summary = Annotated[str, Field(min_length=20, max_length=1500)]
 Title = Annotated[str, Field(min_length=1, max_length=200)]
+Finding = Annotated[str, Field(min_length=10, max_length=240)]
 
 
 class Strict(BaseModel):
@@ -62,6 +63,11 @@ class Implementation(Strict):
     title: Title = Field(description="Human-readable name, e.g. 'DKD (Zhao et al., 2022)'.")
     object: ObjectPath = Field(description="Import path 'reference_impls.area.leaf.module:Class'.")
     papers: list[BibKey] = Field(min_length=1, description="Bib keys of the paper(s) implemented.")
+    finding: Finding | None = Field(
+        default=None,
+        description="What the leaf's notebook showed of it, in one line with its figures "
+        "(the leaf page shows it beside the implementation).",
+    )
 
 
 class Topic(Strict):

@@ -573,8 +573,13 @@ class Generator:
             else md_text(k)
             for k in implementation.papers
         )
+        finding = (
+            f'<br><span class="kd-finding">{html_text(implementation.finding)}</span>'
+            if implementation.finding
+            else ""
+        )
         cells = [
-            md_text(implementation.title) + note,
+            md_text(implementation.title) + note + finding,
             f"{api}<br>{source}",
             f"{self.status(module, 'cpu')}<br>{self.status(module, 'gpu')}",
             papers,
