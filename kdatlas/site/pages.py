@@ -574,7 +574,7 @@ class Generator:
             for k in implementation.papers
         )
         finding = (
-            f'<br><span class="kd-finding">{html_text(implementation.finding)}</span>'
+            f'<br><span class="kd-finding">{md_text(implementation.finding)}</span>'
             if implementation.finding
             else ""
         )

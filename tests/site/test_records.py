@@ -140,6 +140,9 @@ def test_the_leaf_page_says_changed_since_the_run_instead_of_its_outcome(monkeyp
     monkeypatch.setenv("KDATLAS_SITE_ALLOW_PROBLEMS", "1")
     logit = generate(load_knowledge_base(FIXTURE_KB), REPO).files["sources/logit.md"]
     kd_row = next(line for line in logit.splitlines() if "[`KDLoss`]" in line)
+    # the one-line finding, escaped, under the implementation's title
+    assert '<span class="kd-finding">Lifted the student &#60;b&#62;from 0&#46;89' in kd_row
+    assert "](" not in kd_row.partition("kd-finding")[2].partition("</span>")[0]  # no link syntax
     cpu, gpu = kd_row.split(" | ")[2].split("<br>")  # the Tests cell: the CPU run, the GPU run
     assert cpu.startswith('<span class="kd-status kd-status-changed"')
     assert "changed since the last CPU run (2026-11-02)" in cpu
