@@ -347,6 +347,9 @@ def taxonomy_text_problems(kb: KnowledgeBase) -> list[Problem]:
                 check_text(area.id, (*base, "topics", j, "summary"), topic.summary)
             for j, implementation in enumerate(leaf.implementations):
                 check_text(area.id, (*base, "implementations", j, "title"), implementation.title)
+                if implementation.finding is not None:
+                    where = (*base, "implementations", j, "finding")
+                    check_text(area.id, where, implementation.finding)
     return problems
 
 

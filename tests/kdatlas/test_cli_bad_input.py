@@ -219,6 +219,15 @@ CASES: list[tuple[str, Callable, str]] = [
         "taxonomy/sources.yaml:8: error: title holds HTML markup (<img src=x onerror=alert(1)>)",
     ),
     (
+        "html-in-implementation-finding",
+        lambda kb: kb.replace(
+            "taxonomy/sources.yaml",
+            "        title: KD (Hinton et al., 2015)\n",
+            "        title: KD (Hinton et al., 2015)\n        finding: Lifted <b>it</b> by 3 points\n",
+        ),
+        "taxonomy/sources.yaml:25: error: finding holds HTML markup (<b>)",
+    ),
+    (
         "javascript-link-in-summary",
         lambda kb: kb.replace(
             "taxonomy/sources.yaml",
