@@ -214,6 +214,38 @@ class Recipe:
     example: Callable[[int], Example] | None = None
 
 
+# CRD and CRCD keep a memory bank of every training sample and read each sample's index:
+# the authors' 16384 (CRD) or 500 (CRCD) negatives need a bank larger than that, so the
+# contract builds them for a data set of 256 samples and 64 negatives (the same code path)
+CONTRASTIVE_SAMPLES, CONTRASTIVE_NEGATIVES, CONTRASTIVE_DIMS = 256, 64, (32, 128)
+
+
+def _contrastive(class_name: str) -> Callable[[BuildContext], nn.Module]:
+    def build(context: BuildContext) -> nn.Module:
+        module = importlib.import_module("reference_impls.algorithms.contrastive")
+        student_dim, teacher_dim = CONTRASTIVE_DIMS
+        labels = torch.arange(CONTRASTIVE_SAMPLES) % 10  # negatives from the other classes
+        return getattr(module, class_name)(
+            student_dim,
+            teacher_dim,
+            CONTRASTIVE_SAMPLES,
+            labels=labels,
+            num_negatives=CONTRASTIVE_NEGATIVES,
+        )
+
+    return build
+
+
+def _contrastive_example(seed: int) -> Example:
+    """Student and teacher embeddings of 16 distinct samples, and their indices in the set."""
+    generator = torch.Generator().manual_seed(seed)
+    student_dim, teacher_dim = CONTRASTIVE_DIMS
+    student = torch.randn(16, student_dim, generator=generator)
+    teacher = torch.randn(16, teacher_dim, generator=generator)
+    index = torch.randperm(CONTRASTIVE_SAMPLES, generator=generator)[:16]
+    return Example((student, teacher, index))
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -258,6 +290,16 @@ def _second_epoch(procedure: Any) -> None:
 
 
 RECIPES: dict[str, Recipe] = {
+    "reference_impls.algorithms.contrastive.crcd:CRCDLoss": Recipe(
+        why="the memory bank is sized by the data set (num_samples, labels) and read by index",
+        build=_contrastive("CRCDLoss"),
+        example=_contrastive_example,
+    ),
+    "reference_impls.algorithms.contrastive.crd:CRDLoss": Recipe(
+        why="the memory bank is sized by the data set (num_samples, labels) and read by index",
+        build=_contrastive("CRDLoss"),
+        example=_contrastive_example,
+    ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
         build=_offline_distiller,

@@ -1,0 +1,1 @@
+"""Distillation algorithms: attention, adversarial, multi-teacher, cross-modal, graph, adaptive and contrastive."""
