@@ -70,7 +70,7 @@ def loss_inputs(loss: object) -> tuple[str, ...]:
 class DistillationLoss(nn.Module):
     """Base class of the distillation losses: declares ``inputs``, ``needs_target``, ``needs_index``.
 
-    Subclasses set the two class attributes and implement ``forward``; trainable
+    Subclasses set the class attributes and implement ``forward``; trainable
     connectors (regressors, attention fusions) are built in ``__init__`` from the
     channel sizes they are given, and the teacher's inputs are detached inside
     ``forward``. An intermediate class that leaves ``inputs`` to its subclasses
