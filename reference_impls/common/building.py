@@ -238,6 +238,28 @@ def _multi_teacher(cls_name: str) -> Callable[[BuildContext], nn.Module]:
     return build
 
 
+# CRD and CRCD keep a memory bank of every training sample and read each sample's index:
+# the authors' 16384 (CRD) or 500 (CRCD) negatives need a bank larger than that, so the
+# contract builds them for a data set of 256 samples and 64 negatives (the same code path)
+CONTRASTIVE_SAMPLES, CONTRASTIVE_NEGATIVES, CONTRASTIVE_DIMS = 256, 64, (32, 128)
+
+
+def _contrastive(class_name: str) -> Callable[[BuildContext], nn.Module]:
+    def build(context: BuildContext) -> nn.Module:
+        module = importlib.import_module("reference_impls.algorithms.contrastive")
+        student_dim, teacher_dim = CONTRASTIVE_DIMS
+        labels = torch.arange(CONTRASTIVE_SAMPLES) % 10  # negatives from the other classes
+        return getattr(module, class_name)(
+            student_dim,
+            teacher_dim,
+            CONTRASTIVE_SAMPLES,
+            labels=labels,
+            num_negatives=CONTRASTIVE_NEGATIVES,
+        )
+
+    return build
+
+
 def _uhc(context: BuildContext) -> nn.Module:
     from reference_impls.algorithms.multi_teacher.uhc import UHC
 
@@ -324,6 +346,16 @@ def _lsp_example(seed: int) -> Example:
     student = 5 * torch.randn(graph.num_nodes, 8, generator=generator)
     teacher = 10 * torch.randn(graph.num_nodes, 16, generator=generator)
     return Example((student, teacher, graph.edge_index))
+
+
+def _contrastive_example(seed: int) -> Example:
+    """Student and teacher embeddings of 16 distinct samples, and their indices in the set."""
+    generator = torch.Generator().manual_seed(seed)
+    student_dim, teacher_dim = CONTRASTIVE_DIMS
+    student = torch.randn(16, student_dim, generator=generator)
+    teacher = torch.randn(16, teacher_dim, generator=generator)
+    index = torch.randperm(CONTRASTIVE_SAMPLES, generator=generator)[:16]
+    return Example((student, teacher, index))
 
 
 def _offline_distiller(context: BuildContext) -> nn.Module:
@@ -417,6 +449,16 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.algorithms.adaptive.eskd:ESKD": Recipe(
         why="run() trains the teacher first; the distillation stage has the frozen teacher",
         prepare=lambda procedure: procedure.start_distillation(),
+    ),
+    "reference_impls.algorithms.contrastive.crcd:CRCDLoss": Recipe(
+        why="the memory bank is sized by the data set (num_samples, labels) and read by index",
+        build=_contrastive("CRCDLoss"),
+        example=_contrastive_example,
+    ),
+    "reference_impls.algorithms.contrastive.crd:CRDLoss": Recipe(
+        why="the memory bank is sized by the data set (num_samples, labels) and read by index",
+        build=_contrastive("CRDLoss"),
+        example=_contrastive_example,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

@@ -91,12 +91,18 @@ def iterate_minibatches(
     batch_size: int,
     shuffle: bool = True,
     generator: torch.Generator | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x, y)`` batches; shuffling uses ``generator`` so runs are reproducible."""
+    with_index: bool = False,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Yield ``(x, y)`` batches; shuffling uses ``generator`` so runs are reproducible.
+
+    ``with_index=True`` yields ``(x, y, index)``: each sample's row in ``x`` (int64),
+    for methods that keep one memory entry per training sample (CRD's memory bank).
+    The batches are the same either way.
+    """
     if shuffle:
         order = torch.randperm(len(x), generator=generator).to(x.device)
     else:
         order = torch.arange(len(x), device=x.device)
     for start in range(0, len(x), batch_size):
         index = order[start : start + batch_size]
-        yield x[index], y[index]
+        yield (x[index], y[index], index) if with_index else (x[index], y[index])

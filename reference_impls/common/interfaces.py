@@ -9,7 +9,10 @@ reads, so one generic distiller (``OfflineDistiller``) and one training loop
   ``"embeddings"``, or a tuple of them for a loss that reads several kinds
   (IRG reads ``("features", "logits")`` and is called
   ``loss(student_features, teacher_features, student_logits, teacher_logits)``);
-* ``needs_target``: whether the labels are passed as the last argument;
+* ``needs_target``: whether the labels are passed after the outputs;
+* ``needs_index``: whether each sample's index in the training split is passed
+  last (CRD's memory bank keeps one entry per sample); the training loop then
+  gives it to the distiller (``OfflineDistiller``), which passes it on;
 * ``on_epoch_start(epoch, epochs)``: optional schedule (DKD's warm-up).
 
 A **distillation procedure** owns its models (online cohorts, self-distillation,
@@ -58,15 +61,16 @@ def loss_inputs(loss: object) -> tuple[str, ...]:
             f"{owner.__qualname__} does not declare `inputs` (what it reads: one of "
             f"{INPUT_KINDS}); subclass reference_impls.common.DistillationLoss and set it"
         )
-    if not isinstance(getattr(loss, "needs_target", False), bool):
-        raise TypeError(f"{owner.__qualname__}.needs_target must be a bool")
+    for flag in ("needs_target", "needs_index"):
+        if not isinstance(getattr(loss, flag, False), bool):
+            raise TypeError(f"{owner.__qualname__}.{flag} must be a bool")
     return _check_declaration(owner, loss.inputs)
 
 
 class DistillationLoss(nn.Module):
-    """Base class of the distillation losses: declares ``inputs`` and ``needs_target``.
+    """Base class of the distillation losses: declares ``inputs``, ``needs_target``, ``needs_index``.
 
-    Subclasses set the two class attributes and implement ``forward``; trainable
+    Subclasses set the class attributes and implement ``forward``; trainable
     connectors (regressors, attention fusions) are built in ``__init__`` from the
     channel sizes they are given, and the teacher's inputs are detached inside
     ``forward``. An intermediate class that leaves ``inputs`` to its subclasses
@@ -75,6 +79,7 @@ class DistillationLoss(nn.Module):
 
     inputs: ClassVar[str | tuple[str, ...]]
     needs_target: ClassVar[bool] = False
+    needs_index: ClassVar[bool] = False
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,8 +88,9 @@ class DistillationLoss(nn.Module):
         if not hasattr(cls, "inputs"):
             raise TypeError(f"{cls.__qualname__} must declare `inputs`, one of {INPUT_KINDS}")
         _check_declaration(cls, cls.inputs)
-        if not isinstance(cls.needs_target, bool):
-            raise TypeError(f"{cls.__qualname__}.needs_target must be a bool")
+        for flag in ("needs_target", "needs_index"):
+            if not isinstance(getattr(cls, flag), bool):
+                raise TypeError(f"{cls.__qualname__}.{flag} must be a bool")
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Called by the training loop before each epoch; losses with a schedule override it."""
@@ -96,8 +102,12 @@ class DistillationProcedure(nn.Module):
     ``forward(x, y)`` returns ``{"loss": total, <name>: detached term, ...}``;
     ``reference_impls.common.train`` optimises the total and logs the terms. The
     classifier whose accuracy is reported is the ``student`` attribute. Optional
-    hooks: ``on_epoch_start(epoch, epochs)`` and ``configure_optimizers(lr)``.
+    hooks: ``on_epoch_start(epoch, epochs)`` and ``configure_optimizers(lr)``. A
+    procedure with ``needs_index`` true is called ``forward(x, y, index)``, ``index``
+    being each sample's row in the training split.
     """
+
+    needs_index: ClassVar[bool] = False
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__qualname__} must implement forward(x, y)")

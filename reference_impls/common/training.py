@@ -6,7 +6,9 @@ contract). Optional hooks on that module:
 
 * ``configure_optimizers(lr) -> list[Optimizer]``: methods that need several
   optimisers or parameter groups (default: one SGD over trainable parameters);
-* ``on_epoch_start(epoch, epochs)``: schedules that depend on the epoch (PS-KD).
+* ``on_epoch_start(epoch, epochs)``: schedules that depend on the epoch (PS-KD);
+* ``needs_index`` (a bool attribute): the module is called ``module(x, y, index)``,
+  ``index`` being each sample's row in the training split (CRD's memory bank).
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ def train(
     module.to(device)
     data = data.to(device)
     evaluated = evaluate or getattr(module, "student", None) or getattr(module, "model", None)
+    with_index = getattr(module, "needs_index", False) is True  # module(x, y, index)
     configure = getattr(module, "configure_optimizers", None)
     optimizers = configure(lr) if configure else _default_optimizers(module, lr)
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
@@ -161,8 +164,11 @@ def train(
         module.train()
         sums: dict[str, float] = {}
         batches = 0
-        for x, y in iterate_minibatches(data.x_train, data.y_train, batch_size, True, generator):
-            terms = module(x, y)
+        batches_of_epoch = iterate_minibatches(
+            data.x_train, data.y_train, batch_size, True, generator, with_index=with_index
+        )
+        for batch in batches_of_epoch:
+            terms = module(*batch)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             terms["loss"].backward()

@@ -250,6 +250,22 @@ def row_mask(name: str, mask: torch.Tensor, rows: int) -> None:
         )
 
 
+def sample_indices(name: str, index: torch.Tensor, num_samples: int, shape: Sequence[int]) -> None:
+    """Integer indices of shape ``shape`` into a set of ``num_samples`` samples (a memory bank's rows)."""
+    import torch
+
+    expected = tuple(shape)
+    if tuple(index.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected}, got shape {tuple(index.shape)}")
+    if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer sample indices, got dtype {index.dtype}")
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_samples):
+        raise ValueError(
+            f"{name} must lie in [0, {num_samples}) (the {num_samples} samples of the memory "
+            f"bank), got values from {int(index.min())} to {int(index.max())}"
+        )
+
+
 __all__ = [
     "at_least",
     "class_indices",
@@ -266,6 +282,7 @@ __all__ = [
     "positive",
     "row_mask",
     "same_stage_count",
+    "sample_indices",
     "stage_index",
     "stage_indices",
     "teacher_logit_list",

@@ -18,6 +18,11 @@ IRG's ``("features", "logits")``, and is called
 ``loss(student_features, teacher_features, student_logits, teacher_logits)``. The teacher runs under ``torch.no_grad()`` and is
 kept in eval mode even when the distiller is put in training mode.
 
+A loss that declares ``needs_index`` (CRD's memory bank: one entry per training
+sample) gets each sample's index in the training split as its last argument: the
+distiller then declares ``needs_index`` too, and ``reference_impls.common.train``
+calls it ``distiller(x, y, index)``.
+
 Models may return a ``ModelOutput`` or plain logits (any ``nn.Module`` classifier):
 logit losses need nothing more; for a loss that reads features, wrap the model
 with ``reference_impls.common.with_features(model, layers=[...])``, which taps
@@ -67,11 +72,13 @@ def distillation_arguments(
     student_out: ModelOutput | torch.Tensor,
     teacher_out: ModelOutput | torch.Tensor,
     target: torch.Tensor,
+    index: torch.Tensor | None = None,
 ) -> list[Any]:
     """What ``loss`` is called with: student and teacher of each kind it declares, then the labels.
 
-    ``loss(s_1, t_1, s_2, t_2, ..., target)`` for ``inputs = (kind_1, kind_2, ...)``;
-    ``target`` only when ``needs_target``. A missing or unknown declaration raises
+    ``loss(s_1, t_1, s_2, t_2, ..., target, index)`` for ``inputs = (kind_1, kind_2, ...)``;
+    ``target`` only when ``needs_target``, ``index`` (each sample's index in the
+    training split) only when ``needs_index``. A missing or unknown declaration raises
     ``TypeError`` naming the loss's class (:func:`loss_inputs`), as does a loss that
     reads features from a model that returned plain logits.
     """
@@ -84,6 +91,14 @@ def distillation_arguments(
         ]
     if getattr(loss, "needs_target", False):
         arguments.append(target)
+    if getattr(loss, "needs_index", False):
+        if index is None:
+            raise ValueError(
+                f"{name} reads each sample's index in the training split (needs_index), but "
+                "none was given: train with reference_impls.common.train, which passes it, or "
+                "call distiller(x, y, index)"
+            )
+        arguments.append(index)
     return arguments
 
 
@@ -126,12 +141,19 @@ class OfflineDistiller(DistillationProcedure):
         self.teacher.eval()  # batch-norm statistics of the teacher never move
         return self
 
+    @property
+    def needs_index(self) -> bool:  # type: ignore[override]
+        """Whether the loss reads sample indices: the training loop then passes them."""
+        return bool(getattr(self.loss, "needs_index", False))
+
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Pass the epoch to losses with a schedule (e.g. DKD's warm-up)."""
         if self.loss is not None and hasattr(self.loss, "on_epoch_start"):
             self.loss.on_epoch_start(epoch, epochs)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         student_out = self.student(x)
         ce = F.cross_entropy(logits_of(student_out), y)
         terms = {"ce": ce.detach()}
@@ -139,7 +161,8 @@ class OfflineDistiller(DistillationProcedure):
         if self.loss is not None:
             with torch.no_grad():
                 teacher_out = self.teacher(x)
-            kd = self.loss(*distillation_arguments(self.loss, student_out, teacher_out, y))
+            arguments = distillation_arguments(self.loss, student_out, teacher_out, y, index)
+            kd = self.loss(*arguments)
             terms["kd"] = kd.detach()
             total = total + self.kd_weight * kd
         terms["loss"] = total
