@@ -30,7 +30,7 @@
 # by other jobs that the wall time was about 100 s). Seeded; runs on CUDA when present.
 #
 # The diffusion topic of this leaf (adversarial losses that distil diffusion models into
-# few-step generators) is served by the [Diffusion leaf of Applications](../../applications/diffusion.md),
+# few-step generators) is served by the [Diffusion leaf of Applications](../../../applications/diffusion/),
 # which has no code yet.
 
 # %%
