@@ -360,3 +360,40 @@ def _ickd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
             lambda x: sum(theirs([x["student_2"]], [x["teacher_2"]])), named(theirs.embed_s)
         ),
     )
+
+
+# ---------------------------------------------------------------------------- Schemes: self
+
+
+def _pskd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    previous = logits(generator).softmax(dim=1)  # the predictions stored at the last epoch
+    return {"logits": logits(generator), "target": labels(generator), "previous": previous}
+
+
+@register(
+    "ps-kd",
+    _pskd_inputs,
+    ("logits",),
+    also=("loss/pskd_loss.py:Custom_CrossEntropy_PSKD",),
+)
+def _pskd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.self.pskd import progressive_targets, soft_cross_entropy
+
+    alpha_t = 0.8 * (150 + 1) / 300  # alpha_T 0.8 at epoch 150 of 300, as main.py schedules it
+    criterion = official.Custom_CrossEntropy_PSKD()  # calls .cuda() in __init__
+
+    def ours(x: dict) -> torch.Tensor:
+        targets = progressive_targets(x["target"], CLASSES, x["previous"], alpha_t)
+        return soft_cross_entropy(x["logits"], targets)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # main.py line 426: the soft targets of the batch, then their custom cross-entropy
+        scope = official.pskd_targets(
+            alpha_t=alpha_t,
+            targets_one_hot=F.one_hot(x["target"], CLASSES).to(x["previous"].dtype),
+            all_predictions=x["previous"],
+            input_indices=torch.arange(BATCH),
+        )
+        return criterion(x["logits"], scope["soft_targets"])
+
+    return losses(ours, theirs)
