@@ -56,6 +56,105 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+GITHUB_REPOSITORY = re.compile(r"^https://github\.com/[A-Za-z0-9][A-Za-z0-9_-]*/[A-Za-z0-9._-]+$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+REPO_FILE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\.py$")
+SYMBOL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+LINES = re.compile(r"^[1-9][0-9]*-[1-9][0-9]*$")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+GitHubRepository = Annotated[
+    str,
+    _matching(GITHUB_REPOSITORY, "a GitHub repository URL (https://github.com/<owner>/<name>)"),
+    Field(json_schema_extra={"pattern": GITHUB_REPOSITORY.pattern}),
+]
+Commit = Annotated[
+    str,
+    _matching(COMMIT, "a full commit hash (40 lowercase hex digits)"),
+    Field(json_schema_extra={"pattern": COMMIT.pattern}),
+]
+RepositoryFile = Annotated[
+    str,
+    _matching(REPO_FILE, "a repository-relative path of a .py file"),
+    Field(json_schema_extra={"pattern": REPO_FILE.pattern}),
+]
+Symbol = Annotated[
+    str,
+    _matching(SYMBOL, "a function or class name"),
+    Field(json_schema_extra={"pattern": SYMBOL.pattern}),
+]
+LineRange = Annotated[
+    str,
+    _matching(LINES, "a line range 'first-last'"),
+    Field(json_schema_extra={"pattern": LINES.pattern}),
+]
+
+
+class AuthorsCode(Strict):
+    """Where the code an implementation is compared with lives, and how it is compared.
+
+    ``scripts/verify_official.py`` loads ``symbol`` (or the statements at ``lines``) from
+    ``file`` of ``repository`` at ``commit`` and writes ``tests/official_runs/<id>.json``.
+    """
+
+    repository: GitHubRepository = Field(description="https://github.com/<owner>/<name>.")
+    commit: Commit = Field(description="The commit compared with (40 hex digits).")
+    file: RepositoryFile = Field(description="Path of the Python file in the repository.")
+    symbol: Symbol = Field(
+        description="The function or class compared (its definition and the definitions, "
+        "constants and imports it needs are loaded, nothing else of the file); with "
+        "``lines``, the name the runner gives those statements."
+    )
+    lines: LineRange | None = Field(
+        default=None,
+        description="For statements inside a training loop: the 1-based, inclusive line range "
+        "of ``file`` that is run (dedented) in place of a definition.",
+    )
+    configuration: str = Field(
+        min_length=1,
+        max_length=600,
+        description="How the two are called for the comparison: hyper-parameters, the training "
+        "weight folded in, and, where it is not our default, what differs at our defaults.",
+    )
+    differs_at_defaults: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description="Where ``configuration`` is not our defaults (a declared deviation): what "
+        "differs at the defaults, in a phrase the site shows beside the record.",
+    )
+    known_difference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description="A difference the comparison is expected to show, with its reason (e.g. "
+        "an epsilon placed differently, a computation kept in float32): the record is then "
+        "'explained' rather than equal.",
+    )
+    authors: bool = Field(
+        default=True,
+        description="False when the repository is not the paper's authors' (no code released: "
+        "a reference re-implementation such as mdistiller's is compared instead).",
+    )
+
+
+class NoReleasedCode(Strict):
+    """No code to compare with: the implementation follows the paper's equations."""
+
+    none: str = Field(
+        min_length=1, max_length=600, description="Why there is nothing to compare with."
+    )
+
+
 class Implementation(Strict):
     """A reference implementation of a method, by import path."""
 
@@ -67,6 +166,12 @@ class Implementation(Strict):
         default=None,
         description="What the leaf's notebook showed of it, in one line with its figures "
         "(the leaf page shows it beside the implementation).",
+    )
+    authors_code: AuthorsCode | NoReleasedCode | None = Field(
+        default=None,
+        description="The authors' released code this implementation is compared with by "
+        "scripts/verify_official.py (record: tests/official_runs/<id>.json), or "
+        "{none: reason} where no code was released.",
     )
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from kdatlas.bibliography import BibEntry
 from kdatlas.loader import KnowledgeBase
-from kdatlas.models import SURVEYS_ID, Area, Implementation, Leaf
+from kdatlas.models import SURVEYS_ID, Area, AuthorsCode, Implementation, Leaf, NoReleasedCode
+from kdatlas.official import OfficialRecord, read_official_records, short_float
 from kdatlas.site.records import ModuleOutcome, latest_outcomes, read_records
 from kdatlas.site.render import (
     Paper,
@@ -174,6 +175,7 @@ class Generator:
         self.notebooks = find_notebooks(kb.root)  # leaf.notebook paths are relative to it
         self.modules = api_modules(repo_root)
         self.outcomes = latest_outcomes(read_records(kb.root))
+        self.official = read_official_records(kb.root)
         self.render_notebook = notebook_renderer
         # implementation id -> the leaves listing it under see_also
         self.listed_by: dict[str, list[tuple[Area, Leaf]]] = {}
@@ -554,7 +556,10 @@ class Generator:
             "",
             "Test columns: the latest recorded run of each implementation's tests "
             "(`pytest --gpu-record`, `tests/gpu_runs/`), shown as current only while the "
-            "method file and its test files are unchanged since that run.",
+            "method file and its test files are unchanged since that run. Code column: the "
+            "recorded comparison with the authors' code (`scripts/verify_official.py`, "
+            "`tests/official_runs/`): value and gradients on the same seeded inputs, largest "
+            "relative error over them, current only while the method file is unchanged.",
             "",
         ]
         return lines
@@ -580,11 +585,54 @@ class Generator:
         )
         cells = [
             md_text(implementation.title) + note + finding,
-            f"{api}<br>{source}",
+            f"{api}<br>{source}<br>{self.authors_code(implementation)}",
             f"{self.status(module, 'cpu')}<br>{self.status(module, 'gpu')}",
             papers,
         ]
         return "| " + " | ".join(cells) + " |"
+
+    def authors_code(self, implementation: Implementation) -> str:
+        """The comparison with the authors' code, in a line: equal (with the largest relative
+        error), no released code, differs, not yet run, or changed since verified."""
+        code = implementation.authors_code
+        if isinstance(code, NoReleasedCode):
+            return (
+                f'<span class="kd-official kd-official-none" title="{html_attr(code.none)}">'
+                "No released code: compared with the paper's equations</span>"
+            )
+        if not isinstance(code, AuthorsCode):
+            return '<span class="kd-official">Authors\' code: not compared yet</span>'
+        whose = "the authors' code" if code.authors else "a reference implementation"
+        record: OfficialRecord | None = self.official.get(implementation.id)
+        if record is None or record.commit != code.commit or record.file != code.file:
+            return (
+                f'<span class="kd-official">Compared with {whose}: not run yet '
+                f"(<code>scripts/verify_official.py</code>)</span>"
+            )
+        url = f"{record.repository}/blob/{record.commit}/{record.file}"
+        if record.lines:
+            url += f"#L{record.lines.replace('-', '-L')}"
+        where = f'<a href="{html_attr(url)}">{html_text(record.where)}</a>'
+        errors = (
+            f"max rel. error {short_float(record.max_relative_error)} (float32), "
+            f"{short_float(record.max_relative_error_float64)} (float64)"
+        )
+        title = html_attr(
+            f"{record.configuration} Compared {record.date[:10]}, torch {record.torch}; "
+            f"float32 noise floor {short_float(record.float32_noise_floor)}."
+        )
+        if record.equal:
+            kind, text = "equal", f"Equal to {whose} ({where}), {errors}"
+        elif record.known_difference:
+            kind = "explained"
+            text = f"Close to {whose} ({where}), {errors}: {html_text(record.known_difference)}"
+        else:
+            kind, text = "differs", f"Differs from {whose} ({where}), {errors}"
+        if record.differs_at_defaults:
+            text += f"; at our defaults: {html_text(record.differs_at_defaults)}"
+        if not record.is_current(self.kb.root):
+            kind, text = "changed", f"{text} <strong>changed since verified</strong>"
+        return f'<span class="kd-official kd-official-{kind}" title="{title}">{text}</span>'
 
     def status(self, module: str, kind: str) -> str:
         """The latest run's outcome, or, once the files it ran have changed, that they changed."""
