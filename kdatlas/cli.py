@@ -373,7 +373,7 @@ def enrich(
         )
     except enriching.EnrichError as error:
         _print_problems(error.problems, err=True)
-        raise typer.Exit(2 if any("--keys" in p.message for p in error.problems) else 1) from None
+        raise typer.Exit(2 if isinstance(error, enriching.UnknownKeys) else 1) from None
     except enriching.NoNetwork as error:
         raise _fail(f"kdatlas enrich: error: {error}", 1) from None
     for line in enriching.report_lines(plan):

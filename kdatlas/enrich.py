@@ -116,6 +116,10 @@ class EnrichError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class UnknownKeys(EnrichError):
+    """``--keys`` names entries the bibliography does not hold (bad usage)."""
+
+
 class NoNetwork(Exception):
     """A service's host cannot be reached at all: the run stops, nothing is written."""
 
@@ -923,7 +927,7 @@ def select_entries(entries: Sequence[BibEntry], keys: Sequence[str] | None) -> l
     by_key = {entry.key: entry for entry in entries}
     unknown = [key for key in keys if key not in by_key]
     if unknown:
-        raise EnrichError(
+        raise UnknownKeys(
             [Problem(BIB_DIR, None, f"no bib entry '{key}' (--keys)") for key in unknown]
         )
     return [by_key[key] for key in sorted(dict.fromkeys(keys))]
