@@ -3,11 +3,11 @@
 For each selected entry of ``bib/*.bib`` that lacks a requested field, the services are asked
 in this order, and the first answer that gives a field fills it:
 
-1. by identifier: the entry's DOI at OpenAlex (at Crossref when OpenAlex does not know it),
-   its arXiv id at the arXiv API. A record whose title differs from the entry's is not used
+1. by identifier: the entry's DOI at OpenAlex (at Crossref when OpenAlex does not know it or
+   cannot answer), its arXiv id at the arXiv API. A record whose title differs from the entry's is not used
    (the identifier may be wrong): it is reported instead;
 2. by title, for what is still missing: OpenAlex's search (Crossref's when OpenAlex finds
-   nothing), and the arXiv API's title search for a missing arXiv id. A record matches when its
+   nothing or cannot answer), and the arXiv API's title search for a missing arXiv id. A record matches when its
    normalised title (:func:`kdatlas.bibliography.normalise_title`) equals the entry's and its
    year is within one of the entry's (preprint and proceedings years differ); among several,
    the one of the entry's own year. More than one left is ambiguous: nothing is proposed from
