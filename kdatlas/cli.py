@@ -1,4 +1,4 @@
-"""The ``kdatlas`` command: check, format, add to, count and export the knowledge base.
+"""The ``kdatlas`` command: check, format, add to, enrich, count and export the knowledge base.
 
 Every problem is printed on one line as ``path:line: error|warning: message``
 (paths relative to the repository root) and bad data never produces a
@@ -8,6 +8,7 @@ traceback: commands exit 1 when they find errors and 2 on bad usage.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
@@ -302,6 +303,105 @@ def _print_stats_tables(figures: dict, list_missing: bool) -> None:
     if list_missing:
         for key in figures["missing_authors"]["keys"]:
             typer.echo(key)
+
+
+# --------------------------------------------------------------------------- enrich
+
+
+@app.command()
+def enrich(
+    ctx: typer.Context,
+    keys: Annotated[
+        list[str] | None,
+        typer.Option("--keys", help="Only these bib keys (repeatable, or comma-separated)."),
+    ] = None,
+    missing: Annotated[
+        str,
+        typer.Option(
+            "--missing", help="Which fields to fill: a comma-separated subset of authors,doi,arxiv."
+        ),
+    ] = "authors,doi,arxiv",
+    contact: Annotated[
+        str | None,
+        typer.Option(
+            "--contact",
+            envvar="KDATLAS_CONTACT",
+            help="Your e-mail address, sent to OpenAlex (mailto) and Crossref (User-Agent) as "
+            "they ask of clients.",
+        ),
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the changes (default: only print the diff).")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also replace fields already set when a service differs."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for one answer.", min=0.1)
+    ] = 20.0,
+) -> None:
+    """Look up missing authors, DOIs and arXiv ids in OpenAlex, Crossref and arXiv; print the
+    changes as a diff of bib/*.bib, write them with --apply."""
+    from kdatlas import enrich as enriching
+
+    root = resolve_root(ctx)
+    try:
+        fields = enriching.parse_missing(missing)
+    except ValueError as error:
+        raise _fail(f"error: {error}", 2) from None
+    if contact is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", contact.strip()):
+        raise _fail(f"error: --contact takes an e-mail address, not {contact!r}", 2)
+    wanted_keys = [key.strip() for item in keys or [] for key in item.split(",") if key.strip()]
+    settings = enriching.Settings.from_environment(
+        contact=contact.strip() if contact else None, timeout=timeout
+    )
+    client = enriching.Client(settings, root / enriching.CACHE_DIR)
+    if contact is None:
+        typer.echo(
+            "note: no --contact (or KDATLAS_CONTACT) given: OpenAlex and Crossref ask clients "
+            "for an e-mail address",
+            err=True,
+        )
+    try:
+        plan = enriching.plan(
+            root,
+            client,
+            keys=wanted_keys or None,
+            fields=fields,
+            force=force,
+        )
+    except enriching.EnrichError as error:
+        _print_problems(error.problems, err=True)
+        raise typer.Exit(2 if isinstance(error, enriching.UnknownKeys) else 1) from None
+    except enriching.NoNetwork as error:
+        raise _fail(f"kdatlas enrich: error: {error}", 1) from None
+    for line in enriching.report_lines(plan):
+        typer.echo(line, err=True)
+    typer.echo(plan.diff(), nl=False)
+    changes = plan.changes
+    entries = len({change.key for change in changes})
+    looked = len(plan.outcomes)
+    header = (
+        f"kdatlas enrich: {looked} entr{'y' if looked == 1 else 'ies'} looked up "
+        f"({plan.requests} request(s) sent, the rest answered from the cache)"
+    )
+    summary = f"{len(changes)} change(s) to {entries} entr{'y' if entries == 1 else 'ies'}"
+    if apply and changes:
+        for path in plan.apply():
+            typer.echo(f"wrote {path.as_posix()}", err=True)
+        typer.echo(f"{header}; applied {summary}", err=True)
+    elif changes:
+        typer.echo(f"{header}; proposed {summary}; --apply writes them", err=True)
+    else:
+        typer.echo(f"{header}; no changes proposed", err=True)
+    if plan.failed:
+        typer.echo(
+            "kdatlas enrich: some lookups failed (see the warnings); answers are cached, so "
+            "running again asks only those",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- export
