@@ -163,8 +163,14 @@ def test_tour_of_the_real_site(browser, real_url: str):
         tab.shot("04-bibtex")
 
         # an author's name shows their papers on the all-papers page
-        row.locator("a.kd-author", has_text="Borui Zhao").click()
-        page.wait_for_url("**/papers/?author=Borui%20Zhao")
+        # the all-papers page is large (every entry, its BibTeX): allow a loaded machine time
+        row.locator("a.kd-author", has_text="Borui Zhao").click(no_wait_after=True)
+        page.wait_for_url(
+            "**/papers/?author=Borui%20Zhao", wait_until="domcontentloaded", timeout=180_000
+        )
+        page.locator("form.kd-filter output[name=count]").filter(has_text="of").wait_for(
+            timeout=180_000
+        )
         author = page.locator("form.kd-filter input[name=author]")
         assert author.input_value() == "Borui Zhao"
         shown = page.locator("#kd-all-papers tbody tr:visible")
@@ -200,7 +206,9 @@ def test_tour_of_the_real_site(browser, real_url: str):
             page.goto(real_url + path)
             assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
             tab.shot(name)
-        page.goto(real_url + "/papers/?author=Hinton")
+        page.goto(
+            real_url + "/papers/?author=Hinton", wait_until="domcontentloaded", timeout=180_000
+        )
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         tab.shot("09-phone-papers")
 
