@@ -19,12 +19,15 @@ def conv1x1_bn(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def same_dtype(owner: str, connector: nn.Module, features: torch.Tensor) -> None:
+def same_dtype(
+    owner: str, connector: nn.Module, features: torch.Tensor, what: str = "student features"
+) -> None:
     """Refuse features whose dtype differs from the connector's parameters, saying what to do.
 
     A connector is trained, so it is not cast silently on every call: the loss is
     moved to the models' dtype once, as the models were. Under ``torch.autocast``
-    torch casts for itself and the check is skipped.
+    torch casts for itself and the check is skipped. ``owner`` names the loss and
+    ``what`` the tensors the connector reads (e.g. ``"teacher features"``).
     """
     parameter = next(connector.parameters(), None)
     if parameter is None or parameter.dtype == features.dtype:
@@ -33,8 +36,8 @@ def same_dtype(owner: str, connector: nn.Module, features: torch.Tensor) -> None
         return
     dtype = str(features.dtype).removeprefix("torch.")
     raise TypeError(
-        f"{owner}'s connector is {str(parameter.dtype).removeprefix('torch.')} but the student "
-        f"features are {dtype}; move the loss to the models' dtype as you did the models, "
+        f"{owner}'s connector is {str(parameter.dtype).removeprefix('torch.')} but the {what} "
+        f"are {dtype}; move the loss to the models' dtype as you did the models, "
         f"e.g. loss.to(torch.{dtype})" + (" (or loss.double())" if dtype == "float64" else "")
     )
 

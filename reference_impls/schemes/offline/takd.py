@@ -35,6 +35,14 @@ divided by the number of classes; we use the batch mean of the per-sample KL
 (``KDLoss``), the reduction of the paper's equation, so a $\lambda$ tuned on their
 code corresponds to a smaller one here. They also keep the best-validation
 checkpoint of each TA; we use the TA as it is at the end of its step.
+
+On small models: the offline notebook (a ``teacher_cnn`` at about 0.99 test accuracy, an
+assistant ``TinyCNN((16, 32, 64))``, ``student_cnn`` on 100 labelled digits, 16 epochs per
+step, seeds 0, 1 and 2) uses these defaults for both TAKD and plain KD, and measured the
+student at 0.921 ± 0.005 test accuracy through the assistant (itself 0.936 ± 0.004) against
+0.924 ± 0.005 with KD from the teacher directly: no gain. TAKD is meant for large capacity
+gaps; our teacher is 15 times the student's size on a task both nearly solve, so the toy
+does not test the regime it was made for.
 """
 
 from __future__ import annotations

@@ -40,6 +40,17 @@ reads the pooled output of the shared part, as the authors' gate reads the
 input of their branched stage. Deviation: the authors add $10^{-7}$ to the
 teacher's probabilities before the log; we compute the KL from log-softmaxes
 (the shared ``reference_impls.common.losses.softened_kl``).
+
+On small models: the authors ramp the KL weight over 80 of 300 CIFAR epochs; the online
+notebook (``student_cnn`` trunk and branches on 100 labelled digits, 15 epochs, seeds 0, 1
+and 2) keeps that fraction, ``ONE(network, temperature=3.0, rampup_epochs=ONE_RAMPUP)`` with
+``ONE_RAMPUP = round(15 * 80 / 300) = 4``, since with the default 80 the weight would stay
+at 0.033 or less for the whole run (epochs 0 to 14). It measured a deployed branch at
+0.886 ± 0.012 test accuracy, level with a network trained alone (0.886 ± 0.011), and the
+gated ensemble at
+0.896 ± 0.008, below two networks trained independently and averaged (0.914 ± 0.006).
+In a scratch run of that set-up with the default ``rampup_epochs=80`` the deployed branch
+measured 0.886 ± 0.008: the ramp made no difference here.
 """
 
 from __future__ import annotations

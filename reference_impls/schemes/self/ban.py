@@ -50,7 +50,7 @@ from torch import nn
 
 from reference_impls.common.data import DataSplit
 from reference_impls.common.interfaces import DistillationProcedure
-from reference_impls.common.losses import softened_kl
+from reference_impls.common.losses import at_least_float32, softened_kl
 from reference_impls.common.training import History, freeze, logits_of, predict_logits, train
 from reference_impls.common.validation import loss_weights, non_negative, positive
 
@@ -103,7 +103,7 @@ class BornAgain(DistillationProcedure):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         student_logits = logits_of(self.student(x))
-        ce = F.cross_entropy(student_logits.float(), y)
+        ce = F.cross_entropy(at_least_float32(student_logits), y)
         if self.teacher is None:
             return {"loss": ce, "ce": ce.detach()}
         with torch.no_grad():

@@ -37,6 +37,13 @@ Choices and deviations:
 * As in the code the KD term is a batch mean (the shared
   ``reference_impls.common.losses.softened_kl``), but the hint is summed over
   batch and feature dimensions (hence the tiny $\lambda$); both CE terms are batch means.
+
+On small models: the self-distillation notebook (``student_cnn`` on 100 labelled digits, 15
+epochs, seeds 0, 1 and 2) keeps these defaults, ``BYOT(student_cnn())``, and measured
+0.892 ± 0.009 test accuracy against 0.886 ± 0.011 for plain training: level, within the
+spread over seeds. The shallow exits reached 0.81 and 0.84 and their ensemble with the
+deepest exit was no better than the deepest exit. Our network has three stages (two shallow
+exits) where the authors' ResNets have four.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationProcedure
-from reference_impls.common.losses import softened_kl
+from reference_impls.common.losses import at_least_float32, softened_kl
 from reference_impls.common.models import TinyCNN
 from reference_impls.common.validation import in_unit_interval, non_negative, positive
 
@@ -93,13 +100,13 @@ def byot_loss(
     (summed over shallow exits) and the weighted total under ``loss``.
     """
     deep_logits = exit_logits[-1].detach()
-    deep_features = exit_features[-1].detach().float()
-    ce = sum(F.cross_entropy(logits.float(), target) for logits in exit_logits)
-    kd = torch.zeros((), device=deep_logits.device)
-    hint = torch.zeros((), device=deep_logits.device)
+    deep_features = at_least_float32(exit_features[-1].detach())
+    ce = sum(F.cross_entropy(at_least_float32(logits), target) for logits in exit_logits)
+    kd = at_least_float32(deep_logits.new_zeros(()))
+    hint = at_least_float32(deep_logits.new_zeros(()))
     for logits, features in zip(exit_logits[:-1], exit_features[:-1], strict=True):
         kd = kd + softened_kl(logits, deep_logits, temperature)
-        hint = hint + (features.float() - deep_features).pow(2).sum()
+        hint = hint + (at_least_float32(features) - deep_features).pow(2).sum()
     total = (1 - alpha) * ce + alpha * kd + beta * hint
     return {"loss": total, "ce": ce.detach(), "kd": kd.detach(), "hint": hint.detach()}
 

@@ -39,6 +39,13 @@ Choices and deviations (no released code to follow):
   each image by up to ``max_shift`` pixels (filling with its own background)
   and adds Gaussian noise of standard deviation ``noise_std``; it is a tensor
   operation driven by torch's generator, so runs are seeded by ``train``'s seed.
+
+On small models: the self-distillation notebook (``student_cnn`` on 100 labelled digits, 15
+epochs, seeds 0, 1 and 2) keeps these defaults, ``DDGSD(student_cnn())``, and measured
+0.897 ± 0.004 test accuracy against 0.886 ± 0.011 for plain training, with an expected
+calibration error of 0.142 ± 0.014 against 0.047 ± 0.010 (mean confidence 0.755): the
+already under-confident network becomes more so. Its curve dipped in the first third of the
+run and was still rising at the end.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationProcedure
-from reference_impls.common.losses import softened_kl
+from reference_impls.common.losses import at_least_float32, softened_kl
 from reference_impls.common.models import ModelOutput
 from reference_impls.common.validation import non_negative, positive
 
@@ -97,8 +104,12 @@ def symmetric_kl(
 
 
 def linear_mmd(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
-    """Squared MMD with a linear kernel: the squared distance between the batch means, float32."""
-    return (features_a.float().mean(dim=0) - features_b.float().mean(dim=0)).pow(2).sum()
+    """Squared MMD with a linear kernel: the squared distance between the batch means.
+
+    Computed in at least float32 (half precision is upcast, float64 kept).
+    """
+    mean_a = at_least_float32(features_a).mean(dim=0)
+    return (mean_a - at_least_float32(features_b).mean(dim=0)).pow(2).sum()
 
 
 class DDGSD(DistillationProcedure):
@@ -145,7 +156,9 @@ class DDGSD(DistillationProcedure):
             raise TypeError("DDGSD needs a model returning a ModelOutput with an embedding")
         logits_a, logits_b = output.logits.chunk(2)
         features_a, features_b = output.embedding.chunk(2)
-        ce = F.cross_entropy(logits_a.float(), y) + F.cross_entropy(logits_b.float(), y)
+        ce = F.cross_entropy(at_least_float32(logits_a), y) + F.cross_entropy(
+            at_least_float32(logits_b), y
+        )
         kl = symmetric_kl(logits_a, logits_b, self.temperature)
         mmd = linear_mmd(features_a, features_b)
         total = ce + self.lambda_kl * kl + self.mu_mmd * mmd

@@ -43,6 +43,16 @@ Choices and deviations:
   $U \sim \mathcal{U}(0, 1)$ from torch's generator on the inputs' device
   (the authors use NumPy); it is the same distribution (inverse CDF of $x^\beta$).
 * $\log p$ is ``log_softmax`` rather than the authors' $\log(p + 10^{-8})$.
+
+On small models: the self-distillation notebook (``student_cnn`` on 100 labelled digits, 15
+epochs, seeds 0, 1 and 2) keeps these defaults, ``InstanceSpecificLabelSmoothing(student_cnn())``,
+and measured 0.881 ± 0.011 test accuracy against 0.886 ± 0.011 for plain training, with a
+mean confidence of 0.662 and an expected calibration error of 0.222 ± 0.016 against
+0.047 ± 0.010, the worst of the notebook. The smoothing targets over-confident networks;
+trained on our 100 digits, the plain network is already under-confident (mean confidence
+0.846 at 0.886 accuracy), and targets whose true-class probability is drawn from
+Beta(3, 1) (mean 0.75), at weight $\alpha = 0.6$, lower it further. Check your baseline's
+calibration before using it.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.training import freeze, logits_of
 from reference_impls.common.validation import in_unit_interval, positive
 
@@ -81,8 +92,9 @@ def beta_smoothing_targets(
     batch, num_classes = teacher_probabilities.shape
     teacher_confidence = teacher_probabilities.detach().gather(1, target[:, None]).squeeze(1)
     by_teacher_rank = teacher_confidence.argsort()
-    assigned = torch.empty(batch, device=confidences.device, dtype=torch.float32)
-    assigned[by_teacher_rank] = confidences.float().sort().values
+    confidences = at_least_float32(confidences)
+    assigned = torch.empty(batch, device=confidences.device, dtype=confidences.dtype)
+    assigned[by_teacher_rank] = confidences.sort().values
     off_target = (1.0 - assigned) / (num_classes - 1)
     targets = off_target[:, None].expand(batch, num_classes).clone()
     return targets.scatter(1, target[:, None], assigned[:, None])
@@ -91,10 +103,10 @@ def beta_smoothing_targets(
 def beta_smoothing_loss(
     logits: torch.Tensor, target: torch.Tensor, smoothed_targets: torch.Tensor, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """$(1-\\alpha)\\,\\mathrm{CE} + \\alpha\\,\\mathrm{CE}_{\\text{soft}}$ in float32; returns (total, ce, soft)."""
-    log_p = F.log_softmax(logits.float(), dim=1)
+    """$(1-\\alpha)\\,\\mathrm{CE} + \\alpha\\,\\mathrm{CE}_{\\text{soft}}$ in at least float32; returns (total, ce, soft)."""
+    log_p = F.log_softmax(at_least_float32(logits), dim=1)
     ce = F.nll_loss(log_p, target)
-    soft = -(smoothed_targets.float() * log_p).sum(dim=1).mean()
+    soft = -(smoothed_targets.to(log_p.dtype) * log_p).sum(dim=1).mean()
     return (1 - alpha) * ce + alpha * soft, ce, soft
 
 
@@ -142,8 +154,9 @@ class InstanceSpecificLabelSmoothing(DistillationProcedure):
         self.teacher.train(self.training)  # authors: the teacher sees batch statistics in training
         logits = logits_of(self.model(x))
         with torch.no_grad():
-            teacher_probabilities = F.softmax(logits_of(self.teacher(x)).float(), dim=1)
+            teacher_probabilities = F.softmax(at_least_float32(logits_of(self.teacher(x))), dim=1)
         confidences = sample_beta_confidences(len(y), self.beta, device=logits.device)
+        confidences = confidences.to(at_least_float32(logits).dtype)
         targets = beta_smoothing_targets(teacher_probabilities, y, confidences)
         total, ce, soft = beta_smoothing_loss(logits, y, targets, self.alpha)
         return {"loss": total, "ce": ce.detach(), "beta_smoothing": soft.detach()}

@@ -32,6 +32,14 @@ mode, on the current batch. Both give "the predictions of epoch $t-1$"; they
 differ in which moment of that epoch the prediction comes from, and in the
 augmentation and batch-norm mode it was made with. This needs the
 ``on_epoch_start(epoch, epochs)`` hook of ``reference_impls.common.train``.
+
+On small models: the self-distillation notebook (``student_cnn`` on 100 labelled digits, 15
+epochs, seeds 0, 1 and 2) keeps $\alpha_T = 0.8$, ``PSKD(student_cnn())``, and measured
+0.883 ± 0.017 test accuracy against 0.886 ± 0.011 for plain training, with a mean confidence
+of 0.697 and an expected calibration error of 0.188 ± 0.031 against 0.047 ± 0.010. PS-KD
+is meant to curb over-confidence, but on this toy the plainly trained network is already
+under-confident (mean confidence 0.846 at 0.886 accuracy), so softer targets push it further
+the wrong way. Check your baseline's calibration before using it on a small model.
 """
 
 from __future__ import annotations
@@ -43,14 +51,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.training import freeze, logits_of
 from reference_impls.common.validation import in_unit_interval
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-    """$-\\sum_c \\tilde y_c \\log p_c$, batch mean, in float32."""
-    log_probabilities = F.log_softmax(logits.float(), dim=1)
-    return -(soft_targets.float() * log_probabilities).sum(dim=1).mean()
+    """$-\\sum_c \\tilde y_c \\log p_c$, batch mean, in at least float32."""
+    log_probabilities = F.log_softmax(at_least_float32(logits), dim=1)
+    return -(soft_targets.to(log_probabilities.dtype) * log_probabilities).sum(dim=1).mean()
 
 
 def progressive_targets(
@@ -63,7 +72,7 @@ def progressive_targets(
     one_hot = F.one_hot(target, num_classes).float()
     if previous_probabilities is None:
         return one_hot
-    return (1 - alpha_t) * one_hot + alpha_t * previous_probabilities.detach().float()
+    return (1 - alpha_t) * one_hot + alpha_t * at_least_float32(previous_probabilities.detach())
 
 
 class PSKD(DistillationProcedure):
@@ -104,11 +113,11 @@ class PSKD(DistillationProcedure):
         if self.previous_model is not None:
             with torch.no_grad():
                 previous_logits = logits_of(self.previous_model(x))
-            previous_probabilities = F.softmax(previous_logits.float(), dim=1)
+            previous_probabilities = F.softmax(at_least_float32(previous_logits), dim=1)
         targets = progressive_targets(y, logits.shape[1], previous_probabilities, self.alpha_t)
         loss = soft_cross_entropy(logits, targets)
-        ce = F.cross_entropy(logits.float(), y)
-        alpha_t = torch.tensor(self.alpha_t, device=logits.device)
+        ce = F.cross_entropy(at_least_float32(logits), y)
+        alpha_t = torch.tensor(self.alpha_t, device=logits.device, dtype=loss.dtype)
         return {"loss": loss, "ce": ce.detach(), "alpha_t": alpha_t}
 
     def extra_repr(self) -> str:

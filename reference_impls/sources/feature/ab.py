@@ -44,7 +44,9 @@ Defaults and where they come from (the authors' CIFAR code, WRN 22-4 -> WRN 16-2
 
 Deviation: the authors put the teacher in training mode during the initialisation phase
 (its batch norm then uses batch statistics and updates its running ones); our teacher
-stays in eval mode, as everywhere in this package. The penalty is computed in float32.
+stays in eval mode, as everywhere in this package. The penalty is computed in at least float32
+(half precision is upcast, float64 kept); the connectors are not cast on each call: features
+of another dtype than the loss's parameters raise ``TypeError`` saying to move the loss.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from reference_impls.common.connectors import same_dtype
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import (
     enough_feature_maps,
     non_negative,
@@ -69,7 +73,7 @@ AUTHORS_SCALE = 3 / 1000  # the authors' CIFAR code: ``loss_alter / 1000 * 3``
 
 def boundary_penalty(student: torch.Tensor, teacher: torch.Tensor, margin: float) -> torch.Tensor:
     """$\\sum \\ell(s, t)$ over all elements: squared hinge towards the teacher's on/off state."""
-    student, teacher_on = student.float(), teacher.detach() > 0
+    student, teacher_on = at_least_float32(student), teacher.detach() > 0
     too_low = (margin - student).clamp(min=0).pow(2)  # teacher on, student below +margin
     too_high = (margin + student).clamp(min=0).pow(2)  # teacher off, student above -margin
     return torch.where(teacher_on, too_low, too_high).sum()
@@ -127,9 +131,11 @@ class ABLoss(DistillationLoss):
 
     def connect(self, student_preacts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The student's compared stages mapped to the teacher's widths."""
-        return [
-            conn(student_preacts[i]) for conn, i in zip(self.connectors, self.stages, strict=True)
-        ]
+        connected = []
+        for conn, i in zip(self.connectors, self.stages, strict=True):
+            same_dtype(type(self).__qualname__, conn, student_preacts[i])
+            connected.append(conn(student_preacts[i]))
+        return connected
 
     def forward(
         self, student_preacts: Sequence[torch.Tensor], teacher_preacts: Sequence[torch.Tensor]

@@ -39,6 +39,9 @@ attention term dominate the cross-entropy. Measured on the digits (``student_cnn
 distilled from a ``teacher_cnn`` at 0.984 test accuracy, 10 epochs of
 ``reference_impls.common.train`` at its defaults, seeds 0 and 1): cross-entropy alone
 0.987 / 0.980, ``ATLoss()`` 0.693 / 0.753, ``ATLoss(stages=(0,))`` 0.984 / 0.978.
+In a scratch run of the feature notebook's own set-up (100 labelled digits, 9 epochs, seeds
+0 and 1, only the loss changed) ``ATLoss()`` measured 0.231 ± 0.030 and
+``ATLoss(stages=(0,))`` 0.864 ± 0.007, against 0.866 ± 0.011 for cross-entropy alone.
 The feature notebook therefore uses ``stages=(0,)``: one 8x8 map, the size of the
 authors' last WRN group on CIFAR. With your own small model, tap one stage or lower
 ``beta``.

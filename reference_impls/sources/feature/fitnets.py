@@ -49,6 +49,13 @@ the loss (``loss.double()`` for float64 models); under ``torch.autocast`` torch 
 Deliberate deviations: we do not implement RepDistiller's stride-2 / transposed
 regressors for a factor-2 size mismatch; only the paper's $k = H_g - H_h + 1$ kernel, so
 the student's map may be larger than or equal to the teacher's, never smaller.
+
+On small models: the feature notebook (``student_cnn`` on 100 labelled digits, 9 epochs,
+seeds 0 and 1) keeps these defaults, ``FitNetsLoss(student_channels, teacher_channels)``: the
+hint is our 4x4 middle stage, and the mean over elements keeps the term's scale independent of
+the map size. It measured 0.854 ± 0.012 test accuracy against 0.866 ± 0.011 for cross-entropy
+alone, about a point below and within the spread of two seeds; its learning curve was still
+rising at the last epoch, so a longer run may change that.
 """
 
 from __future__ import annotations

@@ -47,7 +47,17 @@ reconstruction; we keep the authors' choices. Note that the mean over elements g
 factor element a pull of $\beta / (B \cdot D)$: our tiny models' 2x2x64 factor has 8x fewer
 elements than the authors' 8x8x32 one, so ``beta=62.5`` matches their per-element pull (the
 tests use it; at ``beta=500`` a 2-epoch digits run measured no gain over the baseline). The factors and the distance are computed
-in float32 so the normalisation is accurate under ``torch.autocast``.
+in at least float32 (half precision is upcast, float64 kept), so the normalisation is accurate
+under ``torch.autocast``; paraphraser and translator are not cast on each call: features of
+another dtype than the loss's parameters raise ``TypeError`` saying to move the loss
+(``loss.double()`` for float64 models).
+
+On small models: the feature notebook (``student_cnn`` on 100 labelled digits, 9 epochs,
+seeds 0 and 1) uses ``FTLoss(student_channels, teacher_channels, beta=62.5)`` for the
+per-element reason above, pre-trains the paraphraser for the authors' 6 epochs on the same
+100 images, and measured 0.876 ± 0.014 test accuracy against 0.866 ± 0.011 for
+cross-entropy alone. In a scratch run of that set-up with only ``beta`` changed, the default
+``beta=500`` measured 0.831 ± 0.027, below the baseline.
 """
 
 from __future__ import annotations
@@ -59,8 +69,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.connectors import same_dtype
 from reference_impls.common.data import DataSplit
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.training import History, train
 from reference_impls.common.validation import (
     enough_feature_maps,
@@ -115,8 +127,8 @@ def ft_distance(
     student_factor: torch.Tensor, teacher_factor: torch.Tensor, p: int = 1
 ) -> torch.Tensor:
     """Mean $|\\hat F_S - \\hat F_T|^p$ over batch and elements, factors flattened and L2-normalised."""
-    student_unit = F.normalize(student_factor.float().flatten(1), dim=1)
-    teacher_unit = F.normalize(teacher_factor.detach().float().flatten(1), dim=1)
+    student_unit = F.normalize(at_least_float32(student_factor).flatten(1), dim=1)
+    teacher_unit = F.normalize(at_least_float32(teacher_factor.detach()).flatten(1), dim=1)
     return (student_unit - teacher_unit).abs().pow(p).mean()
 
 
@@ -161,13 +173,16 @@ class FTLoss(DistillationLoss):
         self.translator = Translator(student_channels[stage], factor_channels)
 
     def teacher_factor(self, teacher_feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        features = teacher_feats[self.stage].detach()
+        same_dtype(type(self).__qualname__, self.paraphraser, features, "teacher features")
         with torch.no_grad():
-            return self.paraphraser.encode(teacher_feats[self.stage].detach())
+            return self.paraphraser.encode(features)
 
     def forward(
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
         enough_feature_maps("stage", [self.stage], student_feats, teacher_feats)
+        same_dtype(type(self).__qualname__, self.translator, student_feats[self.stage])
         student_factor = self.translator(student_feats[self.stage])
         teacher_factor = self.teacher_factor(teacher_feats)
         if student_factor.shape != teacher_factor.shape:
@@ -212,7 +227,7 @@ class ParaphraserPretraining(DistillationProcedure):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             features = self.teacher(x).features[self.stage]
-        error = (self.paraphraser(features).float() - features.float()).abs()
+        error = (at_least_float32(self.paraphraser(features)) - at_least_float32(features)).abs()
         reconstruction = error.pow(self.reconstruction_p).mean()
         return {"loss": reconstruction, "reconstruction": reconstruction.detach()}
 

@@ -43,7 +43,17 @@ torch's global RNG on the features' device. The mask is drawn at every call,
 in training and evaluation alike (the loss is only used in training).
 
 Deviations: several stages may be distilled (``stages``), each with its own
-align/generation modules, summed; the squared error is accumulated in float32.
+align/generation modules, summed; the squared error is accumulated in at least float32
+(half precision is upcast, float64 kept). The align and generation modules are not cast on
+each call: features of another dtype than the loss's parameters raise ``TypeError`` saying
+to move the loss.
+
+On small models: our last stage is a 2x2 map with 128 teacher channels, 512 elements per
+image against 25,088 to 100,352 for 7x7 maps with 512 to 2,048 channels. In a scratch run of the feature notebook's set-up (``student_cnn`` on 100 labelled digits, 9 epochs, seeds 0 and 1, only the loss changed),
+the default ``alpha_mgd=7e-5`` changed nothing: the students ended at exactly the
+accuracies of cross-entropy alone (0.878 and 0.855). The feature notebook uses
+``MGDLoss(student_channels, teacher_channels, alpha_mgd=1e-2, ...)``, which it measured at
+0.883 ± 0.023 against 0.866 ± 0.011, a gain within the spread of two seeds.
 """
 
 from __future__ import annotations
@@ -54,7 +64,9 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from reference_impls.common.connectors import same_dtype
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import (
     in_unit_interval,
     one_of,
@@ -136,8 +148,9 @@ class MGDLoss(DistillationLoss):
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
         batch_size = student_feats[0].shape[0]
-        total = student_feats[0].new_zeros((), dtype=torch.float32)
+        total = at_least_float32(student_feats[0].new_zeros(()))
         for position, stage in enumerate(self.stages):
+            same_dtype(type(self).__qualname__, self, student_feats[stage])
             student = self.align[position](student_feats[stage])
             teacher = teacher_feats[stage].detach()
             if student.shape[-2:] != teacher.shape[-2:]:
@@ -147,7 +160,7 @@ class MGDLoss(DistillationLoss):
                 )
             keep = random_keep_mask(student, self.lambda_mgd, self.mask, self.generator)
             generated = self.generation[position](student * keep)
-            total = total + ((generated.float() - teacher.float()) ** 2).sum()
+            total = total + ((at_least_float32(generated) - at_least_float32(teacher)) ** 2).sum()
         return self.alpha_mgd * total / batch_size
 
     def extra_repr(self) -> str:

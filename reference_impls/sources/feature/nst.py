@@ -42,8 +42,15 @@ Deliberate choices:
 * Spatial sizes must match, as the kernel compares vectors over positions: a mismatch
   raises ``ValueError`` (RepDistiller average-pools the larger map first; pool the
   features yourself for that behaviour).
-* The normalisation and kernels are computed in float32, so the loss is accurate under
-  ``torch.autocast``.
+* The normalisation and kernels are computed in at least float32 (half precision is
+  upcast, float64 kept), so the loss is accurate under ``torch.autocast``.
+
+On small models: the default last stage is a 2x2 map on our digits models, where the
+authors match 7x7 ImageNet maps. In a scratch run of the feature notebook's set-up (``student_cnn`` on 100 labelled digits, 9 epochs, seeds 0 and 1, only the loss changed), ``NSTLoss()`` left the student at
+0.374 ± 0.020 test accuracy against 0.866 ± 0.011 for cross-entropy alone. The feature
+notebook therefore uses ``NSTLoss(stages=(0,))``, our 8x8 first stage, the size closest to
+the authors' maps, and measured 0.878 ± 0.007. With your own small model, pick a stage whose
+maps are not much smaller than 7x7.
 """
 
 from __future__ import annotations
@@ -55,12 +62,13 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import enough_feature_maps, non_negative, stage_indices
 
 
 def selectivity_patterns(features: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, C, H*W]``: each channel's spatial map, L2-normalised."""
-    return F.normalize(features.float().flatten(2), dim=2)
+    return F.normalize(at_least_float32(features).flatten(2), dim=2)
 
 
 def polynomial_kernel_mean(
@@ -69,7 +77,7 @@ def polynomial_kernel_mean(
     """Per sample, the mean of $(x^\\top y + c)^d$ over all pairs of rows: ``[B]``."""
     # autocast would run bmm in bf16; the MMD is a difference of close terms, keep float32
     with torch.autocast(left.device.type, enabled=False):
-        gram = torch.bmm(left.float(), right.float().transpose(1, 2))
+        gram = torch.bmm(at_least_float32(left), at_least_float32(right).transpose(1, 2))
     return (gram + offset).pow(degree).mean(dim=(1, 2))
 
 

@@ -58,10 +58,21 @@ Deviations:
   distillation (``d_net.t_net.train()`` in ``train_with_distill`` of
   ``CIFAR-100/train_with_distillation.py``); ``OfflineDistiller`` keeps it in eval
   mode, like mdistiller.
-* The distance is computed in float32 (also under autocast) so that the sum
-  over many elements does not lose precision.
+* The distance is computed in at least float32 (half precision is upcast, also
+  under autocast; float64 kept) so that the sum over many elements does not lose
+  precision. The connectors are not cast on each call: features of another dtype
+  than the loss's parameters raise ``TypeError`` saying to move the loss.
 * Teacher and student maps of a stage must have the same spatial size (as in the
   authors' code); a clear error is raised otherwise.
+
+On small models: the feature notebook (``student_cnn`` on 100 labelled digits, 9 epochs,
+seeds 0 and 1) keeps the defaults, with margins from data
+(``OFDLoss(student_channels, teacher_channels, ofd_margins)``, ``ofd_margins =
+margins_from_data(teacher, x_train)``), and measured 0.862 ± 0.020 test accuracy against
+0.866 ± 0.011 for cross-entropy alone: no gain. $\alpha$ weighs a sum over the elements of
+the maps, and our teacher's maps hold 2,048, 1,024 and 512 elements per image, far fewer
+than a CIFAR network's. In a scratch run of the notebook's set-up with only $\alpha$ changed,
+a ten times larger ``alpha=1e-2`` measured 0.865 ± 0.021: no gain either.
 """
 
 from __future__ import annotations
@@ -73,8 +84,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from reference_impls.common.connectors import conv1x1_bn
+from reference_impls.common.connectors import conv1x1_bn, same_dtype
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import positive, same_stage_count, stage_indices
 
 # Below this probability of a negative response the Gaussian formula is unstable.
@@ -206,10 +218,11 @@ class OFDLoss(DistillationLoss):
     ) -> torch.Tensor:
         count = len(self.stages)
         batch_size = student_preacts[0].shape[0]
-        total = student_preacts[0].new_zeros((), dtype=torch.float32)
+        total = at_least_float32(student_preacts[0].new_zeros(()))
         for position, (stage, regress) in enumerate(zip(self.stages, self.connectors, strict=True)):
-            source = regress(student_preacts[stage]).float()
-            teacher = teacher_preacts[stage].detach().float()
+            same_dtype(type(self).__qualname__, regress, student_preacts[stage])
+            source = at_least_float32(regress(student_preacts[stage]))
+            teacher = at_least_float32(teacher_preacts[stage].detach())
             if source.shape != teacher.shape:
                 raise ValueError(
                     f"stage {stage}: connector output {tuple(source.shape)} does not match "

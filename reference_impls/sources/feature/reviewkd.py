@@ -57,7 +57,9 @@ spatial sizes are read from the tensors instead of the authors' per-model
 $\min(1, (e+1)/E_w)$ with a 0-based epoch $e$ (mdistiller's 1-based epoch),
 so the first epoch is not silently undistilled (the original ``train.py``
 gives 0 there). Called outside a training loop (no epoch reported), the
-factor is 1. HCL is computed in float32.
+factor is 1. HCL is computed in at least float32 (half precision is upcast, float64
+kept); the fusion modules are not cast on each call: features of another dtype than the
+loss's parameters raise ``TypeError`` saying to move the loss.
 
 The authors' ``CIFAR-100/train.py`` never calls ``teacher.eval()`` (only the
 student, in its ``test`` function): the teacher's batch norms normalise with
@@ -65,6 +67,15 @@ the statistics of each training batch (its weights are frozen by
 ``load_teacher_weight`` in ``CIFAR-100/util/misc.py``). ``OfflineDistiller``
 keeps the teacher in eval mode (running statistics), like mdistiller's
 ``Distiller.train``.
+
+On small models: the warm-up is counted in epochs, so the default 20 does not end in a
+short run (after 9 epochs the factor is 0.45). The feature notebook (``student_cnn`` on 100
+labelled digits, 9 epochs, seeds 0 and 1) keeps the authors' fraction of the run,
+``ReviewKDLoss(student_channels, teacher_channels, warmup_epochs=WARMUP)`` with
+``WARMUP = max(1, round(9 * 20 / 240)) = 1``, and measured 0.875 ± 0.013 test accuracy
+against 0.866 ± 0.011 for cross-entropy alone. In a scratch run of that set-up with only the
+warm-up changed, the default ``warmup_epochs=20`` measured 0.876 ± 0.010: the same, so the
+choice did not matter here.
 """
 
 from __future__ import annotations
@@ -76,7 +87,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.connectors import same_dtype
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import non_negative
 
 PYRAMID_LEVELS = (4, 2, 1)
@@ -86,9 +99,9 @@ def hierarchical_context_loss(
     student_maps: Sequence[torch.Tensor], teacher_maps: Sequence[torch.Tensor]
 ) -> torch.Tensor:
     """HCL: per level, an MSE on the map and on its 4x4, 2x2, 1x1 pools (those smaller than it)."""
-    total = student_maps[0].new_zeros((), dtype=torch.float32)
+    total = at_least_float32(student_maps[0].new_zeros(()))
     for student, teacher in zip(student_maps, teacher_maps, strict=True):
-        student, teacher = student.float(), teacher.detach().float()
+        student, teacher = at_least_float32(student), at_least_float32(teacher.detach())
         height = student.shape[-2]
         loss = F.mse_loss(student, teacher)
         weight, weight_sum = 1.0, 1.0
@@ -220,6 +233,7 @@ class ReviewKDLoss(DistillationLoss):
             *teacher_preacts,
             F.relu(teacher_preacts[-1]).mean((2, 3), keepdim=True),
         ]
+        same_dtype(type(self).__qualname__, self.fusions, student_levels[0])
         reviewed = self.review(student_levels, teacher_levels)
         return self.warmup_factor * hierarchical_context_loss(reviewed, teacher_levels)
 

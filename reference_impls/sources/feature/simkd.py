@@ -35,7 +35,16 @@ Deviations: where the two last maps differ in size, the authors pool the larger
 one down; our procedure pools the teacher's map to the student's size when the
 teacher's is larger and raises a clear error when the student's is larger
 (pooling the student would need the teacher's size at inference; our tiny
-pairs always match). The MSE is computed in float32.
+pairs always match). The MSE is computed in at least float32 (half precision is upcast,
+float64 kept).
+
+On small models: the feature notebook (``student_cnn`` on 100 labelled digits, 9 epochs,
+seeds 0 and 1) trains the authors' way, ``SimKD(student_cnn(), teacher)`` (the feature loss
+alone, no labels), and measured 0.814 ± 0.006 test accuracy against 0.866 ± 0.011 for a
+student trained with cross-entropy alone, the lowest of the notebook; its curve was still
+rising at the last epoch. In a scratch run of the feature notebook's set-up (``student_cnn`` on 100 labelled digits, 9 epochs, seeds 0 and 1, only the loss changed), adding the labels with
+``SimKD(student, teacher, ce_weight=1.0)`` measured 0.901 ± 0.001. With few labelled images
+and a short schedule, try ``ce_weight=1.0``.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.interfaces import DistillationProcedure
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.models import ModelOutput
 from reference_impls.common.training import freeze, logits_of
 from reference_impls.common.validation import loss_weights
@@ -150,8 +160,8 @@ class SimKD(DistillationProcedure):
             )
         if projected.shape[-2:] != target.shape[-2:]:
             target = F.adaptive_avg_pool2d(target, projected.shape[-2:])
-        feature_mse = F.mse_loss(projected.float(), target.detach().float())
-        ce = F.cross_entropy(student_out.logits.float(), y)
+        feature_mse = F.mse_loss(at_least_float32(projected), at_least_float32(target.detach()))
+        ce = F.cross_entropy(at_least_float32(student_out.logits), y)
         total = self.beta * feature_mse
         if self.ce_weight > 0:
             total = total + self.ce_weight * ce

@@ -41,6 +41,16 @@ probabilities. The KL itself stays local (``_kl_rows``): the masked classes are
 $-\infty$ on both sides, where the shared ``kl_divergence`` would give NaN.
 ``beta`` for other teacher-student pairs in mdistiller ranges from 2 to 8; 8 is
 the ResNet32x4 → ResNet8x4 value.
+
+On small models: the warm-up is counted in epochs, so the default 20 does not end in a
+short run (after 15 epochs the factor is 0.75). The logit notebook (``student_cnn`` on 100
+labelled digits, 15 epochs, seeds 0, 1 and 2) keeps the authors' fraction of the run instead,
+``DKDLoss(alpha=1.0, beta=8.0, temperature=4.0, warmup_epochs=WARMUP)`` with
+``WARMUP = max(1, round(15 * 20 / 240)) = 1``, and measured 0.915 ± 0.010 test accuracy
+against 0.886 ± 0.011 for cross-entropy alone. In a scratch run of that set-up with only the
+warm-up changed, the default ``warmup_epochs=20`` measured 0.941 ± 0.007: on this toy the
+weaker, never-finished ramp did better, so the notebook's choice is a rule of thumb, not a
+tuned value.
 """
 
 from __future__ import annotations

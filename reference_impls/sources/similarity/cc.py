@@ -42,6 +42,14 @@ Deliberate deviations:
   vectors; torchdistill feeds the raw connector outputs;
 - the squared Frobenius norm of the paper (the Zoo's ``mse_loss``); torchdistill
   divides the unsquared norm by $n^2$.
+
+On small models: the similarity notebook (``student_cnn`` on 100 labelled digits, 16 epochs,
+batches of 25, seeds 0 and 1) uses RepDistiller's weight,
+``OfflineDistiller(..., kd_weight=0.02)`` with ``CCLoss(student_channels[-1],
+teacher_channels[-1])``, and measured 0.883 ± 0.008 test accuracy against 0.886 ± 0.016 for
+cross-entropy alone: no gain and no loss. The correlations are taken within a batch, and 25
+digits of 10 classes give each class two or three members per batch, against batches of 64
+or more in the authors' settings; we did not tune the weight.
 """
 
 from __future__ import annotations
@@ -53,7 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common.connectors import same_dtype
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import non_negative, positive
 
 
@@ -106,13 +116,16 @@ class CCLoss(DistillationLoss):
             raise ValueError(
                 f"batch sizes differ: {student_emb.shape[0]} and {teacher_emb.shape[0]}"
             )
+        owner = type(self).__qualname__
+        same_dtype(owner, self.student_connector, student_emb, "student embeddings")
+        same_dtype(owner, self.teacher_connector, teacher_emb, "teacher embeddings")
         student = self.student_connector(student_emb)
         # the teacher's network is frozen, but its connector learns (RepDistiller, torchdistill)
         teacher = self.teacher_connector(teacher_emb.detach())
         with torch.autocast(device_type=student.device.type, enabled=False):
             difference = correlation_matrix(
-                student.float(), self.gamma, self.p_order
-            ) - correlation_matrix(teacher.float(), self.gamma, self.p_order)
+                at_least_float32(student), self.gamma, self.p_order
+            ) - correlation_matrix(at_least_float32(teacher), self.gamma, self.p_order)
             return difference.pow(2).mean()
 
     def extra_repr(self) -> str:

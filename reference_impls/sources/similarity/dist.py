@@ -33,6 +33,14 @@ Defaults: $\tau = 4$ and $\beta = \gamma = 2$, the paper's CIFAR-100 setting
 setting); the student trains on $\mathrm{CE} + \mathcal{L}_{\mathrm{DIST}}$. The
 Pearson correlation is the cosine similarity of centred vectors with the
 authors' $10^{-8}$ added to the denominator.
+
+On small models: at the CIFAR-100 setting ($\tau^2 \beta = \tau^2 \gamma = 32$) the term
+dominates. The similarity notebook (``student_cnn`` on 100 labelled digits, 16 epochs,
+batches of 25, seeds 0 and 1) keeps it, ``DISTLoss()``, and measured 0.846 ± 0.022 test
+accuracy against 0.886 ± 0.016 for cross-entropy alone; it records that in a trial run the
+DIST term's first-epoch mean was about 56 against a cross-entropy of 2.4 to 3.4. In a scratch run of the similarity notebook's set-up (``student_cnn`` on 100 labelled digits, 16 epochs, batches of 25, seeds 0 and 1, only the loss changed),
+the authors' ImageNet setting ``DISTLoss(beta=1.0, gamma=1.0, temperature=1.0)`` measured
+0.899 ± 0.010.
 """
 
 from __future__ import annotations

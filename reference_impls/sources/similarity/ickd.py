@@ -32,6 +32,13 @@ with no KD term (``-a 0 -b 2.5``, ``-r`` left at 1), i.e.
 ``Cifar100/train_student.sh`` uses ``-b 4`` instead, and we follow the README. Several stages may be given; their losses are summed, as the
 authors' training loop sums the per-stage list. The paper's grid-level variant
 (ICKD-L, matrices per spatial patch, for segmentation) is not implemented.
+
+On small models: the similarity notebook (``student_cnn`` on 100 labelled digits, 16 epochs,
+batches of 25, seeds 0 and 1) uses the authors' weight,
+``OfflineDistiller(..., kd_weight=2.5)`` with ``ICKDLoss(student_channels, teacher_channels)``
+(our last stage, a 2x2 map with 128 teacher channels), and measured 0.893 ± 0.007 test
+accuracy against 0.886 ± 0.016 for cross-entropy alone: level with it, within the spread of
+two seeds. No default was changed.
 """
 
 from __future__ import annotations
@@ -43,8 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.common.connectors import conv1x1_bn
+from reference_impls.common.connectors import conv1x1_bn, same_dtype
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import same_stage_count, stage_indices
 
 
@@ -87,8 +95,9 @@ class ICKDLoss(DistillationLoss):
         self, student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]
     ) -> torch.Tensor:
         same_stage_count(student_feats, teacher_feats, "feature maps")
-        total = student_feats[0].new_zeros((), dtype=torch.float32)
+        total = at_least_float32(student_feats[0].new_zeros(()))
         for stage, connector in zip(self.stages, self.connectors, strict=True):
+            same_dtype(type(self).__qualname__, connector, student_feats[stage])
             student = connector(student_feats[stage])
             teacher = teacher_feats[stage].detach()
             if student.shape[:2] != teacher.shape[:2]:
@@ -99,8 +108,8 @@ class ICKDLoss(DistillationLoss):
             batch, channels = teacher.shape[:2]
             # Gram matrices sum hw products: compute them in float32 under autocast
             with torch.autocast(device_type=student.device.type, enabled=False):
-                difference = channel_correlation(student.float()) - channel_correlation(
-                    teacher.float()
+                difference = channel_correlation(at_least_float32(student)) - channel_correlation(
+                    at_least_float32(teacher)
                 )
                 total = total + difference.pow(2).sum() / (channels * batch)
         return total

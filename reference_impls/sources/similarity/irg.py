@@ -68,6 +68,7 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import non_negative, same_stage_count, stage_index
 
 
@@ -165,8 +166,8 @@ class IRGLoss(DistillationLoss):
         device_type = student_feats[0].device.type
         # distances between examples lose too much precision in bf16
         with torch.autocast(device_type=device_type, enabled=False):
-            student = [f.float() for f in student_feats]
-            teacher = [f.detach().float() for f in teacher_feats]
+            student = [at_least_float32(f) for f in student_feats]
+            teacher = [at_least_float32(f.detach()) for f in teacher_feats]
             total = self.lambda_edge * self._edge_loss(student, teacher)
             total = total + self.lambda_transformation * self._transformation_loss(student, teacher)
             if self.lambda_vertex > 0:
@@ -175,7 +176,9 @@ class IRGLoss(DistillationLoss):
                         "IRG's vertex term compares logits: pass student_logits and "
                         "teacher_logits (OfflineDistiller does), or set lambda_vertex=0"
                     )
-                vertex = F.mse_loss(student_logits.float(), teacher_logits.detach().float())
+                vertex = F.mse_loss(
+                    at_least_float32(student_logits), at_least_float32(teacher_logits.detach())
+                )
                 total = total + self.lambda_vertex * vertex
         return total
 

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
+from reference_impls.common.losses import at_least_float32
 from reference_impls.common.validation import non_negative
 
 
@@ -112,8 +113,8 @@ class RKDLoss(DistillationLoss):
             )
         # distances and angles lose too much precision in bf16
         with torch.autocast(device_type=student_emb.device.type, enabled=False):
-            student = student_emb.float()
-            teacher = teacher_emb.detach().float()
+            student = at_least_float32(student_emb)
+            teacher = at_least_float32(teacher_emb.detach())
             if self.normalize_embeddings:
                 student, teacher = F.normalize(student, dim=1), F.normalize(teacher, dim=1)
             loss_distance = F.smooth_l1_loss(
