@@ -397,3 +397,626 @@ def _pskd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return criterion(x["logits"], scope["soft_targets"])
 
     return losses(ours, theirs)
+
+
+def prefixed(prefix: str, module: nn.Module, skip: tuple[int, ...] = ()) -> dict[str, Any]:
+    """:func:`named` with a prefix, for several modules compared at once."""
+    return {f"{prefix}.{k}": v for k, v in named(module, skip).items()}
+
+
+# ------------------------------------------------------------- Sources: feature (continued)
+
+
+def _ofd_margins(generator: torch.Generator) -> list[torch.Tensor]:
+    """Per-channel margins E[x | x < 0] of a trained teacher: negative, of a few tenths."""
+    return [
+        -0.1 - 0.5 * torch.rand(c, generator=generator, dtype=torch.float64)
+        for c, _h, _w in TEACHER_STAGES
+    ]
+
+
+@register(
+    "ofd",
+    stages(STUDENT_NARROW, TEACHER_STAGES, relu=False),
+    student_names(3),
+    also=("build_feature_connector",),
+)
+def _ofd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.ofd import OFDLoss
+
+    margins = _ofd_margins(torch.Generator().manual_seed(1))
+    widths_s, widths_t = [c for c, _h, _w in STUDENT_NARROW], [c for c, _h, _w in TEACHER_STAGES]
+    ours = OFDLoss(widths_s, widths_t, margins).to(dtype)
+    connectors = nn.ModuleList(
+        official.build_feature_connector(t, s) for t, s in zip(widths_t, widths_s, strict=True)
+    ).to(dtype)
+    copy_into(connectors, ours.connectors)
+    theirs_margins = [m.float().to(dtype).reshape(1, -1, 1, 1) for m in margins]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # distiller.py Distiller.forward: connector, then distillation_loss / 2 ** (K - i - 1);
+        # train_with_distillation.py: loss_distill.sum() / batch_size / 1000
+        total = 0
+        for i, (s, t) in enumerate(zip(listed(x, "student"), listed(x, "teacher"), strict=True)):
+            total = total + official.distillation_loss(
+                connectors[i](s), t.detach(), theirs_margins[i]
+            ) / 2 ** (3 - i - 1)
+        return total / BATCH / 1000
+
+    parameters = {
+        f"c{i}.{k}": v for i, c in enumerate(ours.connectors) for k, v in named(c).items()
+    }
+    their_parameters = {
+        f"c{i}.{k}": v for i, c in enumerate(connectors) for k, v in named(c).items()
+    }
+    return Pair(
+        ours=Side(lambda x: ours(listed(x, "student"), listed(x, "teacher")), parameters),
+        theirs=Side(theirs, their_parameters),
+    )
+
+
+@register(
+    "reviewkd",
+    stages(STUDENT_NARROW, TEACHER_STAGES, relu=False),
+    student_names(3),
+    also=("hcl",),
+)
+def _reviewkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.reviewkd import ReviewKDLoss
+
+    widths_s, widths_t = [c for c, _h, _w in STUDENT_NARROW], [c for c, _h, _w in TEACHER_STAGES]
+    ours = ReviewKDLoss(widths_s, widths_t).to(dtype)  # outside training: warm-up factor 1
+    in_channels, out_channels = [*widths_s, widths_s[-1]], [*widths_t, widths_t[-1]]
+    mid = min(512, in_channels[-1])
+    abfs = nn.ModuleList(
+        official.ABF(c_in, mid, c_out, level < len(in_channels) - 1)
+        for level, (c_in, c_out) in enumerate(zip(in_channels, out_channels, strict=True))
+    ).to(dtype)
+    copy_into(abfs, ours.fusions)
+    shapes = [1, *(h for _c, h, _w in reversed(STUDENT_NARROW))]  # deep to shallow, as theirs
+    out_shapes = [1, *(h for _c, h, _w in reversed(TEACHER_STAGES))]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # the student's levels (post-ReLU stages and pooled embedding), the teacher's
+        # (pre-ReLU stages and pooled embedding: t_features[1:] with preact=True)
+        student = [F.relu(s) for s in listed(x, "student")]
+        student = [*student, student[-1].mean((2, 3), keepdim=True)]
+        teacher = [t.detach() for t in listed(x, "teacher")]
+        teacher = [*teacher, F.relu(teacher[-1]).mean((2, 3), keepdim=True)]
+        # ReviewKD.forward, with abfs[::-1] and the student's features reversed
+        levels, fusions = student[::-1], list(abfs)[::-1]
+        results = []
+        out, residual = fusions[0](levels[0], out_shape=out_shapes[0])
+        results.append(out)
+        for features, abf, shape, out_shape in zip(
+            levels[1:], fusions[1:], shapes[1:], out_shapes[1:], strict=True
+        ):
+            out, residual = abf(features, residual, shape, out_shape)
+            results.insert(0, out)
+        # train.py: hcl(s_features, t_features) * min(1, epoch / warm-up) * weight 1
+        return official.hcl(results, teacher)
+
+    return Pair(
+        ours=Side(lambda x: ours(listed(x, "student"), listed(x, "teacher")), named(ours.fusions)),
+        theirs=Side(theirs, named(abfs)),
+    )
+
+
+def _simkd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "student_map": feature_map(generator, 64, 8, 8),
+        "teacher_map": feature_map(generator, 128, 8, 8),
+        "target": labels(generator),
+    }
+
+
+class _Slice(nn.Module):
+    """A stand-in backbone whose last feature map is a slice of its input's channels."""
+
+    def __init__(self, start: int, stop: int, classes: int = CLASSES) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+        self.fc = nn.Linear(stop - start, classes)
+        self.channels = [stop - start]
+
+    def forward(self, x: torch.Tensor) -> Any:
+        from reference_impls.common.models import ModelOutput
+
+        features = x[:, self.start : self.stop]
+        embedding = features.mean((2, 3))
+        return ModelOutput(self.fc(embedding), [features], [features], embedding)
+
+
+@register("simkd", _simkd_inputs, ("student_map",))
+def _simkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.simkd import SimKD
+
+    # our procedure on stand-in models: the input carries both maps side by side, the
+    # student's backbone returns the first 64 channels, the teacher's the last 128
+    student, teacher = _Slice(0, 64), _Slice(64, 192)
+    ours = SimKD(student, teacher).to(dtype)
+    theirs = official.SimKD(s_n=64, t_n=128, factor=2).to(dtype)
+    copy_into(theirs, ours.student.projector)
+    head = nn.Linear(128, CLASSES).to(dtype)
+    copy_into(head, teacher.fc)
+
+    def mine(x: dict) -> torch.Tensor:
+        both = torch.cat([x["student_map"], x["teacher_map"]], dim=1)
+        return ours(both, x["target"])["loss"]
+
+    def authors(x: dict) -> torch.Tensor:
+        # helper/loops.py (simkd): module_list[1](feat_s[-2], feat_t[-2], cls_t), then
+        # criterion_kd = MSELoss on the first two; run_distill.sh: -c 0 -d 0 -b 1
+        projected, target, _logits = theirs(x["student_map"], x["teacher_map"].detach(), head)
+        return F.mse_loss(projected, target)
+
+    return Pair(ours=Side(mine, named(ours.student.projector)), theirs=Side(authors, named(theirs)))
+
+
+@register("mgd", stages(STUDENT_NARROW, TEACHER_STAGES), student_names(3))
+def _mgd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.mgd import MGDLoss
+
+    ours = MGDLoss([16, 32, 64], [32, 64, 128]).to(dtype)  # last stage, channel mask, 0.15
+    theirs = official.MGDLoss(64, 128, "mgd", alpha_mgd=7e-5, lambda_mgd=0.15).to(dtype)
+    copy_into(theirs, ours)
+    # both draw the mask from torch's global generator, seeded alike before each call
+    return Pair(
+        ours=Side(lambda x: ours(listed(x, "student"), listed(x, "teacher")), named(ours)),
+        theirs=Side(lambda x: theirs(x["student_2"], x["teacher_2"]), named(theirs)),
+    )
+
+
+@register(
+    "ft",
+    stages(STUDENT_STAGES, TEACHER_STAGES),
+    student_names(3),
+    also=("Translator", "utils.py:FT"),
+)
+def _ft(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.ft import FTLoss
+
+    ours = FTLoss([32, 64, 128], [32, 64, 128], stage=2, rate=0.5, beta=500.0).to(dtype)
+    paraphraser = official.Paraphraser(128, round(128 * 0.5)).to(dtype)
+    translator = official.Translator(128, round(128 * 0.5)).to(dtype)
+    copy_into(paraphraser, ours.paraphraser)
+    copy_into(translator, ours.translator)
+    l1 = nn.L1Loss()
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train_student.py: BETA * L1Loss(FT(Translator(s)), FT(Paraphraser(t, mode 1)))
+        factor_t = paraphraser(x["teacher_2"], 1)
+        factor_s = translator(x["student_2"])
+        return 500.0 * l1(official.FT(factor_s), official.FT(factor_t.detach()))
+
+    return Pair(
+        ours=Side(
+            lambda x: ours(listed(x, "student"), listed(x, "teacher")), named(ours.translator)
+        ),
+        theirs=Side(theirs, named(translator)),
+    )
+
+
+class _Columns(nn.Module):
+    """A stand-in classifier whose logits are columns of its input (our procedures run on
+    given logits: the input carries the student's and the teacher's side by side)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start : self.stop]
+
+
+class _Meter:
+    """Stands for the training scripts' ``AverageMeter`` objects: ``update`` does nothing."""
+
+    def update(self, *_args: object) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------- Schemes: offline
+
+
+@register("takd", logit_pair_and_target, ("student_logits",))
+def _takd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.offline.takd import TAKD
+
+    # one step of the chain (teacher -> student), tau 5 and lambda 0.5 on both
+    ours = TAKD(_Columns(CLASSES, 2 * CLASSES), [], _Columns(0, CLASSES), 5.0, 0.5)
+
+    def mine(x: dict) -> torch.Tensor:
+        both = torch.cat([x["student_logits"], x["teacher_logits"]], dim=1)
+        return ours(both, x["target"])["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train.py TrainManager.train, lines 89-97, as written
+        scope = official.takd_step_loss(
+            criterion=nn.CrossEntropyLoss(),
+            output=x["student_logits"],
+            target=x["target"],
+            self=SimpleNamespace(have_teacher=True, teacher=lambda _d: x["teacher_logits"]),
+            data=None,
+            lambda_=0.5,
+            T=5.0,
+        )
+        return scope["loss"]
+
+    return losses(mine, theirs)
+
+
+# ------------------------------------------------------------------------ Schemes: online
+
+
+def _one_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        **{f"branch_{i}": logits(generator) for i in range(3)},
+        "gate": torch.randn(BATCH, 3, generator=generator, dtype=torch.float64).softmax(dim=1),
+        "target": labels(generator),
+    }
+
+
+@register("one", _one_inputs, ("branch_0", "branch_1", "branch_2", "gate"))
+def _one(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.online.one import one_loss
+
+    criterion, criterion_kl = nn.CrossEntropyLoss(), official.KLLoss()
+
+    def mine(x: dict) -> torch.Tensor:
+        branches = torch.stack([x[f"branch_{i}"] for i in range(3)], dim=1)
+        return one_loss(branches, x["gate"], x["target"], 3.0, kl_weight=1.0)["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        o1, o2, o3, gate, target = (
+            x[k] for k in ("branch_0", "branch_1", "branch_2", "gate", "target")
+        )
+        # models/cifar/resnet.py ResNet.forward, lines 260-263: the gated ensemble x_m
+        x_m = sum(
+            gate[:, i].repeat(CLASSES, 1).transpose(0, 1) * o for i, o in enumerate((o1, o2, o3))
+        )
+        # cifar_one.py train(): cross-entropy of all four, consistency weight 1 (after the ramp)
+        loss_cross = criterion(o1, target) + criterion(o2, target) + criterion(o3, target)
+        loss_cross = loss_cross + criterion(x_m, target)
+        loss_kl = criterion_kl(o1, x_m) + criterion_kl(o2, x_m) + criterion_kl(o3, x_m)
+        return loss_cross + loss_kl
+
+    return losses(mine, theirs)
+
+
+# -------------------------------------------------------------------------- Schemes: self
+
+
+def _byot_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        **{f"logits_{i}": logits(generator) for i in range(4)},  # three exits, then the deepest
+        **{f"features_{i}": embedding(generator, 128) for i in range(4)},
+        "target": labels(generator),
+    }
+
+
+@register(
+    "byot",
+    _byot_inputs,
+    (*(f"logits_{i}" for i in range(4)), *(f"features_{i}" for i in range(4))),
+)
+def _byot(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.self.byot import byot_loss
+
+    def mine(x: dict) -> torch.Tensor:
+        exits = [x[f"logits_{i}"] for i in range(4)]
+        features = [x[f"features_{i}"] for i in range(4)]
+        return byot_loss(exits, features, x["target"], 3.0, 0.1, 1e-6)["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train.py lines 196-228, as written: --temperature 3 --alpha 0.1 --beta 1e-6
+        scope = official.byot_step_loss(
+            criterion=nn.CrossEntropyLoss(),
+            output=x["logits_3"],
+            middle_output1=x["logits_0"],
+            middle_output2=x["logits_1"],
+            middle_output3=x["logits_2"],
+            final_fea=x["features_3"],
+            middle1_fea=x["features_0"],
+            middle2_fea=x["features_1"],
+            middle3_fea=x["features_2"],
+            target=x["target"],
+            input=x["target"],
+            args=SimpleNamespace(temperature=3, alpha=0.1, beta=1e-6),
+            **{
+                name: _Meter()
+                for name in (
+                    "losses",
+                    "middle1_losses",
+                    "middle2_losses",
+                    "middle3_losses",
+                    "losses1_kd",
+                    "losses2_kd",
+                    "losses3_kd",
+                    "feature_losses_1",
+                    "feature_losses_2",
+                    "feature_losses_3",
+                    "total_losses",
+                )
+            },
+        )
+        return scope["total_loss"]
+
+    return losses(mine, theirs)
+
+
+def _ils_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "logits": logits(generator),
+        "teacher_logits": logits(generator),
+        "target": labels(generator),
+    }
+
+
+class _NumpyBetaFromTorch:
+    """Stands for ``numpy`` in ``soft_beta_loss``: ``np.random.beta(beta, 1, n)`` returns the
+    draws our code makes (``U ** (1 / beta)`` from torch's generator, seeded alike), the same
+    distribution, so both sides smooth with the same numbers."""
+
+    def __init__(self) -> None:
+        self.random = SimpleNamespace(beta=self._beta)
+
+    @staticmethod
+    def _beta(a: float, b: float, n: int) -> Any:
+        from reference_impls.schemes.self.instance_label_smoothing import sample_beta_confidences
+
+        if b != 1:
+            raise ValueError("only Beta(a, 1) is drawn by inversion here")
+        return sample_beta_confidences(n, a).double().numpy()
+
+
+@register("instance-label-smoothing", _ils_inputs, ("logits",))
+def _ils(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.self.instance_label_smoothing import (
+        beta_smoothing_loss,
+        beta_smoothing_targets,
+        sample_beta_confidences,
+    )
+
+    official.soft_beta_loss.__globals__["np"] = _NumpyBetaFromTorch()
+
+    def mine(x: dict) -> torch.Tensor:
+        # InstanceSpecificLabelSmoothing.forward's steps, on given student and teacher logits
+        teacher_probabilities = F.softmax(x["teacher_logits"].float(), dim=1)
+        confidences = sample_beta_confidences(BATCH, 3.0)
+        targets = beta_smoothing_targets(teacher_probabilities, x["target"], confidences)
+        return beta_smoothing_loss(x["logits"], x["target"], targets, 0.6)[0]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train_smoothing.py: (1 - alpha) * CE + alpha * soft_beta_loss, alpha 0.6, beta 3
+        beta_loss = official.soft_beta_loss(
+            x["logits"], x["target"], 3.0, x["teacher_logits"], num_classes=CLASSES
+        )
+        return 0.4 * F.cross_entropy(x["logits"], x["target"]) + 0.6 * beta_loss
+
+    return losses(mine, theirs)
+
+
+# --------------------------------------------------------------------- Algorithms: attention
+
+
+def _cat_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "student_map": feature_map(generator, 128, 8, 8),
+        "student_weight": 0.1 * torch.randn(CLASSES, 128, generator=generator, dtype=torch.float64),
+        "teacher_map": feature_map(generator, 128, 8, 8),
+        "teacher_weight": 0.1 * torch.randn(CLASSES, 128, generator=generator, dtype=torch.float64),
+    }
+
+
+@register("cat-kd", _cat_inputs, ("student_map", "student_weight"))
+def _cat_kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.attention.cat_kd import cat_loss, class_activation_maps
+
+    def mine(x: dict) -> torch.Tensor:
+        # CATKD.forward's CAT term at its defaults: beta 15, resolution 2, no normalisation
+        student = class_activation_maps(x["student_map"], x["student_weight"])
+        teacher = class_activation_maps(x["teacher_map"], x["teacher_weight"])
+        return 15.0 * cat_loss(student, teacher, 2, False)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # the CAMs as the *_test models' conv_test: a 1x1 convolution, no bias, holding the
+        # classifier's weight; then CAT_KD.forward_train: CAT_loss_weight * CAT_loss(...)
+        def cams(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(features, weight.view(*weight.shape, 1, 1))
+
+        student = cams(x["student_map"], x["student_weight"])
+        teacher = cams(x["teacher_map"], x["teacher_weight"])
+        return 15.0 * official.CAT_loss(student, teacher, 2, False)
+
+    return losses(mine, theirs)
+
+
+# ---------------------------------------------------------------------- Algorithms: adaptive
+
+
+def _ctkd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"student_logits": logits(generator), "teacher_logits": logits(generator, 5.0)}
+
+
+@register(
+    "ctkd",
+    _ctkd_inputs,
+    ("student_logits",),
+    also=("distiller_zoo/KD.py:DistillKL", "train_student.py:CosineDecay"),
+)
+def _ctkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adaptive.ctkd import CTKDLoss
+
+    epoch = 5  # mid-way through the 10-epoch cosine ramp of the reversal weight
+    ours = CTKDLoss(initial_parameter=0.3).to(dtype)
+    ours.on_epoch_start(epoch - 1, 240)  # our epochs count from 0, theirs from 1
+    mlp = official.Global_T().to(dtype)
+    copy_into(mlp, ours)
+    decay = official.CosineDecay(max_value=0, min_value=-1, num_loops=10)
+    criterion = official.DistillKL()
+
+    def theirs(x: dict) -> torch.Tensor:
+        # helper/loops.py train_distill: temp = t_start + t_end * sigmoid(mlp(..., cos_value)),
+        # then -a 0.9 (the KD weight) times DistillKL(logit_s, logit_t, temp)
+        temp = mlp(x["teacher_logits"], x["student_logits"], decay.get_value(epoch))
+        temp = 1.0 + 20.0 * torch.sigmoid(temp)
+        return 0.9 * criterion(x["student_logits"], x["teacher_logits"], temp)
+
+    return Pair(
+        ours=Side(lambda x: ours(x["student_logits"], x["teacher_logits"]), named(ours)),
+        theirs=Side(theirs, named(mlp)),
+    )
+
+
+# ------------------------------------------------------------------------- Algorithms: graph
+
+
+def _glnn_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    nodes, classes = 2708, 7  # Cora
+    labelled = torch.zeros(nodes, dtype=torch.bool)
+    labelled[torch.randperm(nodes, generator=generator)[:140]] = True
+    return {
+        "student_logits": 2 * torch.randn(nodes, classes, generator=generator, dtype=torch.float64),
+        "teacher_logits": 4 * torch.randn(nodes, classes, generator=generator, dtype=torch.float64),
+        "target": torch.randint(0, classes, (nodes,), generator=generator),
+        "labelled": labelled,
+    }
+
+
+@register("glnn", _glnn_inputs, ("student_logits",))
+def _glnn(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.graph.glnn import GLNNLoss
+
+    lamb = 0.5  # their --lamb defaults to 0 (soft labels alone); 0.5 exercises both terms
+    ours = GLNNLoss(label_weight=lamb)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train_and_eval.py train_mini_batch, lines 76-82 (one mini-batch holding every node),
+        # once on the labelled nodes with criterion_l and lamb, once on all nodes with
+        # criterion_t and 1 - lamb, as distill_run_transductive calls it
+        student = x["student_logits"]
+        out_t = x["teacher_logits"].log_softmax(dim=1)  # what train_teacher.py saves
+        total = 0
+        for ids, labels_, criterion, weight in (
+            (x["labelled"].nonzero().squeeze(1), x["target"], nn.NLLLoss(), lamb),
+            (
+                torch.arange(len(student)),
+                out_t,
+                nn.KLDivLoss(reduction="batchmean", log_target=True),
+                1 - lamb,
+            ),
+        ):
+            scope = official.glnn_batch_loss(
+                model=lambda _graph, nodes: student[nodes],
+                feats=ids,
+                idx_batch=torch.arange(len(ids)).view(1, -1),
+                i=0,
+                labels=labels_ if labels_.dim() == 2 else labels_[ids],
+                criterion=criterion,
+                lamb=weight,
+                total_loss=0,
+            )
+            total = total + scope["loss"]
+        return total
+
+    return losses(
+        lambda x: ours(x["student_logits"], x["teacher_logits"], x["target"], x["labelled"]),
+        theirs,
+    )
+
+
+# ------------------------------------------------------------------ Algorithms: multi-teacher
+
+
+def _teachers_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "student_logits": 2 * torch.randn(BATCH, CLASSES, generator=generator, dtype=torch.float64),
+        **{f"teacher_{k}": logits(generator) for k in range(3)},
+        "target": labels(generator),
+    }
+
+
+def _their_branch(official: SimpleNamespace, symbol: str, x: dict, method: str) -> torch.Tensor:
+    scope = getattr(official, symbol)(
+        opt=SimpleNamespace(ensemble_method=method, teacher_num=3),
+        criterion_div=official.DistillKL(4.0),
+        logit_s=x["student_logits"],
+        logit_t_list=[x[f"teacher_{k}"] for k in range(3)],
+        target=x["target"],
+    )
+    return scope["loss_div"]
+
+
+@register(
+    "averaged-ensemble",
+    _teachers_inputs,
+    ("student_logits",),
+    also=("distiller_zoo/KD.py:DistillKL",),
+)
+def _averaged_ensemble(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.multi_teacher.averaged_ensemble import averaged_ensemble_kd
+
+    return losses(
+        lambda x: averaged_ensemble_kd(
+            x["student_logits"], [x[f"teacher_{k}"] for k in range(3)], 4.0, average="losses"
+        ),
+        lambda x: _their_branch(official, "average_loss_branch", x, "AVERAGE_LOSS"),
+    )
+
+
+@register("ca-mkd", _teachers_inputs, ("student_logits",), also=("distiller_zoo/KD.py:DistillKL",))
+def _ca_mkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.multi_teacher.ca_mkd import ca_mkd_logit_term
+
+    return losses(
+        lambda x: ca_mkd_logit_term(
+            x["student_logits"], [x[f"teacher_{k}"] for k in range(3)], x["target"], 4.0
+        )[0],
+        lambda x: _their_branch(official, "camkd_branch", x, "CAMKD"),
+    )
+
+
+# ------------------------------------------------------------------- Algorithms: adversarial
+
+
+def _dafl_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    # the teacher's logits and penultimate features on generated images: the generator's
+    # loss reads them, and its gradient reaches the generator through them
+    return {"teacher_logits": logits(generator), "teacher_features": embedding(generator, 256)}
+
+
+@register("dafl", _dafl_inputs, ("teacher_logits", "teacher_features"))
+def _dafl(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adversarial.dafl import dafl_generator_terms
+
+    weights = {"one_hot": 0.5, "activation": 0.1, "information_entropy": 20.0}  # our defaults
+
+    def mine(x: dict) -> torch.Tensor:
+        # DAFL.forward's generator loss: the weighted sum of dafl_generator_terms
+        terms = dafl_generator_terms(x["teacher_logits"], x["teacher_features"])
+        return sum(weights[name] * terms[name] for name in weights)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # DAFL-train.py lines 175-180, as written: --oh 0.5 --ie 20 --a 0.1 (CIFAR-100)
+        scope = official.dafl_generator_loss(
+            outputs_T=x["teacher_logits"],
+            features_T=x["teacher_features"],
+            criterion=nn.CrossEntropyLoss(),
+            opt=SimpleNamespace(oh=0.5, ie=20.0, a=0.1),
+        )
+        return scope["loss"]
+
+    return losses(mine, theirs)
+
+
+@register("dfad", logit_pair, ("student_logits",))
+def _dfad(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adversarial.dfad import logit_l1
+
+    def theirs(x: dict) -> torch.Tensor:
+        # DFAD_cifar.py train(), line 30: the imitation (student) step's loss, as written
+        scope = official.dfad_student_loss(s_logit=x["student_logits"], t_logit=x["teacher_logits"])
+        return scope["loss_S"]
+
+    return losses(lambda x: logit_l1(x["student_logits"], x["teacher_logits"]), theirs)
