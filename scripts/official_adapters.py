@@ -1020,3 +1020,237 @@ def _dfad(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return scope["loss_S"]
 
     return losses(lambda x: logit_l1(x["student_logits"], x["teacher_logits"]), theirs)
+
+
+# ---------------------------------------------------------------------- Algorithms: adaptive
+
+
+def _cd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = stages(STUDENT_NARROW, TEACHER_STAGES)(generator)
+    teacher = logits(generator, 5.0)
+    target = labels(generator)
+    target[:40] = teacher[:40].argmax(dim=1)  # the teacher is right on 40 of the 64
+    return {
+        **tensors,
+        "logits_s": logits(generator),
+        "logits_t": teacher,
+        "target": target,
+    }
+
+
+@register(
+    "channel-distillation",
+    _cd_inputs,
+    (*student_names(3), "logits_s"),
+    also=("losses/kd_loss.py:KDLossv2", "models/channel_distillation.py:conv1x1_bn"),
+)
+def _channel_distillation(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adaptive.channel_distillation import (
+        channel_distillation_loss,
+        connector,
+        guided_kd_loss,
+    )
+
+    widths_s, widths_t = [c for c, _h, _w in STUDENT_NARROW], [c for c, _h, _w in TEACHER_STAGES]
+    ours_connectors = nn.ModuleList(
+        connector(s, t) for s, t in zip(widths_s, widths_t, strict=True)
+    ).to(dtype)
+    their_connectors = nn.ModuleList(
+        official.conv1x1_bn(s, t) for s, t in zip(widths_s, widths_t, strict=True)
+    ).to(dtype)
+    copy_into(their_connectors, ours_connectors)
+    cd, gkd = official.CDLoss(), official.KDLossv2(1)
+
+    def mine(x: dict) -> torch.Tensor:
+        # ChannelDistillation.forward's distillation terms at the first epoch (decay factor 1)
+        connected = [c(s) for c, s in zip(ours_connectors, listed(x, "student"), strict=True)]
+        features = channel_distillation_loss(connected, listed(x, "teacher"))
+        guided = guided_kd_loss(x["logits_s"], x["logits_t"], x["target"], 1.0)
+        return 6.0 * features + 0.1 * guided
+
+    def theirs(x: dict) -> torch.Tensor:
+        # cifar_train.py train(): loss_rate 6 * CDLoss(connected student maps, teacher maps)
+        # + 0.1 * KDLossv2(T 1)(student logits, teacher logits, labels), cifar_config.py
+        connected = [c(s) for c, s in zip(their_connectors, listed(x, "student"), strict=True)]
+        features = cd(connected, listed(x, "teacher"))
+        return 6.0 * features + 0.1 * gkd(x["logits_s"], x["logits_t"], x["target"])
+
+    return Pair(
+        ours=Side(
+            mine,
+            {f"c{i}.{k}": v for i, c in enumerate(ours_connectors) for k, v in named(c).items()},
+        ),
+        theirs=Side(
+            theirs,
+            {f"c{i}.{k}": v for i, c in enumerate(their_connectors) for k, v in named(c).items()},
+        ),
+    )
+
+
+# ------------------------------------------------------------------------- Algorithms: graph
+
+
+class _Graph:
+    """The few DGL pieces the LSP authors' code calls (DGL has no wheel for this torch), as
+    DGL documents them: ``local_var``/``local_scope``, ``ndata``/``edata``, ``apply_edges`` with
+    ``fn.u_sub_v``, ``update_all`` with ``fn.u_mul_e`` and ``fn.sum`` (a sum at each edge's
+    destination, 0 for a node without incoming edges)."""
+
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, nodes: int) -> None:
+        self.src, self.dst, self.nodes = src, dst, nodes
+        self.ndata: dict[str, torch.Tensor] = {}
+        self.edata: dict[str, torch.Tensor] = {}
+
+    def local_var(self) -> _Graph:
+        graph = _Graph(self.src, self.dst, self.nodes)
+        graph.ndata, graph.edata = dict(self.ndata), dict(self.edata)
+        return graph
+
+    def local_scope(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope() -> Any:
+            saved = dict(self.ndata), dict(self.edata)
+            try:
+                yield
+            finally:
+                self.ndata, self.edata = saved
+
+        return scope()
+
+    def number_of_nodes(self) -> int:
+        return self.nodes
+
+    def apply_edges(self, function: Any) -> None:
+        message, _reduce, out = function
+        self.edata[out] = message(self)
+
+    def update_all(self, message: Any, reduce: Any) -> None:
+        values = message(self)
+        total = torch.zeros((self.nodes, *values.shape[1:]), dtype=values.dtype)
+        self.ndata[reduce[1]] = total.index_add(0, self.dst, values)
+
+
+_DGL_FUNCTION = SimpleNamespace(
+    u_sub_v=lambda u, v, out: (lambda g: g.ndata[u][g.src] - g.ndata[v][g.dst], None, out),
+    u_mul_e=lambda u, e, out: lambda g: g.ndata[u][g.src] * g.edata[e],
+    sum=lambda message, out: (None, out),
+)
+
+
+def _edge_softmax(graph: _Graph, scores: torch.Tensor) -> torch.Tensor:
+    """DGL's ``edge_softmax``: a softmax over the edges entering each destination node."""
+    shape = (graph.nodes, *scores.shape[1:])
+    peak = torch.full(shape, -torch.inf, dtype=scores.dtype)
+    peak = peak.index_reduce(0, graph.dst, scores.detach(), "amax")
+    exp = torch.exp(scores - peak[graph.dst])
+    total = torch.zeros(shape, dtype=scores.dtype).index_add(0, graph.dst, exp)
+    return exp / total[graph.dst]
+
+
+def _lsp_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    # PPI-like: 2,000 nodes, about 15 incoming edges each, student width 136, teacher 1,024
+    nodes, edges = 2000, 30000
+    src = torch.randint(0, nodes, (edges,), generator=generator)
+    dst = torch.randint(0, nodes, (edges,), generator=generator)
+    keep = src != dst
+    return {
+        "student_embeddings": torch.randn(nodes, 136, generator=generator, dtype=torch.float64),
+        "teacher_embeddings": torch.randn(nodes, 1024, generator=generator, dtype=torch.float64),
+        "edge_index": torch.stack([src[keep], dst[keep]]),
+    }
+
+
+@register("lsp", _lsp_inputs, ("student_embeddings",), also=("auxilary_loss.py:graph_KLDiv",))
+def _lsp(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import warnings
+
+    from reference_impls.algorithms.graph.lsp import LSPLoss
+
+    warnings.filterwarnings("ignore", "index_reduce")
+    for function in (official.distanceNet.forward, official.graph_KLDiv):
+        function.__globals__.update(fn=_DGL_FUNCTION, edge_softmax=_edge_softmax)
+    ours, distance = LSPLoss(), official.distanceNet()
+
+    def theirs(x: dict) -> torch.Tensor:
+        # main.py train_student: graph_KLDiv(graph, distanceNet(student), distanceNet(teacher))
+        src, dst = x["edge_index"]
+        graph = _Graph(src, dst, len(x["student_embeddings"]))
+        student = distance(graph, x["student_embeddings"])
+        teacher = distance(graph, x["teacher_embeddings"].detach())
+        return official.graph_KLDiv(graph, student, teacher)
+
+    return losses(
+        lambda x: ours(x["student_embeddings"], x["teacher_embeddings"], x["edge_index"]), theirs
+    )
+
+
+# ------------------------------------------------------------------- Algorithms: cross-modal
+
+
+def _c2kd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    # AVE: batch 64, 28 classes; the proxies correlated so that some samples are selected
+    classes = 28
+    z_s, z_t, q_s, q_t = (
+        scale * torch.randn(BATCH, classes, generator=generator, dtype=torch.float64)
+        for scale in (3.0, 4.0, 2.0, 2.0)
+    )
+    return {
+        "student_logits": z_s,
+        "teacher_logits": z_t,
+        "student_proxy": q_s,
+        "teacher_proxy": q_t + 0.5 * q_s,
+        "target": torch.randint(0, classes, (BATCH,), generator=generator),
+    }
+
+
+class _Given(nn.Module):
+    """A stand-in network returning given logits and, as its one feature map, given proxy
+    logits (the proxies are then the identity)."""
+
+    def __init__(self, logits_: torch.Tensor, proxy: torch.Tensor) -> None:
+        super().__init__()
+        self.logits, self.proxy = logits_, proxy
+
+    def forward(self, _x: torch.Tensor) -> Any:
+        from reference_impls.common.models import ModelOutput
+
+        return ModelOutput(self.logits, [self.proxy])
+
+
+@register(
+    "c2kd",
+    _c2kd_inputs,
+    ("student_logits", "teacher_logits", "student_proxy", "teacher_proxy"),
+)
+def _c2kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.cross_modal.c2kd import C2KD
+
+    def mine(x: dict) -> torch.Tensor:
+        # our procedure on stand-in networks; both networks learn (update_teacher, the default)
+        student = _Given(x["student_logits"], x["student_proxy"])
+        teacher = _Given(x["teacher_logits"], x["teacher_proxy"])
+        procedure = C2KD(
+            student, teacher, num_classes=28, stage=-1, student_width=1, teacher_width=1
+        )
+        procedure.teacher_model = teacher  # not a copy: gradients reach the given tensors
+        procedure.student_proxy, procedure.teacher_proxy = nn.Identity(), nn.Identity()
+        frames = torch.zeros(BATCH, 2, 1, 1, dtype=x["student_logits"].dtype)
+        return procedure(frames, x["target"])["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # ave/utils/helper.py train_network_distill, lines 163-197, as written (--krc 0)
+        scope = official.c2kd_step_loss(
+            outputs=x["student_logits"],
+            pseu_label=x["teacher_logits"],
+            stu_logits=x["student_proxy"],
+            tea_logits=x["teacher_proxy"],
+            labels=x["target"],
+            args=SimpleNamespace(krc=0.0),
+            criterion3=nn.KLDivLoss(reduction="batchmean"),
+            criterion4=nn.KLDivLoss(reduction="none"),
+        )
+        return scope["loss"]
+
+    return losses(mine, theirs)
