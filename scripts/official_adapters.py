@@ -1254,3 +1254,31 @@ def _c2kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return scope["loss"]
 
     return losses(mine, theirs)
+
+
+# --------------------------------------------------------------- Sources: similarity (more)
+
+
+def _irg_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = stages(STUDENT_STAGES, TEACHER_STAGES)(generator)
+    return {**tensors, "logits_s": logits(generator), "logits_t": logits(generator)}
+
+
+@register("irg", _irg_inputs, (*student_names(3), "logits_s"))
+def _irg(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.similarity.irg import IRGLoss
+
+    ours, theirs = IRGLoss(), official.IRG(0.1, 5.0, 5.0)  # train_kd.py's defaults
+
+    def authors(x: dict) -> torch.Tensor:
+        # train_kd.py (irg): the last two stage maps, the pooled feature and the logits
+        def graph(side: str) -> list[torch.Tensor]:
+            maps = listed(x, side)
+            return [maps[1], maps[2], maps[2].mean((2, 3)), x[f"logits_{side[0]}"]]
+
+        return theirs(graph("student"), [t.detach() for t in graph("teacher")])
+
+    return losses(
+        lambda x: ours(listed(x, "student"), listed(x, "teacher"), x["logits_s"], x["logits_t"]),
+        authors,
+    )
