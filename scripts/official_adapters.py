@@ -1282,3 +1282,48 @@ def _irg(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         lambda x: ours(listed(x, "student"), listed(x, "teacher"), x["logits_s"], x["logits_t"]),
         authors,
     )
+
+
+# ------------------------------------------------------------ Algorithms: adversarial (more)
+
+
+def _images(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """CIFAR-10-shaped images in [0, 1] and labels (batch 64)."""
+    return {
+        "images": torch.rand(BATCH, 3, 32, 32, generator=generator, dtype=torch.float64),
+        "labels": torch.randint(0, 10, (BATCH,), generator=generator),
+    }
+
+
+def _linear_classifier(seed: int, dtype: torch.dtype) -> nn.Module:
+    """A small differentiable classifier of images (the attack needs input gradients)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).to(dtype)
+
+
+@register("rslad", _images, ())
+def _rslad(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import copy
+
+    from reference_impls.algorithms.adversarial.rslad import RSLAD
+
+    student, teacher = _linear_classifier(1, dtype), _linear_classifier(2, dtype)
+    their_student, their_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+    ours = RSLAD(student, teacher)  # 5/6, 1/6, eps 8/255, 10 steps of 2/255, start 0.001 N(0, 1)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # resnet18_rslad_cifar10.py lines 53-63, as written: rslad_inner_loss (the attack, from
+        # rslad_loss.py), then 5/6 kl_loss(adversarial) + 1/6 kl_loss(natural)
+        scope = official.rslad_step_loss(
+            teacher=their_teacher,
+            student=their_student,
+            train_batch_data=x["images"],
+            train_batch_labels=x["labels"],
+            optimizer=SimpleNamespace(zero_grad=lambda: None),
+        )
+        return scope["loss"]
+
+    return Pair(
+        ours=Side(lambda x: ours(x["images"], x["labels"])["loss"], named(student)),
+        theirs=Side(theirs, named(their_student)),
+    )
