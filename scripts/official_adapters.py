@@ -1327,3 +1327,33 @@ def _rslad(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         ours=Side(lambda x: ours(x["images"], x["labels"])["loss"], named(student)),
         theirs=Side(theirs, named(their_student)),
     )
+
+
+@register("ard", _images, (), also=("AttackPGD",))
+def _ard(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import copy
+
+    from reference_impls.algorithms.adversarial.ard import ARD
+
+    student, teacher = _linear_classifier(1, dtype), _linear_classifier(2, dtype)
+    their_student, their_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+    ours = ARD(student, teacher)  # T 30, alpha 1, eps 8/255, 10 steps of 2/255, uniform start
+    config = {"epsilon": 8.0 / 255, "num_steps": 10, "step_size": 2.0 / 255}  # main.py's
+
+    def theirs(x: dict) -> torch.Tensor:
+        # main.py train(), lines 124-127, as written: AttackPGD(basic_net, config), the
+        # teacher and the student on the clean inputs, --temp 30 --alpha 1 (the defaults)
+        scope = official.ard_step_loss(
+            net=official.AttackPGD(their_student, config),
+            teacher_net=their_teacher,
+            basic_net=their_student,
+            inputs=x["images"],
+            targets=x["labels"],
+            args=SimpleNamespace(alpha=1.0, temp=30.0),
+        )
+        return scope["loss"]
+
+    return Pair(
+        ours=Side(lambda x: ours(x["images"], x["labels"])["loss"], named(student)),
+        theirs=Side(theirs, named(their_student)),
+    )
