@@ -1357,3 +1357,92 @@ def _ard(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         ours=Side(lambda x: ours(x["images"], x["labels"])["loss"], named(student)),
         theirs=Side(theirs, named(their_student)),
     )
+
+
+# ------------------------------------------------------------------- Algorithms: contrastive
+
+CRD_SAMPLES, CRD_NEGATIVES = 50000, 16384  # CIFAR-100's training set; --nce_k 16384
+
+
+def _crd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    index = torch.randperm(CRD_SAMPLES, generator=generator)[:BATCH]
+    contrast = torch.randint(0, CRD_SAMPLES, (BATCH, CRD_NEGATIVES + 1), generator=generator)
+    contrast[:, 0] = index  # column 0: each sample itself, as CIFAR100InstanceSample returns
+    return {
+        "student_emb": torch.randn(BATCH, 256, generator=generator, dtype=torch.float64),
+        "teacher_emb": torch.randn(BATCH, 256, generator=generator, dtype=torch.float64),
+        "index": index,
+        "contrast": contrast,
+    }
+
+
+def _crd_options() -> SimpleNamespace:
+    return SimpleNamespace(
+        s_dim=256, t_dim=256, feat_dim=128, nce_k=CRD_NEGATIVES, nce_t=0.07, nce_m=0.5,
+        n_data=CRD_SAMPLES,
+    )  # fmt: skip
+
+
+def _contrastive_pair(
+    ours: nn.Module, theirs: nn.Module, dtype: torch.dtype, weight: float, temperature: float
+) -> Pair:
+    """Both with our heads and memory banks; theirs times the weight ours folds in."""
+    with torch.no_grad():
+        for mine, other in (
+            (ours.student_head, theirs.embed_s),
+            (ours.teacher_head, theirs.embed_t),
+        ):
+            other.linear.weight.copy_(mine.linear.weight)
+            other.linear.bias.copy_(mine.linear.bias)
+        theirs.contrast.memory_v1.copy_(ours.student_memory)
+        theirs.contrast.memory_v2.copy_(ours.teacher_memory)
+    ours.to(dtype)
+    theirs.to(dtype)
+    with torch.no_grad():  # their params buffer would hold T and m rounded to float32
+        theirs.contrast.params[1] = temperature
+        theirs.contrast.params[4] = 0.5
+
+    def parameters(student: nn.Module, teacher: nn.Module) -> dict[str, Any]:
+        return {
+            "W_s": student.linear.weight,
+            "b_s": student.linear.bias,
+            "W_t": teacher.linear.weight,
+            "b_t": teacher.linear.bias,
+        }
+
+    return Pair(
+        ours=Side(
+            lambda x: ours(x["student_emb"], x["teacher_emb"], x["index"], x["contrast"]),
+            parameters(ours.student_head, ours.teacher_head),
+        ),
+        theirs=Side(
+            lambda x: (
+                weight
+                * theirs(x["student_emb"], x["teacher_emb"], x["index"], x["contrast"]).reshape(())
+            ),
+            parameters(theirs.embed_s, theirs.embed_t),
+        ),
+    )
+
+
+@register("crd", _crd_inputs, ("student_emb",))
+def _crd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.contrastive.crd import CRDLoss
+
+    ours = CRDLoss(256, 256, CRD_SAMPLES)  # 128-d, 16384 negatives, T 0.07, momentum 0.5, 0.8
+    return _contrastive_pair(ours, official.CRDLoss(_crd_options()), dtype, 0.8, 0.07)
+
+
+def _crcd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = _crd_inputs(generator)
+    return {**tensors, "contrast": tensors["contrast"][:, : 500 + 1].contiguous()}  # --nce_k 500
+
+
+@register("crcd", _crcd_inputs, ("student_emb",))
+def _crcd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.contrastive.crcd import CRCDLoss
+
+    ours = CRCDLoss(256, 256, CRD_SAMPLES)  # 128-d, 500 negatives, T 0.05, momentum 0.5, 1
+    options = SimpleNamespace(**{**vars(_crd_options()), "nce_k": 500, "nce_t": 0.05})
+    theirs = official.CRCDLoss(SimpleNamespace(**vars(options), embed_type="linear"))
+    return _contrastive_pair(ours, theirs, dtype, 1.0, 0.05)
