@@ -4,8 +4,9 @@ An implementation's ``authors_code`` (``taxonomy/<area>.yaml``) names a reposito
 commit, a file and a symbol. ``scripts/verify_official.py`` finds a local copy of that
 repository, loads the symbol with :func:`load_symbol` — only its definition and the
 definitions, constants and imports it needs, never the rest of the module (their modules
-import training pipelines, CUDA-only code and old libraries), imports that fail bound to
-a placeholder that raises only if used — runs it and ours through :func:`compare` under
+import training pipelines, CUDA-only code and old libraries), imports and top-level
+statements that fail (a script's ``opt = parser.parse_args()``) bound to a placeholder
+that raises only if used, decorators that fail (a registry's) left out — runs it and ours through :func:`compare` under
 :func:`no_cuda` (``.cuda()`` is the identity), in float64 and float32, and writes
 ``tests/official_runs/<id>.json`` (:class:`OfficialRecord`).
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import copy
 import importlib
+import io
 import json
 import re
 import subprocess
@@ -389,8 +392,37 @@ class _Loader:
                 except Exception as error:  # any failing import is stubbed
                     namespace[bound] = Unavailable(alias.name, error)
             return
+        decorators: list[Any] = []
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            decorators = self._usable_decorators(file, statement, namespace)
+            statement = copy.copy(statement)
+            statement.decorator_list = []
         code = compile(ast.Module(body=[statement], type_ignores=[]), file, "exec")
-        exec(code, namespace)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                exec(code, namespace)
+        except (Exception, SystemExit) as error:  # e.g. a script's ``opt = parser.parse_args()``
+            for name in _bound_names(statement):
+                namespace[name] = Unavailable(name, error)
+            return
+        for decorator in reversed(decorators):
+            namespace[statement.name] = decorator(namespace[statement.name])
+
+    @staticmethod
+    def _usable_decorators(
+        file: str, statement: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, namespace: dict
+    ) -> list[Any]:
+        """The decorators of a definition that can be evaluated, each evaluated once; one
+        that fails (a registry's ``@LOSSES.register_module()`` from an import that failed) is
+        left out: it registers the definition somewhere, it does not change it."""
+        usable = []
+        for decorator in statement.decorator_list:
+            expression = ast.fix_missing_locations(ast.Expression(body=decorator))
+            try:
+                usable.append(eval(compile(expression, file, "eval"), namespace))
+            except Exception:
+                continue
+        return usable
 
     def _import_from(
         self, file: str, statement: ast.ImportFrom, namespace: dict[str, Any], needed: set[str]

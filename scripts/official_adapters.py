@@ -397,3 +397,1052 @@ def _pskd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return criterion(x["logits"], scope["soft_targets"])
 
     return losses(ours, theirs)
+
+
+def prefixed(prefix: str, module: nn.Module, skip: tuple[int, ...] = ()) -> dict[str, Any]:
+    """:func:`named` with a prefix, for several modules compared at once."""
+    return {f"{prefix}.{k}": v for k, v in named(module, skip).items()}
+
+
+# ------------------------------------------------------------- Sources: feature (continued)
+
+
+def _ofd_margins(generator: torch.Generator) -> list[torch.Tensor]:
+    """Per-channel margins E[x | x < 0] of a trained teacher: negative, of a few tenths."""
+    return [
+        -0.1 - 0.5 * torch.rand(c, generator=generator, dtype=torch.float64)
+        for c, _h, _w in TEACHER_STAGES
+    ]
+
+
+@register(
+    "ofd",
+    stages(STUDENT_NARROW, TEACHER_STAGES, relu=False),
+    student_names(3),
+    also=("build_feature_connector",),
+)
+def _ofd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.ofd import OFDLoss
+
+    margins = _ofd_margins(torch.Generator().manual_seed(1))
+    widths_s, widths_t = [c for c, _h, _w in STUDENT_NARROW], [c for c, _h, _w in TEACHER_STAGES]
+    ours = OFDLoss(widths_s, widths_t, margins).to(dtype)
+    connectors = nn.ModuleList(
+        official.build_feature_connector(t, s) for t, s in zip(widths_t, widths_s, strict=True)
+    ).to(dtype)
+    copy_into(connectors, ours.connectors)
+    theirs_margins = [m.float().to(dtype).reshape(1, -1, 1, 1) for m in margins]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # distiller.py Distiller.forward: connector, then distillation_loss / 2 ** (K - i - 1);
+        # train_with_distillation.py: loss_distill.sum() / batch_size / 1000
+        total = 0
+        for i, (s, t) in enumerate(zip(listed(x, "student"), listed(x, "teacher"), strict=True)):
+            total = total + official.distillation_loss(
+                connectors[i](s), t.detach(), theirs_margins[i]
+            ) / 2 ** (3 - i - 1)
+        return total / BATCH / 1000
+
+    parameters = {
+        f"c{i}.{k}": v for i, c in enumerate(ours.connectors) for k, v in named(c).items()
+    }
+    their_parameters = {
+        f"c{i}.{k}": v for i, c in enumerate(connectors) for k, v in named(c).items()
+    }
+    return Pair(
+        ours=Side(lambda x: ours(listed(x, "student"), listed(x, "teacher")), parameters),
+        theirs=Side(theirs, their_parameters),
+    )
+
+
+@register(
+    "reviewkd",
+    stages(STUDENT_NARROW, TEACHER_STAGES, relu=False),
+    student_names(3),
+    also=("hcl",),
+)
+def _reviewkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.reviewkd import ReviewKDLoss
+
+    widths_s, widths_t = [c for c, _h, _w in STUDENT_NARROW], [c for c, _h, _w in TEACHER_STAGES]
+    ours = ReviewKDLoss(widths_s, widths_t).to(dtype)  # outside training: warm-up factor 1
+    in_channels, out_channels = [*widths_s, widths_s[-1]], [*widths_t, widths_t[-1]]
+    mid = min(512, in_channels[-1])
+    abfs = nn.ModuleList(
+        official.ABF(c_in, mid, c_out, level < len(in_channels) - 1)
+        for level, (c_in, c_out) in enumerate(zip(in_channels, out_channels, strict=True))
+    ).to(dtype)
+    copy_into(abfs, ours.fusions)
+    shapes = [1, *(h for _c, h, _w in reversed(STUDENT_NARROW))]  # deep to shallow, as theirs
+    out_shapes = [1, *(h for _c, h, _w in reversed(TEACHER_STAGES))]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # the student's levels (post-ReLU stages and pooled embedding), the teacher's
+        # (pre-ReLU stages and pooled embedding: t_features[1:] with preact=True)
+        student = [F.relu(s) for s in listed(x, "student")]
+        student = [*student, student[-1].mean((2, 3), keepdim=True)]
+        teacher = [t.detach() for t in listed(x, "teacher")]
+        teacher = [*teacher, F.relu(teacher[-1]).mean((2, 3), keepdim=True)]
+        # ReviewKD.forward, with abfs[::-1] and the student's features reversed
+        levels, fusions = student[::-1], list(abfs)[::-1]
+        results = []
+        out, residual = fusions[0](levels[0], out_shape=out_shapes[0])
+        results.append(out)
+        for features, abf, shape, out_shape in zip(
+            levels[1:], fusions[1:], shapes[1:], out_shapes[1:], strict=True
+        ):
+            out, residual = abf(features, residual, shape, out_shape)
+            results.insert(0, out)
+        # train.py: hcl(s_features, t_features) * min(1, epoch / warm-up) * weight 1
+        return official.hcl(results, teacher)
+
+    return Pair(
+        ours=Side(lambda x: ours(listed(x, "student"), listed(x, "teacher")), named(ours.fusions)),
+        theirs=Side(theirs, named(abfs)),
+    )
+
+
+def _simkd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "student_map": feature_map(generator, 64, 8, 8),
+        "teacher_map": feature_map(generator, 128, 8, 8),
+        "target": labels(generator),
+    }
+
+
+class _Slice(nn.Module):
+    """A stand-in backbone whose last feature map is a slice of its input's channels."""
+
+    def __init__(self, start: int, stop: int, classes: int = CLASSES) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+        self.fc = nn.Linear(stop - start, classes)
+        self.channels = [stop - start]
+
+    def forward(self, x: torch.Tensor) -> Any:
+        from reference_impls.common.models import ModelOutput
+
+        features = x[:, self.start : self.stop]
+        embedding = features.mean((2, 3))
+        return ModelOutput(self.fc(embedding), [features], [features], embedding)
+
+
+@register("simkd", _simkd_inputs, ("student_map",))
+def _simkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.simkd import SimKD
+
+    # our procedure on stand-in models: the input carries both maps side by side, the
+    # student's backbone returns the first 64 channels, the teacher's the last 128
+    student, teacher = _Slice(0, 64), _Slice(64, 192)
+    ours = SimKD(student, teacher).to(dtype)
+    theirs = official.SimKD(s_n=64, t_n=128, factor=2).to(dtype)
+    copy_into(theirs, ours.student.projector)
+    head = nn.Linear(128, CLASSES).to(dtype)
+    copy_into(head, teacher.fc)
+
+    def mine(x: dict) -> torch.Tensor:
+        both = torch.cat([x["student_map"], x["teacher_map"]], dim=1)
+        return ours(both, x["target"])["loss"]
+
+    def authors(x: dict) -> torch.Tensor:
+        # helper/loops.py (simkd): module_list[1](feat_s[-2], feat_t[-2], cls_t), then
+        # criterion_kd = MSELoss on the first two; run_distill.sh: -c 0 -d 0 -b 1
+        projected, target, _logits = theirs(x["student_map"], x["teacher_map"].detach(), head)
+        return F.mse_loss(projected, target)
+
+    return Pair(ours=Side(mine, named(ours.student.projector)), theirs=Side(authors, named(theirs)))
+
+
+@register("mgd", stages(STUDENT_NARROW, TEACHER_STAGES), student_names(3))
+def _mgd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.mgd import MGDLoss
+
+    ours = MGDLoss([16, 32, 64], [32, 64, 128]).to(dtype)  # last stage, channel mask, 0.15
+    theirs = official.MGDLoss(64, 128, "mgd", alpha_mgd=7e-5, lambda_mgd=0.15).to(dtype)
+    copy_into(theirs, ours)
+    # both draw the mask from torch's global generator, seeded alike before each call
+    return Pair(
+        ours=Side(lambda x: ours(listed(x, "student"), listed(x, "teacher")), named(ours)),
+        theirs=Side(lambda x: theirs(x["student_2"], x["teacher_2"]), named(theirs)),
+    )
+
+
+@register(
+    "ft",
+    stages(STUDENT_STAGES, TEACHER_STAGES),
+    student_names(3),
+    also=("Translator", "utils.py:FT"),
+)
+def _ft(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.feature.ft import FTLoss
+
+    ours = FTLoss([32, 64, 128], [32, 64, 128], stage=2, rate=0.5, beta=500.0).to(dtype)
+    paraphraser = official.Paraphraser(128, round(128 * 0.5)).to(dtype)
+    translator = official.Translator(128, round(128 * 0.5)).to(dtype)
+    copy_into(paraphraser, ours.paraphraser)
+    copy_into(translator, ours.translator)
+    l1 = nn.L1Loss()
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train_student.py: BETA * L1Loss(FT(Translator(s)), FT(Paraphraser(t, mode 1)))
+        factor_t = paraphraser(x["teacher_2"], 1)
+        factor_s = translator(x["student_2"])
+        return 500.0 * l1(official.FT(factor_s), official.FT(factor_t.detach()))
+
+    return Pair(
+        ours=Side(
+            lambda x: ours(listed(x, "student"), listed(x, "teacher")), named(ours.translator)
+        ),
+        theirs=Side(theirs, named(translator)),
+    )
+
+
+class _Columns(nn.Module):
+    """A stand-in classifier whose logits are columns of its input (our procedures run on
+    given logits: the input carries the student's and the teacher's side by side)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start : self.stop]
+
+
+class _Meter:
+    """Stands for the training scripts' ``AverageMeter`` objects: ``update`` does nothing."""
+
+    def update(self, *_args: object) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------- Schemes: offline
+
+
+@register("takd", logit_pair_and_target, ("student_logits",))
+def _takd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.offline.takd import TAKD
+
+    # one step of the chain (teacher -> student), tau 5 and lambda 0.5 on both
+    ours = TAKD(_Columns(CLASSES, 2 * CLASSES), [], _Columns(0, CLASSES), 5.0, 0.5)
+
+    def mine(x: dict) -> torch.Tensor:
+        both = torch.cat([x["student_logits"], x["teacher_logits"]], dim=1)
+        return ours(both, x["target"])["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train.py TrainManager.train, lines 89-97, as written
+        scope = official.takd_step_loss(
+            criterion=nn.CrossEntropyLoss(),
+            output=x["student_logits"],
+            target=x["target"],
+            self=SimpleNamespace(have_teacher=True, teacher=lambda _d: x["teacher_logits"]),
+            data=None,
+            lambda_=0.5,
+            T=5.0,
+        )
+        return scope["loss"]
+
+    return losses(mine, theirs)
+
+
+# ------------------------------------------------------------------------ Schemes: online
+
+
+def _one_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        **{f"branch_{i}": logits(generator) for i in range(3)},
+        "gate": torch.randn(BATCH, 3, generator=generator, dtype=torch.float64).softmax(dim=1),
+        "target": labels(generator),
+    }
+
+
+@register("one", _one_inputs, ("branch_0", "branch_1", "branch_2", "gate"))
+def _one(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.online.one import one_loss
+
+    criterion, criterion_kl = nn.CrossEntropyLoss(), official.KLLoss()
+
+    def mine(x: dict) -> torch.Tensor:
+        branches = torch.stack([x[f"branch_{i}"] for i in range(3)], dim=1)
+        return one_loss(branches, x["gate"], x["target"], 3.0, kl_weight=1.0)["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        o1, o2, o3, gate, target = (
+            x[k] for k in ("branch_0", "branch_1", "branch_2", "gate", "target")
+        )
+        # models/cifar/resnet.py ResNet.forward, lines 260-263: the gated ensemble x_m
+        x_m = sum(
+            gate[:, i].repeat(CLASSES, 1).transpose(0, 1) * o for i, o in enumerate((o1, o2, o3))
+        )
+        # cifar_one.py train(): cross-entropy of all four, consistency weight 1 (after the ramp)
+        loss_cross = criterion(o1, target) + criterion(o2, target) + criterion(o3, target)
+        loss_cross = loss_cross + criterion(x_m, target)
+        loss_kl = criterion_kl(o1, x_m) + criterion_kl(o2, x_m) + criterion_kl(o3, x_m)
+        return loss_cross + loss_kl
+
+    return losses(mine, theirs)
+
+
+# -------------------------------------------------------------------------- Schemes: self
+
+
+def _byot_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        **{f"logits_{i}": logits(generator) for i in range(4)},  # three exits, then the deepest
+        **{f"features_{i}": embedding(generator, 128) for i in range(4)},
+        "target": labels(generator),
+    }
+
+
+@register(
+    "byot",
+    _byot_inputs,
+    (*(f"logits_{i}" for i in range(4)), *(f"features_{i}" for i in range(4))),
+)
+def _byot(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.self.byot import byot_loss
+
+    def mine(x: dict) -> torch.Tensor:
+        exits = [x[f"logits_{i}"] for i in range(4)]
+        features = [x[f"features_{i}"] for i in range(4)]
+        return byot_loss(exits, features, x["target"], 3.0, 0.1, 1e-6)["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train.py lines 196-228, as written: --temperature 3 --alpha 0.1 --beta 1e-6
+        scope = official.byot_step_loss(
+            criterion=nn.CrossEntropyLoss(),
+            output=x["logits_3"],
+            middle_output1=x["logits_0"],
+            middle_output2=x["logits_1"],
+            middle_output3=x["logits_2"],
+            final_fea=x["features_3"],
+            middle1_fea=x["features_0"],
+            middle2_fea=x["features_1"],
+            middle3_fea=x["features_2"],
+            target=x["target"],
+            input=x["target"],
+            args=SimpleNamespace(temperature=3, alpha=0.1, beta=1e-6),
+            **{
+                name: _Meter()
+                for name in (
+                    "losses",
+                    "middle1_losses",
+                    "middle2_losses",
+                    "middle3_losses",
+                    "losses1_kd",
+                    "losses2_kd",
+                    "losses3_kd",
+                    "feature_losses_1",
+                    "feature_losses_2",
+                    "feature_losses_3",
+                    "total_losses",
+                )
+            },
+        )
+        return scope["total_loss"]
+
+    return losses(mine, theirs)
+
+
+def _ils_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "logits": logits(generator),
+        "teacher_logits": logits(generator),
+        "target": labels(generator),
+    }
+
+
+class _NumpyBetaFromTorch:
+    """Stands for ``numpy`` in ``soft_beta_loss``: ``np.random.beta(beta, 1, n)`` returns the
+    draws our code makes (``U ** (1 / beta)`` from torch's generator, seeded alike), the same
+    distribution, so both sides smooth with the same numbers."""
+
+    def __init__(self) -> None:
+        self.random = SimpleNamespace(beta=self._beta)
+
+    @staticmethod
+    def _beta(a: float, b: float, n: int) -> Any:
+        from reference_impls.schemes.self.instance_label_smoothing import sample_beta_confidences
+
+        if b != 1:
+            raise ValueError("only Beta(a, 1) is drawn by inversion here")
+        return sample_beta_confidences(n, a).double().numpy()
+
+
+@register("instance-label-smoothing", _ils_inputs, ("logits",))
+def _ils(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.self.instance_label_smoothing import (
+        beta_smoothing_loss,
+        beta_smoothing_targets,
+        sample_beta_confidences,
+    )
+
+    official.soft_beta_loss.__globals__["np"] = _NumpyBetaFromTorch()
+
+    def mine(x: dict) -> torch.Tensor:
+        # InstanceSpecificLabelSmoothing.forward's steps, on given student and teacher logits
+        teacher_probabilities = F.softmax(x["teacher_logits"].float(), dim=1)
+        confidences = sample_beta_confidences(BATCH, 3.0)
+        targets = beta_smoothing_targets(teacher_probabilities, x["target"], confidences)
+        return beta_smoothing_loss(x["logits"], x["target"], targets, 0.6)[0]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train_smoothing.py: (1 - alpha) * CE + alpha * soft_beta_loss, alpha 0.6, beta 3
+        beta_loss = official.soft_beta_loss(
+            x["logits"], x["target"], 3.0, x["teacher_logits"], num_classes=CLASSES
+        )
+        return 0.4 * F.cross_entropy(x["logits"], x["target"]) + 0.6 * beta_loss
+
+    return losses(mine, theirs)
+
+
+# --------------------------------------------------------------------- Algorithms: attention
+
+
+def _cat_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "student_map": feature_map(generator, 128, 8, 8),
+        "student_weight": 0.1 * torch.randn(CLASSES, 128, generator=generator, dtype=torch.float64),
+        "teacher_map": feature_map(generator, 128, 8, 8),
+        "teacher_weight": 0.1 * torch.randn(CLASSES, 128, generator=generator, dtype=torch.float64),
+    }
+
+
+@register("cat-kd", _cat_inputs, ("student_map", "student_weight"))
+def _cat_kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.attention.cat_kd import cat_loss, class_activation_maps
+
+    def mine(x: dict) -> torch.Tensor:
+        # CATKD.forward's CAT term at its defaults: beta 15, resolution 2, no normalisation
+        student = class_activation_maps(x["student_map"], x["student_weight"])
+        teacher = class_activation_maps(x["teacher_map"], x["teacher_weight"])
+        return 15.0 * cat_loss(student, teacher, 2, False)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # the CAMs as the *_test models' conv_test: a 1x1 convolution, no bias, holding the
+        # classifier's weight; then CAT_KD.forward_train: CAT_loss_weight * CAT_loss(...)
+        def cams(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(features, weight.view(*weight.shape, 1, 1))
+
+        student = cams(x["student_map"], x["student_weight"])
+        teacher = cams(x["teacher_map"], x["teacher_weight"])
+        return 15.0 * official.CAT_loss(student, teacher, 2, False)
+
+    return losses(mine, theirs)
+
+
+# ---------------------------------------------------------------------- Algorithms: adaptive
+
+
+def _ctkd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"student_logits": logits(generator), "teacher_logits": logits(generator, 5.0)}
+
+
+@register(
+    "ctkd",
+    _ctkd_inputs,
+    ("student_logits",),
+    also=("distiller_zoo/KD.py:DistillKL", "train_student.py:CosineDecay"),
+)
+def _ctkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adaptive.ctkd import CTKDLoss
+
+    epoch = 5  # mid-way through the 10-epoch cosine ramp of the reversal weight
+    ours = CTKDLoss(initial_parameter=0.3).to(dtype)
+    ours.on_epoch_start(epoch - 1, 240)  # our epochs count from 0, theirs from 1
+    mlp = official.Global_T().to(dtype)
+    copy_into(mlp, ours)
+    decay = official.CosineDecay(max_value=0, min_value=-1, num_loops=10)
+    criterion = official.DistillKL()
+
+    def theirs(x: dict) -> torch.Tensor:
+        # helper/loops.py train_distill: temp = t_start + t_end * sigmoid(mlp(..., cos_value)),
+        # then -a 0.9 (the KD weight) times DistillKL(logit_s, logit_t, temp)
+        temp = mlp(x["teacher_logits"], x["student_logits"], decay.get_value(epoch))
+        temp = 1.0 + 20.0 * torch.sigmoid(temp)
+        return 0.9 * criterion(x["student_logits"], x["teacher_logits"], temp)
+
+    return Pair(
+        ours=Side(lambda x: ours(x["student_logits"], x["teacher_logits"]), named(ours)),
+        theirs=Side(theirs, named(mlp)),
+    )
+
+
+# ------------------------------------------------------------------------- Algorithms: graph
+
+
+def _glnn_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    nodes, classes = 2708, 7  # Cora
+    labelled = torch.zeros(nodes, dtype=torch.bool)
+    labelled[torch.randperm(nodes, generator=generator)[:140]] = True
+    return {
+        "student_logits": 2 * torch.randn(nodes, classes, generator=generator, dtype=torch.float64),
+        "teacher_logits": 4 * torch.randn(nodes, classes, generator=generator, dtype=torch.float64),
+        "target": torch.randint(0, classes, (nodes,), generator=generator),
+        "labelled": labelled,
+    }
+
+
+@register("glnn", _glnn_inputs, ("student_logits",))
+def _glnn(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.graph.glnn import GLNNLoss
+
+    lamb = 0.5  # their --lamb defaults to 0 (soft labels alone); 0.5 exercises both terms
+    ours = GLNNLoss(label_weight=lamb)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train_and_eval.py train_mini_batch, lines 76-82 (one mini-batch holding every node),
+        # once on the labelled nodes with criterion_l and lamb, once on all nodes with
+        # criterion_t and 1 - lamb, as distill_run_transductive calls it
+        student = x["student_logits"]
+        out_t = x["teacher_logits"].log_softmax(dim=1)  # what train_teacher.py saves
+        total = 0
+        for ids, labels_, criterion, weight in (
+            (x["labelled"].nonzero().squeeze(1), x["target"], nn.NLLLoss(), lamb),
+            (
+                torch.arange(len(student)),
+                out_t,
+                nn.KLDivLoss(reduction="batchmean", log_target=True),
+                1 - lamb,
+            ),
+        ):
+            scope = official.glnn_batch_loss(
+                model=lambda _graph, nodes: student[nodes],
+                feats=ids,
+                idx_batch=torch.arange(len(ids)).view(1, -1),
+                i=0,
+                labels=labels_ if labels_.dim() == 2 else labels_[ids],
+                criterion=criterion,
+                lamb=weight,
+                total_loss=0,
+            )
+            total = total + scope["loss"]
+        return total
+
+    return losses(
+        lambda x: ours(x["student_logits"], x["teacher_logits"], x["target"], x["labelled"]),
+        theirs,
+    )
+
+
+# ------------------------------------------------------------------ Algorithms: multi-teacher
+
+
+def _teachers_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "student_logits": 2 * torch.randn(BATCH, CLASSES, generator=generator, dtype=torch.float64),
+        **{f"teacher_{k}": logits(generator) for k in range(3)},
+        "target": labels(generator),
+    }
+
+
+def _their_branch(official: SimpleNamespace, symbol: str, x: dict, method: str) -> torch.Tensor:
+    scope = getattr(official, symbol)(
+        opt=SimpleNamespace(ensemble_method=method, teacher_num=3),
+        criterion_div=official.DistillKL(4.0),
+        logit_s=x["student_logits"],
+        logit_t_list=[x[f"teacher_{k}"] for k in range(3)],
+        target=x["target"],
+    )
+    return scope["loss_div"]
+
+
+@register(
+    "averaged-ensemble",
+    _teachers_inputs,
+    ("student_logits",),
+    also=("distiller_zoo/KD.py:DistillKL",),
+)
+def _averaged_ensemble(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.multi_teacher.averaged_ensemble import averaged_ensemble_kd
+
+    return losses(
+        lambda x: averaged_ensemble_kd(
+            x["student_logits"], [x[f"teacher_{k}"] for k in range(3)], 4.0, average="losses"
+        ),
+        lambda x: _their_branch(official, "average_loss_branch", x, "AVERAGE_LOSS"),
+    )
+
+
+@register("ca-mkd", _teachers_inputs, ("student_logits",), also=("distiller_zoo/KD.py:DistillKL",))
+def _ca_mkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.multi_teacher.ca_mkd import ca_mkd_logit_term
+
+    return losses(
+        lambda x: ca_mkd_logit_term(
+            x["student_logits"], [x[f"teacher_{k}"] for k in range(3)], x["target"], 4.0
+        )[0],
+        lambda x: _their_branch(official, "camkd_branch", x, "CAMKD"),
+    )
+
+
+# ------------------------------------------------------------------- Algorithms: adversarial
+
+
+def _dafl_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    # the teacher's logits and penultimate features on generated images: the generator's
+    # loss reads them, and its gradient reaches the generator through them
+    return {"teacher_logits": logits(generator), "teacher_features": embedding(generator, 256)}
+
+
+@register("dafl", _dafl_inputs, ("teacher_logits", "teacher_features"))
+def _dafl(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adversarial.dafl import dafl_generator_terms
+
+    weights = {"one_hot": 0.5, "activation": 0.1, "information_entropy": 20.0}  # our defaults
+
+    def mine(x: dict) -> torch.Tensor:
+        # DAFL.forward's generator loss: the weighted sum of dafl_generator_terms
+        terms = dafl_generator_terms(x["teacher_logits"], x["teacher_features"])
+        return sum(weights[name] * terms[name] for name in weights)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # DAFL-train.py lines 175-180, as written: --oh 0.5 --ie 20 --a 0.1 (CIFAR-100)
+        scope = official.dafl_generator_loss(
+            outputs_T=x["teacher_logits"],
+            features_T=x["teacher_features"],
+            criterion=nn.CrossEntropyLoss(),
+            opt=SimpleNamespace(oh=0.5, ie=20.0, a=0.1),
+        )
+        return scope["loss"]
+
+    return losses(mine, theirs)
+
+
+@register("dfad", logit_pair, ("student_logits",))
+def _dfad(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adversarial.dfad import logit_l1
+
+    def theirs(x: dict) -> torch.Tensor:
+        # DFAD_cifar.py train(), line 30: the imitation (student) step's loss, as written
+        scope = official.dfad_student_loss(s_logit=x["student_logits"], t_logit=x["teacher_logits"])
+        return scope["loss_S"]
+
+    return losses(lambda x: logit_l1(x["student_logits"], x["teacher_logits"]), theirs)
+
+
+# ---------------------------------------------------------------------- Algorithms: adaptive
+
+
+def _cd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = stages(STUDENT_NARROW, TEACHER_STAGES)(generator)
+    teacher = logits(generator, 5.0)
+    target = labels(generator)
+    target[:40] = teacher[:40].argmax(dim=1)  # the teacher is right on 40 of the 64
+    return {
+        **tensors,
+        "logits_s": logits(generator),
+        "logits_t": teacher,
+        "target": target,
+    }
+
+
+@register(
+    "channel-distillation",
+    _cd_inputs,
+    (*student_names(3), "logits_s"),
+    also=("losses/kd_loss.py:KDLossv2", "models/channel_distillation.py:conv1x1_bn"),
+)
+def _channel_distillation(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.adaptive.channel_distillation import (
+        channel_distillation_loss,
+        connector,
+        guided_kd_loss,
+    )
+
+    widths_s, widths_t = [c for c, _h, _w in STUDENT_NARROW], [c for c, _h, _w in TEACHER_STAGES]
+    ours_connectors = nn.ModuleList(
+        connector(s, t) for s, t in zip(widths_s, widths_t, strict=True)
+    ).to(dtype)
+    their_connectors = nn.ModuleList(
+        official.conv1x1_bn(s, t) for s, t in zip(widths_s, widths_t, strict=True)
+    ).to(dtype)
+    copy_into(their_connectors, ours_connectors)
+    cd, gkd = official.CDLoss(), official.KDLossv2(1)
+
+    def mine(x: dict) -> torch.Tensor:
+        # ChannelDistillation.forward's distillation terms at the first epoch (decay factor 1)
+        connected = [c(s) for c, s in zip(ours_connectors, listed(x, "student"), strict=True)]
+        features = channel_distillation_loss(connected, listed(x, "teacher"))
+        guided = guided_kd_loss(x["logits_s"], x["logits_t"], x["target"], 1.0)
+        return 6.0 * features + 0.1 * guided
+
+    def theirs(x: dict) -> torch.Tensor:
+        # cifar_train.py train(): loss_rate 6 * CDLoss(connected student maps, teacher maps)
+        # + 0.1 * KDLossv2(T 1)(student logits, teacher logits, labels), cifar_config.py
+        connected = [c(s) for c, s in zip(their_connectors, listed(x, "student"), strict=True)]
+        features = cd(connected, listed(x, "teacher"))
+        return 6.0 * features + 0.1 * gkd(x["logits_s"], x["logits_t"], x["target"])
+
+    return Pair(
+        ours=Side(
+            mine,
+            {f"c{i}.{k}": v for i, c in enumerate(ours_connectors) for k, v in named(c).items()},
+        ),
+        theirs=Side(
+            theirs,
+            {f"c{i}.{k}": v for i, c in enumerate(their_connectors) for k, v in named(c).items()},
+        ),
+    )
+
+
+# ------------------------------------------------------------------------- Algorithms: graph
+
+
+class _Graph:
+    """The few DGL pieces the LSP authors' code calls (DGL has no wheel for this torch), as
+    DGL documents them: ``local_var``/``local_scope``, ``ndata``/``edata``, ``apply_edges`` with
+    ``fn.u_sub_v``, ``update_all`` with ``fn.u_mul_e`` and ``fn.sum`` (a sum at each edge's
+    destination, 0 for a node without incoming edges)."""
+
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, nodes: int) -> None:
+        self.src, self.dst, self.nodes = src, dst, nodes
+        self.ndata: dict[str, torch.Tensor] = {}
+        self.edata: dict[str, torch.Tensor] = {}
+
+    def local_var(self) -> _Graph:
+        graph = _Graph(self.src, self.dst, self.nodes)
+        graph.ndata, graph.edata = dict(self.ndata), dict(self.edata)
+        return graph
+
+    def local_scope(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope() -> Any:
+            saved = dict(self.ndata), dict(self.edata)
+            try:
+                yield
+            finally:
+                self.ndata, self.edata = saved
+
+        return scope()
+
+    def number_of_nodes(self) -> int:
+        return self.nodes
+
+    def apply_edges(self, function: Any) -> None:
+        message, _reduce, out = function
+        self.edata[out] = message(self)
+
+    def update_all(self, message: Any, reduce: Any) -> None:
+        values = message(self)
+        total = torch.zeros((self.nodes, *values.shape[1:]), dtype=values.dtype)
+        self.ndata[reduce[1]] = total.index_add(0, self.dst, values)
+
+
+_DGL_FUNCTION = SimpleNamespace(
+    u_sub_v=lambda u, v, out: (lambda g: g.ndata[u][g.src] - g.ndata[v][g.dst], None, out),
+    u_mul_e=lambda u, e, out: lambda g: g.ndata[u][g.src] * g.edata[e],
+    sum=lambda message, out: (None, out),
+)
+
+
+def _edge_softmax(graph: _Graph, scores: torch.Tensor) -> torch.Tensor:
+    """DGL's ``edge_softmax``: a softmax over the edges entering each destination node."""
+    shape = (graph.nodes, *scores.shape[1:])
+    peak = torch.full(shape, -torch.inf, dtype=scores.dtype)
+    peak = peak.index_reduce(0, graph.dst, scores.detach(), "amax")
+    exp = torch.exp(scores - peak[graph.dst])
+    total = torch.zeros(shape, dtype=scores.dtype).index_add(0, graph.dst, exp)
+    return exp / total[graph.dst]
+
+
+def _lsp_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    # PPI-like: 2,000 nodes, about 15 incoming edges each, student width 136, teacher 1,024
+    nodes, edges = 2000, 30000
+    src = torch.randint(0, nodes, (edges,), generator=generator)
+    dst = torch.randint(0, nodes, (edges,), generator=generator)
+    keep = src != dst
+    return {
+        "student_embeddings": torch.randn(nodes, 136, generator=generator, dtype=torch.float64),
+        "teacher_embeddings": torch.randn(nodes, 1024, generator=generator, dtype=torch.float64),
+        "edge_index": torch.stack([src[keep], dst[keep]]),
+    }
+
+
+@register("lsp", _lsp_inputs, ("student_embeddings",), also=("auxilary_loss.py:graph_KLDiv",))
+def _lsp(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import warnings
+
+    from reference_impls.algorithms.graph.lsp import LSPLoss
+
+    warnings.filterwarnings("ignore", "index_reduce")
+    for function in (official.distanceNet.forward, official.graph_KLDiv):
+        function.__globals__.update(fn=_DGL_FUNCTION, edge_softmax=_edge_softmax)
+    ours, distance = LSPLoss(), official.distanceNet()
+
+    def theirs(x: dict) -> torch.Tensor:
+        # main.py train_student: graph_KLDiv(graph, distanceNet(student), distanceNet(teacher))
+        src, dst = x["edge_index"]
+        graph = _Graph(src, dst, len(x["student_embeddings"]))
+        student = distance(graph, x["student_embeddings"])
+        teacher = distance(graph, x["teacher_embeddings"].detach())
+        return official.graph_KLDiv(graph, student, teacher)
+
+    return losses(
+        lambda x: ours(x["student_embeddings"], x["teacher_embeddings"], x["edge_index"]), theirs
+    )
+
+
+# ------------------------------------------------------------------- Algorithms: cross-modal
+
+
+def _c2kd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    # AVE: batch 64, 28 classes; the proxies correlated so that some samples are selected
+    classes = 28
+    z_s, z_t, q_s, q_t = (
+        scale * torch.randn(BATCH, classes, generator=generator, dtype=torch.float64)
+        for scale in (3.0, 4.0, 2.0, 2.0)
+    )
+    return {
+        "student_logits": z_s,
+        "teacher_logits": z_t,
+        "student_proxy": q_s,
+        "teacher_proxy": q_t + 0.5 * q_s,
+        "target": torch.randint(0, classes, (BATCH,), generator=generator),
+    }
+
+
+class _Given(nn.Module):
+    """A stand-in network returning given logits and, as its one feature map, given proxy
+    logits (the proxies are then the identity)."""
+
+    def __init__(self, logits_: torch.Tensor, proxy: torch.Tensor) -> None:
+        super().__init__()
+        self.logits, self.proxy = logits_, proxy
+
+    def forward(self, _x: torch.Tensor) -> Any:
+        from reference_impls.common.models import ModelOutput
+
+        return ModelOutput(self.logits, [self.proxy])
+
+
+@register(
+    "c2kd",
+    _c2kd_inputs,
+    ("student_logits", "teacher_logits", "student_proxy", "teacher_proxy"),
+)
+def _c2kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.cross_modal.c2kd import C2KD
+
+    def mine(x: dict) -> torch.Tensor:
+        # our procedure on stand-in networks; both networks learn (update_teacher, the default)
+        student = _Given(x["student_logits"], x["student_proxy"])
+        teacher = _Given(x["teacher_logits"], x["teacher_proxy"])
+        procedure = C2KD(
+            student, teacher, num_classes=28, stage=-1, student_width=1, teacher_width=1
+        )
+        procedure.teacher_model = teacher  # not a copy: gradients reach the given tensors
+        procedure.student_proxy, procedure.teacher_proxy = nn.Identity(), nn.Identity()
+        frames = torch.zeros(BATCH, 2, 1, 1, dtype=x["student_logits"].dtype)
+        return procedure(frames, x["target"])["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # ave/utils/helper.py train_network_distill, lines 163-197, as written (--krc 0)
+        scope = official.c2kd_step_loss(
+            outputs=x["student_logits"],
+            pseu_label=x["teacher_logits"],
+            stu_logits=x["student_proxy"],
+            tea_logits=x["teacher_proxy"],
+            labels=x["target"],
+            args=SimpleNamespace(krc=0.0),
+            criterion3=nn.KLDivLoss(reduction="batchmean"),
+            criterion4=nn.KLDivLoss(reduction="none"),
+        )
+        return scope["loss"]
+
+    return losses(mine, theirs)
+
+
+# --------------------------------------------------------------- Sources: similarity (more)
+
+
+def _irg_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = stages(STUDENT_STAGES, TEACHER_STAGES)(generator)
+    return {**tensors, "logits_s": logits(generator), "logits_t": logits(generator)}
+
+
+@register("irg", _irg_inputs, (*student_names(3), "logits_s"))
+def _irg(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.sources.similarity.irg import IRGLoss
+
+    ours, theirs = IRGLoss(), official.IRG(0.1, 5.0, 5.0)  # train_kd.py's defaults
+
+    def authors(x: dict) -> torch.Tensor:
+        # train_kd.py (irg): the last two stage maps, the pooled feature and the logits
+        def graph(side: str) -> list[torch.Tensor]:
+            maps = listed(x, side)
+            return [maps[1], maps[2], maps[2].mean((2, 3)), x[f"logits_{side[0]}"]]
+
+        return theirs(graph("student"), [t.detach() for t in graph("teacher")])
+
+    return losses(
+        lambda x: ours(listed(x, "student"), listed(x, "teacher"), x["logits_s"], x["logits_t"]),
+        authors,
+    )
+
+
+# ------------------------------------------------------------ Algorithms: adversarial (more)
+
+
+def _images(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """CIFAR-10-shaped images in [0, 1] and labels (batch 64)."""
+    return {
+        "images": torch.rand(BATCH, 3, 32, 32, generator=generator, dtype=torch.float64),
+        "labels": torch.randint(0, 10, (BATCH,), generator=generator),
+    }
+
+
+def _linear_classifier(seed: int, dtype: torch.dtype) -> nn.Module:
+    """A small differentiable classifier of images (the attack needs input gradients)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).to(dtype)
+
+
+@register("rslad", _images, ())
+def _rslad(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import copy
+
+    from reference_impls.algorithms.adversarial.rslad import RSLAD
+
+    student, teacher = _linear_classifier(1, dtype), _linear_classifier(2, dtype)
+    their_student, their_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+    ours = RSLAD(student, teacher)  # 5/6, 1/6, eps 8/255, 10 steps of 2/255, start 0.001 N(0, 1)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # resnet18_rslad_cifar10.py lines 53-63, as written: rslad_inner_loss (the attack, from
+        # rslad_loss.py), then 5/6 kl_loss(adversarial) + 1/6 kl_loss(natural)
+        scope = official.rslad_step_loss(
+            teacher=their_teacher,
+            student=their_student,
+            train_batch_data=x["images"],
+            train_batch_labels=x["labels"],
+            optimizer=SimpleNamespace(zero_grad=lambda: None),
+        )
+        return scope["loss"]
+
+    return Pair(
+        ours=Side(lambda x: ours(x["images"], x["labels"])["loss"], named(student)),
+        theirs=Side(theirs, named(their_student)),
+    )
+
+
+@register("ard", _images, (), also=("AttackPGD",))
+def _ard(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import copy
+
+    from reference_impls.algorithms.adversarial.ard import ARD
+
+    student, teacher = _linear_classifier(1, dtype), _linear_classifier(2, dtype)
+    their_student, their_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+    ours = ARD(student, teacher)  # T 30, alpha 1, eps 8/255, 10 steps of 2/255, uniform start
+    config = {"epsilon": 8.0 / 255, "num_steps": 10, "step_size": 2.0 / 255}  # main.py's
+
+    def theirs(x: dict) -> torch.Tensor:
+        # main.py train(), lines 124-127, as written: AttackPGD(basic_net, config), the
+        # teacher and the student on the clean inputs, --temp 30 --alpha 1 (the defaults)
+        scope = official.ard_step_loss(
+            net=official.AttackPGD(their_student, config),
+            teacher_net=their_teacher,
+            basic_net=their_student,
+            inputs=x["images"],
+            targets=x["labels"],
+            args=SimpleNamespace(alpha=1.0, temp=30.0),
+        )
+        return scope["loss"]
+
+    return Pair(
+        ours=Side(lambda x: ours(x["images"], x["labels"])["loss"], named(student)),
+        theirs=Side(theirs, named(their_student)),
+    )
+
+
+# ------------------------------------------------------------------- Algorithms: contrastive
+
+CRD_SAMPLES, CRD_NEGATIVES = 50000, 16384  # CIFAR-100's training set; --nce_k 16384
+
+
+def _crd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    index = torch.randperm(CRD_SAMPLES, generator=generator)[:BATCH]
+    contrast = torch.randint(0, CRD_SAMPLES, (BATCH, CRD_NEGATIVES + 1), generator=generator)
+    contrast[:, 0] = index  # column 0: each sample itself, as CIFAR100InstanceSample returns
+    return {
+        "student_emb": torch.randn(BATCH, 256, generator=generator, dtype=torch.float64),
+        "teacher_emb": torch.randn(BATCH, 256, generator=generator, dtype=torch.float64),
+        "index": index,
+        "contrast": contrast,
+    }
+
+
+def _crd_options() -> SimpleNamespace:
+    return SimpleNamespace(
+        s_dim=256, t_dim=256, feat_dim=128, nce_k=CRD_NEGATIVES, nce_t=0.07, nce_m=0.5,
+        n_data=CRD_SAMPLES,
+    )  # fmt: skip
+
+
+def _contrastive_pair(
+    ours: nn.Module, theirs: nn.Module, dtype: torch.dtype, weight: float, temperature: float
+) -> Pair:
+    """Both with our heads and memory banks; theirs times the weight ours folds in."""
+    with torch.no_grad():
+        for mine, other in (
+            (ours.student_head, theirs.embed_s),
+            (ours.teacher_head, theirs.embed_t),
+        ):
+            other.linear.weight.copy_(mine.linear.weight)
+            other.linear.bias.copy_(mine.linear.bias)
+        theirs.contrast.memory_v1.copy_(ours.student_memory)
+        theirs.contrast.memory_v2.copy_(ours.teacher_memory)
+    ours.to(dtype)
+    theirs.to(dtype)
+    with torch.no_grad():  # their params buffer would hold T and m rounded to float32
+        theirs.contrast.params[1] = temperature
+        theirs.contrast.params[4] = 0.5
+
+    def parameters(student: nn.Module, teacher: nn.Module) -> dict[str, Any]:
+        return {
+            "W_s": student.linear.weight,
+            "b_s": student.linear.bias,
+            "W_t": teacher.linear.weight,
+            "b_t": teacher.linear.bias,
+        }
+
+    return Pair(
+        ours=Side(
+            lambda x: ours(x["student_emb"], x["teacher_emb"], x["index"], x["contrast"]),
+            parameters(ours.student_head, ours.teacher_head),
+        ),
+        theirs=Side(
+            lambda x: (
+                weight
+                * theirs(x["student_emb"], x["teacher_emb"], x["index"], x["contrast"]).reshape(())
+            ),
+            parameters(theirs.embed_s, theirs.embed_t),
+        ),
+    )
+
+
+@register("crd", _crd_inputs, ("student_emb",))
+def _crd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.contrastive.crd import CRDLoss
+
+    ours = CRDLoss(256, 256, CRD_SAMPLES)  # 128-d, 16384 negatives, T 0.07, momentum 0.5, 0.8
+    return _contrastive_pair(ours, official.CRDLoss(_crd_options()), dtype, 0.8, 0.07)
+
+
+def _crcd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = _crd_inputs(generator)
+    return {**tensors, "contrast": tensors["contrast"][:, : 500 + 1].contiguous()}  # --nce_k 500
+
+
+@register("crcd", _crcd_inputs, ("student_emb",))
+def _crcd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.algorithms.contrastive.crcd import CRCDLoss
+
+    ours = CRCDLoss(256, 256, CRD_SAMPLES)  # 128-d, 500 negatives, T 0.05, momentum 0.5, 1
+    options = SimpleNamespace(**{**vars(_crd_options()), "nce_k": 500, "nce_t": 0.05})
+    theirs = official.CRCDLoss(SimpleNamespace(**vars(options), embed_type="linear"))
+    return _contrastive_pair(ours, theirs, dtype, 1.0, 0.05)

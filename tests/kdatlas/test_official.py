@@ -27,6 +27,7 @@ from kdatlas.official import (
     compare,
     find_checkout,
     load_symbol,
+    no_cuda,
     read_official_records,
     short_float,
     verdict,
@@ -80,6 +81,15 @@ def test_a_symbol_loads_without_the_unavailable_imports_and_side_effects_of_its_
 def test_a_class_loads_with_its_base_from_a_module_whose_imports_fail(checkout):
     official = load_symbol(checkout, COMMIT, KD_FILE, "KD")
     assert official.KD.__mro__[1].__name__ == "Distiller"
+
+
+def test_a_registry_decorator_from_a_failed_import_is_left_out_and_others_kept(checkout):
+    official = load_symbol(checkout, COMMIT, KD_FILE, "registered_kd_loss")
+    # the registry's decorator was dropped, staticmethod (which does change it) applied
+    assert isinstance(official.registered_kd_loss, staticmethod)
+    s, t = torch.randn(4, 5), torch.randn(4, 5)
+    with no_cuda():
+        assert torch.equal(official.registered_kd_loss(s, t, 4.0), official.kd_loss(s, t, 4.0))
 
 
 def test_a_needed_import_that_fails_raises_only_when_used_and_names_it(checkout):
@@ -153,6 +163,16 @@ def test_statements_of_a_training_loop_run_as_declared(checkout):
     from reference_impls.sources.logit.kd import kd_loss
 
     torch.testing.assert_close(scope["loss_kd"], kd_loss(s, t, 4.0))
+
+
+def test_a_top_level_statement_that_fails_is_a_placeholder_the_caller_can_replace(checkout):
+    # ``opt = parse_options()`` exits (as argparse does): loading must not, and the
+    # statements that read ``opt`` run with the one the adapter passes
+    official = load_symbol(checkout, COMMIT, "train.py", "weighted_statements", lines="28-28")
+    with pytest.raises(RuntimeError, match="opt"):
+        official.opt.weight  # noqa: B018
+    scope = official.weighted_statements(opt=SimpleNamespace(weight=2.0), logits=torch.ones(3))
+    assert scope["loss"].item() == 6.0
 
 
 def _runner():
