@@ -612,14 +612,18 @@ class Generator:
         url = f"{record.repository}/blob/{record.commit}/{record.file}"
         if record.lines:
             url += f"#L{record.lines.replace('-', '-L')}"
-        where = f'<a href="{html_attr(url)}">{html_text(record.where)}</a>'
+        # the link names the repository and commit; the file and symbol are in its tooltip
+        label = f"{record.repository.rstrip('/').rsplit('/', 1)[-1]}@{record.commit[:7]}"
+        where = (
+            f'<a href="{html_attr(url)}" title="{html_attr(record.where)}">{html_text(label)}</a>'
+        )
         errors = (
             f"max rel. error {short_float(record.max_relative_error)} (float32), "
             f"{short_float(record.max_relative_error_float64)} (float64)"
         )
         title = html_attr(
-            f"{record.configuration} Compared {record.date[:10]}, torch {record.torch}; "
-            f"float32 noise floor {short_float(record.float32_noise_floor)}."
+            f"{record.where}. {record.configuration} Compared {record.date[:10]}, torch "
+            f"{record.torch}; float32 noise floor {short_float(record.float32_noise_floor)}."
         )
         if record.equal:
             kind, text = "equal", f"Equal to {whose} ({where}), {errors}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,21 @@ def test_the_leaf_page_says_changed_since_the_run_instead_of_its_outcome(monkeyp
     assert "changed since the last CPU run (2026-11-02)" in cpu
     assert gpu.startswith('<span class="kd-status kd-status-passed"')
     assert "changed since" not in gpu
+
+
+def test_leaf_rows_say_how_each_implementation_compares_with_its_authors_code():
+    from kdatlas.site.build import load_knowledge_base
+    from kdatlas.site.pages import generate
+
+    from .conftest import REPO
+
+    site = generate(load_knowledge_base(REPO), REPO)
+    logit = site.files["sources/logit.md"]
+    kd_row = next(line for line in logit.splitlines() if "[`KDLoss`]" in line)
+    assert 'class="kd-official kd-official-equal"' in kd_row
+    assert re.search(r">mdistiller@[0-9a-f]{7}</a>\), max rel\. error", kd_row)
+    adversarial = site.files["algorithms/adversarial.md"]
+    row = next(line for line in adversarial.splitlines() if "[`ConditionalAdversarialKD`]" in line)
+    assert "No released code: compared with the paper&#x27;s equations" in row or (
+        "No released code: compared with the paper's equations" in row
+    )
