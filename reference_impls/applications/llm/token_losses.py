@@ -281,13 +281,17 @@ def naive_token_kd_loss(
     return per_token[kept].sum() / kept.sum().clamp_min(1)
 
 
-CHUNK_ELEMENTS = 2**21
+# default chunk sizes, in elements of one [n, V] chunk: small for the loss on given logits
+# (its temporaries add to the [N, V] gradient it must return); larger for the fused loss,
+# whose per-chunk matmuls and weight-gradient updates are inefficient on few rows
+CHUNK_ELEMENTS = 2**20
+FUSED_CHUNK_ELEMENTS = 2**22
 
 
-def _chunk_rows(chunk_size: int | None, vocab: int) -> int:
-    """Tokens per chunk: as given, or so that one ``[n, V]`` chunk has ~2M elements (8 MiB)."""
+def _chunk_rows(chunk_size: int | None, vocab: int, elements: int = CHUNK_ELEMENTS) -> int:
+    """Tokens per chunk: as given, or so that one ``[n, V]`` chunk has ``elements`` elements."""
     if chunk_size is None:
-        return max(1, CHUNK_ELEMENTS // vocab)
+        return max(1, elements // vocab)
     return at_least("chunk_size", chunk_size, 1)
 
 
@@ -370,7 +374,7 @@ def chunked_token_kd_loss(
     """:func:`naive_token_kd_loss` computed ``chunk_size`` kept tokens at a time.
 
     Same arguments and result; at most one chunk's ``[chunk_size, V]`` probabilities
-    are held (``chunk_size`` default: about 2M elements, ``2**21 // V`` tokens), plus the ``[N, V]`` gradient in the logits' dtype when the student
+    are held (``chunk_size`` default: about 1M elements, ``2**20 // V`` tokens), plus the ``[N, V]`` gradient in the logits' dtype when the student
     requires a gradient (computed during the forward pass, chunk by chunk).
     """
     _check_options(divergence, beta, skew, temperature)
@@ -480,7 +484,7 @@ def fused_linear_token_kd_loss(
         labels, attention_mask, divergence, beta, skew, temperature, ignore_index: as in
             :func:`naive_token_kd_loss`.
         chunk_size: tokens per chunk; one chunk's ``[chunk_size, V]`` logits exist at a time
-            (default ``2**21 // V``).
+            (default ``2**22 // V``).
 
     Returns:
         Equal (up to rounding) to ``naive_token_kd_loss(student_hidden @ student_weight.T,
@@ -507,7 +511,7 @@ def fused_linear_token_kd_loss(
             "student_weight and teacher_weight must have the same vocabulary size V, got "
             f"{tuple(student_weight.shape)} and {tuple(teacher_weight.shape)}"
         )
-    chunk_size = _chunk_rows(chunk_size, student_weight.shape[0])
+    chunk_size = _chunk_rows(chunk_size, student_weight.shape[0], FUSED_CHUNK_ELEMENTS)
     student = student_hidden.reshape(-1, student_hidden.shape[-1])
     teacher = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
     kept = kept_tokens(student.shape[0], labels, attention_mask, ignore_index, student.device)
