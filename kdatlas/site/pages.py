@@ -1124,7 +1124,8 @@ def _llm_kd_tables(results: dict) -> list[str]:
     lines: list[str] = []
     for device, record in sorted(results.items()):
         lines += [
-            f"## Token-level KD at LLM vocabulary sizes on {md_text(str(record.get('device', device)))}",
+            "## Token-level KD at LLM vocabulary sizes on "
+            + md_text(str(record.get("device", device))),
             "",
             f"torch {md_text(str(record.get('torch', '?')))}, {md_text(str(record.get('date', '')))}, "
             f"{md_text(str(record.get('dtype', 'float32')))}, forward + backward, medians of "

@@ -1,4 +1,4 @@
-"""Token-level distillation losses for language models (a shared module, not yet a taxonomy entry)."""
+"""Token-level distillation losses for language models (shared module, not yet in the taxonomy)."""
 
 from reference_impls.applications.llm.token_losses import (
     DIVERGENCES,

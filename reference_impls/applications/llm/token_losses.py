@@ -184,6 +184,22 @@ def _divergence_and_gradient(
     The same values as :func:`token_divergence`, with the gradient in closed form (module
     docstring); written in place where it can, so a chunk holds few ``[n, V]`` tensors.
     """
+    # autocast would run the row dot products (einsum -> bmm) in half precision
+    with torch.autocast(student_logits.device.type, enabled=False):
+        return _divergence_and_gradient_float(
+            student_logits, teacher_logits, divergence, beta, skew, temperature, with_gradient
+        )
+
+
+def _divergence_and_gradient_float(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    divergence: str,
+    beta: float,
+    skew: float,
+    temperature: float,
+    with_gradient: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     dtype = torch.promote_types(
         at_least_float32(student_logits).dtype, at_least_float32(teacher_logits).dtype
     )
@@ -374,8 +390,10 @@ def chunked_token_kd_loss(
     """:func:`naive_token_kd_loss` computed ``chunk_size`` kept tokens at a time.
 
     Same arguments and result; at most one chunk's ``[chunk_size, V]`` probabilities
-    are held (``chunk_size`` default: about 1M elements, ``2**20 // V`` tokens), plus the ``[N, V]`` gradient in the logits' dtype when the student
-    requires a gradient (computed during the forward pass, chunk by chunk).
+    are held (``chunk_size`` default: ``2**20 // V`` tokens, about 1M elements), plus
+    the ``[N, V]`` gradient in the logits' dtype when the student requires a gradient
+    (computed during the forward pass, chunk by chunk, and handed to autograd without a
+    copy: one backward per forward).
     """
     _check_options(divergence, beta, skew, temperature)
     student, teacher = _flat_logit_pair(student_logits, teacher_logits.detach())

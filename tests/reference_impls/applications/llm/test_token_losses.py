@@ -168,6 +168,17 @@ def test_the_teacher_receives_no_gradient_and_no_grad_mode_skips_the_gradient() 
     assert not value.requires_grad
 
 
+def test_autocast_leaves_the_chunked_loss_in_float32() -> None:
+    student, teacher = _logits(torch.float32)
+    labels, _ = _masks()
+    plain, plain_grad = _value_and_grad(chunked_token_kd_loss, student, teacher, labels=labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast, cast_grad = _value_and_grad(chunked_token_kd_loss, student, teacher, labels=labels)
+    assert cast.dtype == torch.float32
+    torch.testing.assert_close(cast, plain)
+    torch.testing.assert_close(cast_grad, plain_grad)
+
+
 def _heads(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(1)
     student_hidden = torch.randn(N, H, generator=generator).to(dtype)
