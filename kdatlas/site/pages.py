@@ -906,6 +906,7 @@ class Generator:
                 for r in check["rows"]
             ]
             lines.append("")
+        lines += _llm_kd_tables(_read_json(results / "llm_kd.json"))
         if len(lines) == 5:
             lines.append("No results committed yet: run `python benchmarks/bench_losses.py`.")
         self.site.add("benchmarks.md", front_matter("Benchmarks") + "\n".join(lines) + "\n")
@@ -1166,6 +1167,46 @@ def _loss_tables(device: str, record: dict) -> list[str]:
     if skipped:
         lines += ["Not timed by the generic path:", ""]
         lines += [f"- {md_text(name)}: {md_text(str(reason))}" for name, reason in skipped.items()]
+        lines.append("")
+    return lines
+
+
+def _llm_kd_tables(results: dict) -> list[str]:
+    """Chunked and LM-head-fused token-level KD vs the naive loss (``bench_llm_kd.py``)."""
+    lines: list[str] = []
+    for device, record in sorted(results.items()):
+        lines += [
+            "## Token-level KD at LLM vocabulary sizes on "
+            + md_text(str(record.get("device", device))),
+            "",
+            f"torch {md_text(str(record.get('torch', '?')))}, {md_text(str(record.get('date', '')))}, "
+            f"{md_text(str(record.get('dtype', 'float32')))}, forward + backward, medians of "
+            f"{record.get('repeats', '?')} repeats; LM heads of H = {record.get('hidden', '?')}. "
+            "`chunked` takes the [N, V] logits, `fused` the hidden states and head weights "
+            "(`reference_impls/applications/llm/token_losses.py`); each is compared with the naive "
+            "loss on the same inputs (`naive`, and `naive_head`: the heads applied in full, then "
+            f"`naive`). Peak: {md_text(str(record.get('memory', '')))}. Time ratios are of CPU "
+            "time (the wall-clock ratio in brackets); goal: memory ratio at most 0.25, time ratio "
+            "at most 1.2.",
+            "",
+            "| divergence | N x V | naive peak (MiB) | chunked peak | memory ratio | time ratio "
+            "| naive_head peak (MiB) | fused peak | memory ratio | time ratio |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in record.get("rows", []):
+            cells = [md_text(str(row["divergence"])), f"{row['tokens']} x {row['vocab']}"]
+            for ours, naive in (("chunked", "naive"), ("fused", "naive_head")):
+                if f"{ours}_memory_ratio" not in row:
+                    error = row.get(ours, {}).get("error") or row.get(naive, {}).get("error")
+                    cells += [md_text(str(error or "-")), "-", "-", "-"]
+                    continue
+                cells += [
+                    f"{row[naive]['peak_extra_mib']:.0f}",
+                    f"{row[ours]['peak_extra_mib']:.0f}",
+                    f"{row[f'{ours}_memory_ratio']:.2f}",
+                    f"{row[f'{ours}_cpu_time_ratio']:.2f} ({row[f'{ours}_time_ratio']:.2f})",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
