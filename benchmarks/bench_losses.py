@@ -10,10 +10,21 @@ cannot build or step (a parameter with no value, a procedure that trains its
 stages itself, an error) is printed with the reason and recorded under
 ``not_benchmarked``.
 
-Part 1, per call (losses only): each loss's forward, and forward + backward, at
-a realistic size (logits B x 100; three stages of B x 256 x 8 x 8 feature maps;
-B x 256 embeddings; B = 256 unless ``--call-batch``). The losses are built for
-these sizes alone (no teacher model).
+Part 1, per call (losses only): each loss's forward + backward at realistic sizes
+(arguments, defaults: logits B x C of 256 x 100, 256 x 1000 and 1024 x 1000; CIFAR
+ResNet32x4-like stages 64 x 32 x 32, 128 x 16 x 16, 256 x 8 x 8 at batch 128;
+ResNet-50-like stages 512 x 28 x 28, 1024 x 14 x 14, 2048 x 7 x 7 at batch 64;
+embeddings 1024 x 128), against its PLAIN FORMULATION (``benchmarks/plain_losses.py``:
+the paper's equation typed directly, same hyperparameters and connectors). The two
+calls alternate (which one goes first alternates too) and the ratio ours / plain is
+the median of the paired ratios, so a drift in the machine's load cancels; repeats
+are capped by ``--budget`` seconds per loss and size (at least 3; a pair slower than
+3 x budget is timed once). Before timing, the two values and student gradients are
+compared (``value_rel_diff``, ``grad_rel_diff``: a plain formulation that computed
+another loss would show here). Peak memory (CPU) is the peak of torch's allocator
+during one forward + backward, from ``torch.profiler``'s memory events (see
+:func:`peak_mib` for why not tracemalloc or RSS). The losses are built for these
+sizes alone (no teacher model).
 
 Part 2, inside a training step: teacher forward (no grad), student forward and
 backward, cross-entropy and the loss, one SGD step (losses run inside
@@ -25,8 +36,10 @@ teacher_cnn / student_cnn on CIFAR-sized inputs (3 x 32 x 32, 100 classes).
 Times are medians over repeats (the machines are shared and noisy); the
 overhead is the median of paired ratios. Results go to benchmarks/results/losses.json.
 
-    python benchmarks/bench_losses.py [--device cuda] [--repeats 15] [--batch 128]
-    python benchmarks/bench_losses.py --repeats 1 --batch 4 --call-batch 8 -o /tmp/x.json  # smoke run
+    python benchmarks/bench_losses.py [--device cuda] [--threads 1] [--repeats 15] [--budget 2.5]
+    python benchmarks/bench_losses.py --parts calls --only dkd,at   # re-time some losses
+    python benchmarks/bench_losses.py --parts calls --repeats 3 --budget 0.5 --logits 64x100 \\
+        --features "8:16x8x8,32x4x4,64x2x2" --embeddings 32x16 -o /tmp/x.json  # smoke run
 """
 
 from __future__ import annotations
@@ -546,6 +559,7 @@ def main() -> None:
         help="comma-separated: calls (per-call times), steps (training-step overhead); "
         "a part not run keeps its previous result in the JSON file",
     )
+    parser.add_argument("--note", default="", help="a remark on this run, kept with the results")
     parser.add_argument("-o", "--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -576,7 +590,14 @@ def main() -> None:
         else:
             calls, not_benchmarked["per_call"] = new_calls, new_skipped
         call_sizes = {
-            kind: [s.label for s in sizes if s.kind == kind]
+            kind: list(
+                dict.fromkeys(
+                    [
+                        *(call_sizes.get(kind, []) if only else []),  # a partial run adds
+                        *(s.label for s in sizes if s.kind == kind),
+                    ]
+                )
+            )
             for kind in ("logits", "features", "embeddings")
         }
     if "steps" in parts:
@@ -598,6 +619,7 @@ def main() -> None:
         "machine": f"{platform.node() and 'shared host'}, {platform.processor() or platform.machine()}",
         "torch": torch.__version__,
         "load": f"before: {load_before}; after: {load_note()}",
+        "note": args.note or previous.get("note", ""),
         "repeats": args.repeats,
         "budget_s": args.budget,
         "memory": "peak of torch's CPU allocator during one forward + backward "

@@ -1149,7 +1149,7 @@ def _loss_tables(device: str, record: dict) -> list[str]:
     step = record.get("training_step", {})
     provenance = ", ".join(
         md_text(str(record[key]))
-        for key in ("torch", "date", "commit", "machine", "load")
+        for key in ("torch", "date", "commit", "machine", "load", "note")
         if record.get(key)
     )
     lines = [

@@ -64,12 +64,6 @@ from reference_impls.common.validation import (
 )
 
 
-def _target_mask(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Boolean ``[B, C]`` mask, True at each sample's target class."""
-    mask = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
-    return mask.scatter_(1, target.long().unsqueeze(1), True)
-
-
 def _kl_rows(log_q_teacher: torch.Tensor, log_q_student: torch.Tensor) -> torch.Tensor:
     """Per-sample KL(teacher || student) from log-probabilities; classes at -inf in both are skipped."""
     p_teacher = log_q_teacher.exp()
@@ -78,7 +72,7 @@ def _kl_rows(log_q_teacher: torch.Tensor, log_q_student: torch.Tensor) -> torch.
 
 
 def _decoupled_log_probs(
-    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, temperature: float
+    logits: torch.Tensor, target_column: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""``[B, 2]`` log-probabilities of (target class, any other class), and ``[B, C]``
     log-probabilities among the non-target classes (0 at the target, see below).
@@ -91,11 +85,12 @@ def _decoupled_log_probs(
     KL and passes no gradient (a $-\infty$ there would need a mask in the KL).
     """
     z = at_least_float32(logits) / temperature
-    z_target = z.gather(1, target.long().unsqueeze(1)).squeeze(1)
-    log_rest = z.masked_fill(mask, float("-inf")).logsumexp(dim=1)
+    z_target = z.gather(1, target_column).squeeze(1)
+    # scatter (not a [B, C] mask and masked_fill): fewer passes; no gradient at the target
+    log_rest = z.scatter(1, target_column, float("-inf")).logsumexp(dim=1)
     log_all = torch.logaddexp(z_target, log_rest)
     binary = torch.stack([z_target - log_all, log_rest - log_all], dim=1)
-    among_rest = (z - log_rest.unsqueeze(1)).masked_fill(mask, 0.0)
+    among_rest = (z - log_rest.unsqueeze(1)).scatter(1, target_column, 0.0)
     return binary, among_rest
 
 
@@ -106,11 +101,11 @@ def tckd_nckd(
     temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample TCKD and NCKD (no $\tau^2$, no batch mean), computed in at least float32."""
-    mask = _target_mask(student_logits, target)
+    target_column = target.long().unsqueeze(1)
     binary_teacher, rest_teacher = _decoupled_log_probs(
-        teacher_logits.detach(), target, mask, temperature
+        teacher_logits.detach(), target_column, temperature
     )
-    binary_student, rest_student = _decoupled_log_probs(student_logits, target, mask, temperature)
+    binary_student, rest_student = _decoupled_log_probs(student_logits, target_column, temperature)
     tckd = _kl_rows(binary_teacher, binary_student)
     # KL(p_hat_t || p_hat_s) among the non-target classes; the target entries add 0
     nckd = F.kl_div(rest_student, rest_teacher, reduction="none", log_target=True).sum(dim=1)
