@@ -319,6 +319,7 @@ def test_benchmark_tables_show_ratios_per_size_and_step_overhead():
     assert "| kd | **0.80×** · 1 ms · mem 0.50× | **1.50×** · 3 ms · 1 pair |" in text
     assert "| ft | 7 ms, no plain |" in text
     assert "- kd (1024x1000: 1.50×): kept in log space" in text
+    assert "Ratios above 1, and why:" in text
     assert "| kd | 101.5 | 100.0 | +1.5 % |" in text
     assert "| dml | 250.0 | 100.0 | +150.0 % |" in text
     assert "## Distillation methods on CPU" in text and "abc1234" in text
