@@ -1125,40 +1125,117 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+_CALL_KINDS = (
+    ("logits", "Logit losses, B x C"),
+    ("features", "Feature-map losses, batch: stages"),
+    ("embeddings", "Embedding losses, B x D"),
+)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _call_cell(row: dict | None) -> str:
+    """``0.84× · 1.2 ms · mem 0.9×``: ours / plain time, our time, ours / plain peak memory."""
+    if not row:
+        return "-"
+    if "ratio" not in row:
+        return f"{_ms(row['ours_ms'])} ms, no plain"
+    cell = f"**{row['ratio']:.2f}×** · {_ms(row['ours_ms'])} ms"
+    if row.get("plain_peak_mib"):
+        cell += f" · mem {row['ours_peak_mib'] / row['plain_peak_mib']:.2f}×"
+    if row.get("repeats") == 1:
+        cell += " · 1 pair"
+    return cell
+
+
+def _per_call_tables(record: dict) -> list[str]:
+    """Ours against the plain formulation, forward + backward, one table per input kind."""
+    calls = record.get("per_call", {})
+    sizes = record.get("per_call_sizes", {})
+    lines = [
+        "Per call: each loss's forward + backward against its plain formulation (the "
+        "paper's equation typed directly, `benchmarks/plain_losses.py`, the same "
+        "hyperparameters and connectors), alternated call by call; each cell is "
+        "**ours / plain** time (median of the paired ratios: below 1 ours is faster), our "
+        "median time, and ours / plain peak memory "
+        f"({md_text(str(record.get('memory', 'peak memory')))}).",
+        "",
+    ]
+    for kind, title in _CALL_KINDS:
+        labels = sizes.get(kind, [])
+        names = [n for n, c in calls.items() if c.get("kind") == kind and "sizes" in c]
+        if not labels or not names:
+            continue
+        lines += [
+            f"### {title}",
+            "",
+            "| loss | " + " | ".join(md_text(label) for label in labels) + " |",
+            "| --- |" + " ---: |" * len(labels),
+        ]
+        for name in names:
+            rows = calls[name]["sizes"]
+            cells = [_call_cell(rows.get(label)) for label in labels]
+            lines.append(f"| {md_text(name)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    notes = record.get("notes", {})
+    slow = [
+        n
+        for n, c in calls.items()
+        if any(r.get("ratio", 0) > 1.0 for r in c.get("sizes", {}).values())
+    ]
+    if slow:
+        lines += ["Ratios above 1, and why:", ""]
+        for name in slow:
+            ratios = ", ".join(
+                f"{md_text(label)}: {r['ratio']:.2f}×"
+                for label, r in calls[name]["sizes"].items()
+                if r.get("ratio", 0) > 1.0
+            )
+            why = notes.get(name, "not explained yet")
+            lines.append(f"- {md_text(name)} ({ratios}): {md_text(why)}")
+        lines.append("")
+    return lines
+
+
 def _loss_tables(device: str, record: dict) -> list[str]:
-    """Per-call times and training-step overhead of every method on one device."""
+    """Per-call ratios against the plain formulations and training-step overhead on one device."""
     step = record.get("training_step", {})
-    b = md_text(str(record.get("per_call_batch", 256)))
+    provenance = ", ".join(
+        md_text(str(record[key]))
+        for key in ("torch", "date", "commit", "machine", "load", "note")
+        if record.get(key)
+    )
     lines = [
         f"## Distillation methods on {md_text(str(record.get('device', device)))}",
         "",
-        f"torch {md_text(str(record.get('torch', '?')))}, {md_text(str(record.get('date', '')))}, "
-        f"medians of {record.get('repeats', '?')} repeats. Per call: logits {b} x 100, three "
-        f"stages of {b} x 256 x 8 x 8 feature maps, {b} x 256 embeddings. Step: forward, backward "
-        f"and SGD on a batch of {step.get('batch', '?')} images of 3 x 32 x 32, 100 classes, "
-        "alternating with the cross-entropy step (with the teacher forward for "
-        "methods that have a pre-trained teacher, the student alone otherwise); the overhead is "
-        "the median of the paired ratios.",
+        f"{provenance}; at most {record.get('repeats', '?')} repeats per measure.",
         "",
-        "| method | reads | forward (ms) | forward + backward (ms) | step (ms) "
-        "| cross-entropy step (ms) | overhead |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    calls = record.get("per_call", {})
+    if "per_call_sizes" in record:
+        lines += _per_call_tables(record)
     steps = step.get("methods", {})
-    for name in list(calls) + [n for n in steps if n not in calls]:
-        call, row = calls.get(name, {}), steps.get(name, {})
-        cells = [
-            md_text(name),
-            md_text(str(call.get("kind", "procedure"))),
-            f"{call['forward_ms']:.2f}" if call else "-",
-            f"{call['forward_backward_ms']:.2f}" if call else "-",
-            f"{row['step_ms']:.1f}" if row else "-",
-            f"{row['baseline_ms']:.1f}" if row else "-",
-            f"{row['overhead_pct']:+.1f} %" if row else "-",
+    if steps:
+        lines += [
+            "### Inside a training step",
+            "",
+            f"Forward, backward and SGD on a batch of {step.get('batch', '?')} images of "
+            "3 x 32 x 32, 100 classes, alternating with the cross-entropy step (with the teacher "
+            "forward for methods that have a pre-trained teacher, the student alone otherwise); "
+            "the overhead is the median of the paired ratios"
+            + (f" (run of {md_text(str(step['date']))})" if step.get("date") else "")
+            + ".",
+            "",
+            "| method | step (ms) | cross-entropy step (ms) | overhead |",
+            "| --- | ---: | ---: | ---: |",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
+        for name, row in steps.items():
+            lines.append(
+                f"| {md_text(name)} | {row['step_ms']:.1f} | {row['baseline_ms']:.1f} "
+                f"| {row['overhead_pct']:+.1f} % |"
+            )
+        lines.append("")
     skipped = {
         name: reason
         for part in ("per_call", "training_step")

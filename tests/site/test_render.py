@@ -287,34 +287,54 @@ def test_vendor_refuses_a_tarball_whose_hash_is_not_pinned(tmp_path):
     assert not target.exists()
 
 
-def test_benchmark_tables_show_calls_and_step_overhead():
+def test_benchmark_tables_show_ratios_per_size_and_step_overhead():
     from kdatlas.site.pages import _loss_tables
 
     step = {"step_ms": 101.5, "baseline_ms": 100.0, "overhead_pct": 1.5}
     procedure = {"step_ms": 250.0, "baseline_ms": 100.0, "overhead_pct": 150.0}
+    fast = {
+        "ours_ms": 1.0,
+        "plain_ms": 1.25,
+        "ratio": 0.8,
+        "ours_peak_mib": 2.0,
+        "plain_peak_mib": 4.0,
+        "repeats": 9,
+    }
+    slow = {"ours_ms": 3.0, "plain_ms": 2.0, "ratio": 1.5, "repeats": 1}
     record = {
-        "device": "CPU (x86_64, 2 threads)",
+        "device": "CPU (x86_64, 1 threads)",
+        "commit": "abc1234",
+        "load": "load average 7.0",
         "repeats": 5,
-        "per_call": {"kd": {"kind": "logits", "forward_ms": 0.11, "forward_backward_ms": 0.22}},
+        "per_call_sizes": {"logits": ["256x100", "1024x1000"], "features": ["8: 4x2x2"]},
+        "per_call": {
+            "kd": {"kind": "logits", "plain": True, "sizes": {"256x100": fast, "1024x1000": slow}},
+            "ft": {"kind": "features", "plain": False, "sizes": {"8: 4x2x2": {"ours_ms": 7.0}}},
+        },
+        "notes": {"kd": "kept in log space"},
         "training_step": {"batch": 64, "methods": {"kd": step, "dml": procedure}},
     }
     text = "\n".join(_loss_tables("cpu", record))
-    assert "| kd | logits | 0.11 | 0.22 | 101.5 | 100.0 | +1.5 % |" in text
-    assert "| dml | procedure | - | - | 250.0 | 100.0 | +150.0 % |" in text
-    assert "## Distillation methods on CPU" in text
+    assert "| loss | 256x100 | 1024x1000 |" in text
+    assert "| kd | **0.80×** · 1 ms · mem 0.50× | **1.50×** · 3 ms · 1 pair |" in text
+    assert "| ft | 7 ms, no plain |" in text
+    assert "- kd (1024x1000: 1.50×): kept in log space" in text
+    assert "Ratios above 1, and why:" in text
+    assert "| kd | 101.5 | 100.0 | +1.5 % |" in text
+    assert "| dml | 250.0 | 100.0 | +150.0 % |" in text
+    assert "## Distillation methods on CPU" in text and "abc1234" in text
 
 
-def test_benchmark_tables_say_which_methods_were_not_timed_and_the_call_size():
+def test_benchmark_tables_say_which_methods_were_not_timed():
     from kdatlas.site.pages import _loss_tables
 
     record = {
-        "per_call_batch": 8,
+        "per_call_sizes": {"logits": ["8x100"]},
         "per_call": {},
         "training_step": {"batch": 4, "methods": {}},
         "not_benchmarked": {"training_step": {"takd": "trains its stages itself (run())"}},
     }
     text = "\n".join(_loss_tables("cpu", record))
-    assert "Per call: logits 8 x 100" in text
     assert "- takd: trains its stages itself &#40;run&#40;&#41;&#41;" in text
 
 

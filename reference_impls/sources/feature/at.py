@@ -78,7 +78,10 @@ from reference_impls.common.validation import (
 
 def attention_map(features: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """$\\hat Q$: mean over channels of $|A|^p$, flattened to ``[B, H*W]`` and L2-normalised."""
-    pooled = at_least_float32(features).abs().pow(p).mean(dim=1)
+    features = at_least_float32(features)
+    # p = 2 (the default): a square needs neither the absolute value nor a general power
+    magnitude = features.square() if p == 2 else features.abs().pow(p)
+    pooled = magnitude.mean(dim=1)
     return F.normalize(pooled.flatten(1), dim=1)
 
 

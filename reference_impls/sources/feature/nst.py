@@ -77,8 +77,20 @@ def polynomial_kernel_mean(
     """Per sample, the mean of $(x^\\top y + c)^d$ over all pairs of rows: ``[B]``."""
     # autocast would run bmm in bf16; the MMD is a difference of close terms, keep float32
     with torch.autocast(left.device.type, enabled=False):
-        gram = torch.bmm(at_least_float32(left), at_least_float32(right).transpose(1, 2))
-    return (gram + offset).pow(degree).mean(dim=(1, 2))
+        left, right = at_least_float32(left), at_least_float32(right)
+        pairs = left.shape[1] * right.shape[1]
+        if degree == 2 and offset == 0 and left.shape[2] < min(left.shape[1], right.shape[1]):
+            # the paper's kernel (x.y)^2 summed over all pairs of channels is
+            # ||L R^T||_F^2 = <L^T L, R^T R>_F: [HW, HW] products instead of [C, C]
+            left_positions = torch.bmm(left.transpose(1, 2), left)
+            right_positions = (
+                left_positions if right is left else torch.bmm(right.transpose(1, 2), right)
+            )
+            return (left_positions * right_positions).sum(dim=(1, 2)) / pairs
+        gram = torch.bmm(left, right.transpose(1, 2))
+    if offset != 0:
+        gram = gram + offset
+    return gram.pow(degree).mean(dim=(1, 2))
 
 
 def nst_stage_loss(

@@ -38,9 +38,11 @@ ce_weight=1.0, kd_weight=45.0)``). The authors tune $\gamma$ and the weight per
 teacher-student pair (their WTTM example uses $\gamma = 0.2$).
 
 Deviation: the authors raise ``softmax`` to the power $\gamma$ and renormalise;
-we use the identity above and compute $\log\tilde p^t = \mathrm{log\_softmax}(\gamma\,
-\log p^t)$ and $\log U_\gamma = \mathrm{logsumexp}(\gamma \log p^t)$ in at least float32,
-which gives the same values without underflow of $(p^t_i)^\gamma$ for tiny $p^t_i$.
+we compute $\log\tilde p^t = \mathrm{log\_softmax}(\gamma z^t)$ (the same
+distribution: $\gamma \log p^t$ and $\gamma z^t$ differ by a per-row constant) and
+$\log U_\gamma = \mathrm{logsumexp}(\gamma z^t) - \gamma\,\mathrm{logsumexp}(z^t)$
+(only for WTTM) in at least float32, which gives the same values without underflow
+of $(p^t_i)^\gamma$ for tiny $p^t_i$, in one pass over the classes.
 The KL is the shared ``reference_impls.common.losses.kl_divergence``.
 
 On small models: the weight of 45 is too strong at our learning rate. In the logit
@@ -60,16 +62,25 @@ import torch
 import torch.nn.functional as F
 
 from reference_impls.common.interfaces import DistillationLoss
-from reference_impls.common.losses import kl_divergence, softened_log_probs
+from reference_impls.common.losses import at_least_float32, kl_divergence, softened_log_probs
 from reference_impls.common.validation import logit_pair, positive
 
 
-def transformed_teacher(
-    teacher_logits: torch.Tensor, gamma: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log of the power-transformed teacher distribution and of its normaliser $U_\\gamma$."""
-    powered = gamma * softened_log_probs(teacher_logits.detach())
-    return F.log_softmax(powered, dim=1), powered.logsumexp(dim=1)
+def transformed_teacher(teacher_logits: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""Log of the power-transformed teacher distribution $p^\gamma / U_\gamma$.
+
+    $\gamma \log \mathrm{softmax}(z) = \gamma z - \gamma \log\sum_j e^{z_j}$ differs from
+    $\gamma z$ by a per-row constant, which the normalisation cancels: the transformed
+    distribution is $\mathrm{softmax}(\gamma z)$, one pass over the classes (the
+    authors' ``p_t.pow(gamma)`` then normalised, in log space).
+    """
+    return F.log_softmax(gamma * at_least_float32(teacher_logits.detach()), dim=1)
+
+
+def log_normaliser(teacher_logits: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""$\log U_\gamma = \log \sum_i (p^t_i)^\gamma$, per sample (WTTM's weight)."""
+    teacher = at_least_float32(teacher_logits.detach())
+    return (gamma * teacher).logsumexp(dim=1) - gamma * teacher.logsumexp(dim=1)
 
 
 def ttm_loss(
@@ -79,10 +90,10 @@ def ttm_loss(
     weighted: bool = False,
 ) -> torch.Tensor:
     """KL(transformed teacher || student) per sample, optionally weighted by $U_\\gamma$; batch mean."""
-    log_p_teacher, log_normaliser = transformed_teacher(teacher_logits, gamma)
+    log_p_teacher = transformed_teacher(teacher_logits, gamma)
     kl = kl_divergence(softened_log_probs(student_logits), log_p_teacher, reduction="none")
     if weighted:
-        kl = log_normaliser.exp() * kl
+        kl = log_normaliser(teacher_logits, gamma).exp() * kl
     return kl.mean()
 
 

@@ -100,3 +100,30 @@ def test_training_moves_student_attention_toward_teacher():
     distilled_gap = _attention_gap(student, teacher, data.x_test)
     baseline_gap = _attention_gap(baseline, teacher, data.x_test)
     assert distilled_gap < 0.5 * baseline_gap
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0, 1.5])
+def test_attention_map_is_the_normalised_mean_of_abs_to_the_p(p):
+    # p = 2 takes the square; any p equals mean_c |A|^p, L2-normalised, in value and gradient
+    from reference_impls.sources.feature.at import attention_map
+
+    x = torch.randn(3, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    ours = attention_map(x, p)
+    (grad,) = torch.autograd.grad(ours.pow(3).sum(), x)
+    y = x.detach().requires_grad_()
+    expected = F.normalize(y.abs().pow(p).mean(1).flatten(1), dim=1)
+    (expected_grad,) = torch.autograd.grad(expected.pow(3).sum(), y)
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def test_bf16_autocast_computes_the_maps_in_float32(feats):
+    student, teacher = feats
+    low = [s.to(torch.bfloat16).requires_grad_() for s in student]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = ATLoss()(low, [t.to(torch.bfloat16) for t in teacher])
+    assert value.dtype == torch.float32
+    expected = ATLoss()(
+        [s.detach().float() for s in low], [t.to(torch.bfloat16).float() for t in teacher]
+    )
+    torch.testing.assert_close(value, expected)

@@ -113,3 +113,23 @@ def test_training_moves_student_patterns_toward_teacher():
     distilled_gap = _last_stage_mmd(student, teacher, data.x_test)
     baseline_gap = _last_stage_mmd(baseline, teacher, data.x_test)
     assert distilled_gap < 0.8 * baseline_gap
+
+
+@pytest.mark.parametrize("channels, positions", [(32, 9), (6, 16)])
+def test_kernel_mean_through_the_small_product_equals_the_gram_matrix(channels, positions):
+    # (x.y)^2 summed over channel pairs = ||L^T R||_F^2: taken where H*W < C, in value and grad
+    from reference_impls.sources.feature.nst import polynomial_kernel_mean
+
+    left = torch.randn(3, channels, positions, dtype=torch.float64, requires_grad=True)
+    right = torch.randn(3, channels, positions, dtype=torch.float64)
+    ours = polynomial_kernel_mean(left, right, 2, 0.0)
+    (grad,) = torch.autograd.grad(ours.sum(), left)
+    leaf = left.detach().requires_grad_()
+    expected = torch.bmm(leaf, right.transpose(1, 2)).pow(2).mean(dim=(1, 2))
+    (expected_grad,) = torch.autograd.grad(expected.sum(), leaf)
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(grad, expected_grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = polynomial_kernel_mean(left.detach().float(), right.float(), 2, 0.0)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low.double(), expected.detach(), rtol=1e-5, atol=1e-6)

@@ -107,3 +107,62 @@ def test_training_moves_student_toward_teacher():
     distilled_gap = kl_to_teacher(student, teacher, data.x_test, temperature=4.0)
     baseline_gap = kl_to_teacher(baseline, teacher, data.x_test, temperature=4.0)
     assert distilled_gap < 0.8 * baseline_gap
+
+
+def _log_space_reference(student, teacher, target, temperature):
+    """Per-sample TCKD and NCKD the long way, in float64: full log-softmax, masked logsumexp."""
+    mask = torch.nn.functional.one_hot(target, student.shape[1]).bool()
+
+    def parts(logits):
+        log_p = torch.log_softmax(logits.double() / temperature, dim=1)
+        binary = torch.stack(
+            [
+                log_p.masked_fill(~mask, -math.inf).logsumexp(1),
+                log_p.masked_fill(mask, -math.inf).logsumexp(1),
+            ],
+            dim=1,
+        )
+        rest = torch.log_softmax(logits.double().masked_fill(mask, -math.inf) / temperature, 1)
+        return binary, rest
+
+    (bt, rt), (bs, rs) = parts(teacher), parts(student)
+    tckd = (bt.exp() * (bt - bs)).sum(1)
+    nckd = (rt.exp() * (rt - rs).masked_fill(mask, 0.0)).sum(1)
+    return tckd, nckd
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e5])
+def test_extreme_logits_match_the_log_space_reference(scale):
+    # at scale 1e5 the teacher's p_t rounds to 1 (or 0) in float32: still finite and exact
+    generator = torch.Generator().manual_seed(3)
+    student = (torch.randn(32, 50, generator=generator) * scale).requires_grad_()
+    teacher = torch.randn(32, 50, generator=generator) * scale
+    target = torch.randint(0, 50, (32,), generator=generator)
+    tckd, nckd = tckd_nckd(student, teacher, target, 4.0)
+    ref_tckd, ref_nckd = _log_space_reference(student.detach(), teacher, target, 4.0)
+    torch.testing.assert_close(tckd.double(), ref_tckd, rtol=1e-4, atol=1e-4 * scale / 1e2)
+    torch.testing.assert_close(nckd.double(), ref_nckd, rtol=1e-4, atol=1e-4 * scale / 1e2)
+    (tckd.sum() + nckd.sum()).backward()
+    assert torch.isfinite(student.grad).all()
+
+
+def test_nckd_sends_no_gradient_to_the_target_logit(logits):
+    student, teacher, target = logits
+    student = student.clone().requires_grad_()
+    DKDLoss(alpha=0.0, beta=1.0, warmup_epochs=0)(student, teacher, target).backward()
+    assert student.grad.gather(1, target[:, None]).abs().max() == 0.0
+    assert student.grad.abs().max() > 0.0
+
+
+def test_bf16_autocast_computes_in_float32(cifar_sized_logits):
+    student, teacher, target = (
+        t.to(torch.bfloat16) if t.is_floating_point() else t for t in cifar_sized_logits
+    )
+    student = student.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = DKDLoss(warmup_epochs=0)(student, teacher, target)
+    assert loss.dtype == torch.float32
+    expected = DKDLoss(warmup_epochs=0)(student.detach().float(), teacher.float(), target)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert student.grad.dtype == torch.bfloat16 and torch.isfinite(student.grad).all()
