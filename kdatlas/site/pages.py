@@ -1266,21 +1266,20 @@ def _llm_kd_tables(results: dict) -> list[str]:
             "time (the wall-clock ratio in brackets); goal: memory ratio at most 0.25, time ratio "
             "at most 1.2.",
             "",
-            "| divergence | N x V | naive peak (MiB) | chunked peak | memory ratio | time ratio "
-            "| naive_head peak (MiB) | fused peak | memory ratio | time ratio |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| divergence | N x V | chunked: peak (MiB, ratio) | chunked: time ratio "
+            "| fused: peak (MiB, ratio) | fused: time ratio |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
         for row in record.get("rows", []):
             cells = [md_text(str(row["divergence"])), f"{row['tokens']} x {row['vocab']}"]
             for ours, naive in (("chunked", "naive"), ("fused", "naive_head")):
                 if f"{ours}_memory_ratio" not in row:
                     error = row.get(ours, {}).get("error") or row.get(naive, {}).get("error")
-                    cells += [md_text(str(error or "-")), "-", "-", "-"]
+                    cells += [md_text(str(error or "-")), "-"]
                     continue
                 cells += [
-                    f"{row[naive]['peak_extra_mib']:.0f}",
-                    f"{row[ours]['peak_extra_mib']:.0f}",
-                    f"{row[f'{ours}_memory_ratio']:.2f}",
+                    f"{row[ours]['peak_extra_mib']:.0f} of {row[naive]['peak_extra_mib']:.0f} "
+                    f"({row[f'{ours}_memory_ratio']:.2f})",
                     f"{row[f'{ours}_cpu_time_ratio']:.2f} ({row[f'{ours}_time_ratio']:.2f})",
                 ]
             lines.append("| " + " | ".join(cells) + " |")

@@ -26,7 +26,7 @@ def test_the_llm_table_shows_peaks_and_ratios_per_size() -> None:
     text = "\n".join(_llm_kd_tables({"cpu": record}))
     assert "## Token-level KD at LLM vocabulary sizes on CPU" in text
     assert (
-        "| forward&#95;kl | 2048 x 32000 | 1000 | 240 | 0.24 | 0.50 (0.50) | MemoryError | - |"
+        "| forward&#95;kl | 2048 x 32000 | 240 of 1000 (0.24) | 0.50 (0.50) | MemoryError | - |"
         in text
     )
     assert _llm_kd_tables({}) == []
