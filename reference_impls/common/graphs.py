@@ -218,7 +218,8 @@ def linear_stack(in_features: int, hidden: int, outputs: int, num_layers: int) -
 
 
 class GraphModel(nn.Module):
-    """Base of the node classifiers: ``uses_graph`` says whether ``forward`` reads ``edge_index``.
+    """Base of the node classifiers: ``num_layers`` linear layers (hidden width ``hidden``), dropout;
+    ``uses_graph`` says whether ``forward`` reads ``edge_index``.
 
     A GNN keeps the propagation matrix of the last ``edge_index`` it read (the same tensor
     object, unmodified since: its version counter) so that full-batch training on one
@@ -227,6 +228,21 @@ class GraphModel(nn.Module):
 
     uses_graph: ClassVar[bool] = True
     normalization: ClassVar[str] = "gcn"
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: int,
+        num_classes: int,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        at_least("num_layers", num_layers, 2)
+        self.layers = linear_stack(in_features, hidden, num_classes, num_layers)
+        self.dropout = in_unit_interval("dropout", dropout)
+        self.embedding_dim = hidden
+        self.num_classes = num_classes
 
     def propagation_matrix(self, edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
         cached = getattr(self, "_propagation", None)
@@ -246,21 +262,6 @@ class GraphModel(nn.Module):
 
 class GCN(GraphModel):
     """Graph convolutional network: ``num_layers`` layers $H' = \\hat A H W$, ReLU, dropout."""
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden: int,
-        num_classes: int,
-        num_layers: int = 2,
-        dropout: float = 0.5,
-    ) -> None:
-        super().__init__()
-        at_least("num_layers", num_layers, 2)
-        self.layers = linear_stack(in_features, hidden, num_classes, num_layers)
-        self.dropout = in_unit_interval("dropout", dropout)
-        self.embedding_dim = hidden
-        self.num_classes = num_classes
 
     def layer(self, index: int, h: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         linear = self.layers[index]
@@ -305,21 +306,6 @@ class NodeMLP(GraphModel):
     """A multi-layer perceptron on the node features alone: the graph is never read."""
 
     uses_graph: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden: int,
-        num_classes: int,
-        num_layers: int = 2,
-        dropout: float = 0.5,
-    ) -> None:
-        super().__init__()
-        at_least("num_layers", num_layers, 2)
-        self.layers = linear_stack(in_features, hidden, num_classes, num_layers)
-        self.dropout = in_unit_interval("dropout", dropout)
-        self.embedding_dim = hidden
-        self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         h, embedding = x, x
