@@ -4,12 +4,18 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
-if [ ! -x /usr/bin/chromium ]; then
+# System programs the tests drive: Chromium (the browser test) and espeak-ng
+# (the speech leaf synthesises its spoken digits offline). Installed when root;
+# otherwise the tests that need them are skipped with a message saying so.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "[test] installing Debian's chromium for the browser test"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "[test] installing Debian's ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "[test] /usr/bin/chromium is missing and we are not root: the browser test will be skipped"
+    echo "[test] missing ${missing[*]} and we are not root: the tests that need them will be skipped"
   fi
 fi
 
