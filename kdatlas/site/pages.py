@@ -135,7 +135,7 @@ def find_notebooks(root: Path) -> dict[tuple[str, str], Notebook]:
     found = {}
     for path in sorted((root / "docs" / "notebooks").glob("*/*.py")):
         area, leaf = path.parent.name, path.stem
-        if _MODULE_PART.match(leaf.replace("-", "_")) and re.fullmatch(r"[a-z0-9-]+", area):
+        if re.fullmatch(r"[a-z0-9][a-z0-9-]*", leaf) and re.fullmatch(r"[a-z0-9-]+", area):
             found[(area, leaf)] = Notebook(area, leaf, path)
     return found
 
