@@ -7,7 +7,13 @@ from reference_impls.common.data import (
     load_digits_split,
     make_blobs_split,
 )
-from reference_impls.common.experiment import CachedTeacher, Experiment, Trained, cached_teacher
+from reference_impls.common.experiment import (
+    CachedTeacher,
+    Experiment,
+    Trained,
+    cached_model,
+    cached_teacher,
+)
 from reference_impls.common.hooks import FeatureTaps, WithFeatures, with_features
 from reference_impls.common.interfaces import (
     INPUT_KINDS,
@@ -72,6 +78,7 @@ __all__ = [
     "WithFeatures",
     "accuracy",
     "agreement",
+    "cached_model",
     "cached_teacher",
     "conv1x1_bn",
     "count_parameters",

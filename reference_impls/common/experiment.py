@@ -250,6 +250,75 @@ def cached_teacher(
     return CachedTeacher(freeze(model.to(device)), curve, from_cache, path)
 
 
+def cached_model(
+    make_model: Callable[[], nn.Module],
+    fit: Callable[[nn.Module], Mapping[str, Any]],
+    *,
+    settings: Mapping[str, Any],
+    code_files: Sequence[str | Path] = (),
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    cache_dir: Path | str | None = None,
+) -> tuple[nn.Module, dict[str, Any], bool]:
+    """Any trained model, read from the teacher cache when it can be: ``(model, record, from_cache)``.
+
+    For teachers that are not a classifier trained by :func:`cached_teacher` (a
+    sequence model, a denoiser, a generator): ``fit(model)`` trains ``model`` in
+    place and returns a JSON-able record (a loss curve, a test score) that is
+    stored beside the weights and handed back on a hit. The key holds ``settings``
+    (everything ``fit`` reads that is not code: data seed, steps, learning rate...),
+    the model's class and ``repr``, ``seed``, the device type, the torch version and
+    the source of the model's module and of ``code_files`` (the data and training
+    code ``fit`` runs). The model is built and fitted under ``set_seed(seed)`` and
+    returned frozen, on ``device``.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    set_seed(seed)
+    model = make_model()
+    model_type = type(model)
+    files = [sys.modules[model_type.__module__].__file__, *map(str, code_files)]
+    config = {
+        "format": CACHE_FORMAT,
+        "architecture": f"{model_type.__module__}.{model_type.__qualname__}: {model!r}",
+        "settings": json.loads(json.dumps(dict(settings), sort_keys=True, default=str)),
+        "seed": seed,
+        "device": device.type,
+        "torch": str(torch.__version__),
+        "code": _sha256_of_files(files),
+    }
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = directory / f"{model_type.__name__}-{config_key(config)[:20]}.pt"
+    record = _load_record(path, model, config)
+    if record is not None:
+        return freeze(model.to(device)), record, True
+    set_seed(seed)
+    model = make_model().to(device)  # a fresh one: a failed load may have written into the first
+    record = json.loads(json.dumps(dict(fit(model)), default=float))
+    payload = {"config": config, "state_dict": model.state_dict(), "record": json.dumps(record)}
+    try:
+        _save_atomically(path, payload)
+    except OSError as error:
+        print(f"model not cached ({error}); it is trained again next time")
+    return freeze(model), record, False
+
+
+def _load_record(path: Path, model: nn.Module, config: Mapping[str, Any]) -> dict | None:
+    """:func:`_load` for :func:`cached_model`: the stored record, or None on a miss."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload["config"] != dict(config):
+            raise ValueError("it was written for another configuration")
+        record = json.loads(payload["record"])
+        model.load_state_dict(payload["state_dict"])
+    except Exception as error:  # whatever the damage, the remedy is to train again
+        reason = (str(error).splitlines() or [""])[0][:200]
+        print(f"model cache {path} unusable ({type(error).__name__}: {reason}); training again")
+        return None
+    return record
+
+
 # ----------------------------------------------------------------------------- experiments
 
 

@@ -21,7 +21,12 @@ from reference_impls.common import (
     train_supervised,
 )
 from reference_impls.common import experiment as experiment_module
-from reference_impls.common.experiment import config_key, default_cache_dir, teacher_config
+from reference_impls.common.experiment import (
+    cached_model,
+    config_key,
+    default_cache_dir,
+    teacher_config,
+)
 from reference_impls.schemes.offline.distiller import OfflineDistiller
 from reference_impls.sources.logit.kd import KDLoss
 
@@ -354,3 +359,55 @@ def test_plots_name_metrics_draw_the_teacher_and_bands_only_from_three_seeds(
     capsys.readouterr()
     exp.summary(["accuracy", ("agreement", "agrees")])
     assert capsys.readouterr().out.startswith("alone: test accuracy ")
+
+
+# ----------------------------------------------------------------------------- cached_model
+
+
+def _regressor() -> torch.nn.Module:
+    return torch.nn.Linear(3, 1)
+
+
+def _fit_counting(calls: list[int]):
+    def fit(model: torch.nn.Module) -> dict:
+        calls.append(1)
+        x = torch.randn(64, 3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        losses = []
+        for _ in range(20):
+            loss = (model(x).squeeze(1) - x.sum(1)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return {"loss": losses}
+
+    return fit
+
+
+def test_cached_model_trains_once_and_a_hit_gives_the_same_weights_and_record(tmp_path):
+    calls: list[int] = []
+    settings = {"steps": 20, "lr": 0.1}
+    first, record, hit = cached_model(
+        _regressor, _fit_counting(calls), settings=settings, cache_dir=tmp_path, device="cpu"
+    )
+    second, record2, hit2 = cached_model(
+        _regressor, _fit_counting(calls), settings=settings, cache_dir=tmp_path, device="cpu"
+    )
+    assert (hit, hit2, len(calls)) == (False, True, 1)
+    assert record == record2 and record["loss"][-1] < record["loss"][0]
+    assert torch.equal(first.weight, second.weight)
+    assert not second.training and not any(p.requires_grad for p in second.parameters())
+
+
+def test_cached_model_other_settings_or_a_corrupt_file_train_again(tmp_path, capsys):
+    calls: list[int] = []
+    cached_model(_regressor, _fit_counting(calls), settings={"a": 1}, cache_dir=tmp_path)
+    cached_model(_regressor, _fit_counting(calls), settings={"a": 2}, cache_dir=tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.pt"))) == 2
+    for path in tmp_path.glob("*.pt"):
+        path.write_bytes(b"truncated")
+    _, _, hit = cached_model(
+        _regressor, _fit_counting(calls), settings={"a": 1}, cache_dir=tmp_path
+    )
+    assert not hit and len(calls) == 3 and "unusable" in capsys.readouterr().out
