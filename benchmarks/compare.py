@@ -612,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out or RESULTS / f"compare-{device.split(':')[0]}{'-quick' if args.quick else ''}.json"
     )
     jobs = plan(methods, args.tasks, seeds, settings)
+    meta = provenance(device, seeds, args.jobs, args.torchrun)  # the code that runs: now
     started = time.perf_counter()
     runs = run_all(
         jobs,
@@ -621,7 +622,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
     )
-    meta = provenance(device, seeds, args.jobs, args.torchrun)
     meta["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_results(out, runs, not_run, methods, settings, meta)
     out.with_suffix(".partial.jsonl").unlink(missing_ok=True)  # finished: nothing to resume
