@@ -477,8 +477,8 @@ def schema(
         bool, typer.Option("--check", help="Exit 1 if a file differs from a fresh generation.")
     ] = False,
 ) -> None:
-    """Write the JSON Schemas of the taxonomy files (taxonomy/<area>.yaml, taxonomy/surveys.yaml)
-    and of bib/provenance.yaml, generated from the pydantic models."""
+    """Write the JSON Schemas of the taxonomy files (taxonomy/<area>.yaml, taxonomy/surveys.yaml),
+    of bib/provenance.yaml and of benchmarks/reported/*.yaml, generated from the pydantic models."""
     from kdatlas.atomic import replace_files
     from kdatlas.export import generated_schemas, schema_text, taxonomy_json_schema
 

@@ -24,7 +24,7 @@ from kdatlas.bibliography import (
     render_bib,
 )
 from kdatlas.loader import KnowledgeBase
-from kdatlas.models import Area, Leaf, Provenance, Surveys
+from kdatlas.models import Area, Leaf, Provenance, ReportedFile, ReportedSettings, Surveys
 
 EXPORT_FORMAT_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -32,6 +32,8 @@ TAXONOMY_SCHEMA_PATH = SCHEMA_DIR / "taxonomy.schema.json"
 EXPORT_SCHEMA_PATH = SCHEMA_DIR / "export.schema.json"
 SURVEYS_SCHEMA_PATH = SCHEMA_DIR / "surveys.schema.json"
 PROVENANCE_SCHEMA_PATH = SCHEMA_DIR / "provenance.schema.json"
+REPORTED_SCHEMA_PATH = SCHEMA_DIR / "reported.schema.json"
+REPORTED_SETTINGS_SCHEMA_PATH = SCHEMA_DIR / "reported-settings.schema.json"
 VENUE_FIELDS = ("booktitle", "journal", "howpublished")
 
 
@@ -161,12 +163,27 @@ def provenance_json_schema() -> dict[str, Any]:
     }
 
 
+def reported_json_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON Schemas of ``benchmarks/reported/<source>.yaml`` and of its ``settings.yaml``."""
+    head = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    return (
+        {**head, **ReportedFile.model_json_schema(), "title": "KD Atlas reported results file"},
+        {
+            **head,
+            **ReportedSettings.model_json_schema(),
+            "title": "KD Atlas reported settings file (benchmarks/reported/settings.yaml)",
+        },
+    )
+
+
 def generated_schemas() -> dict[Path, dict[str, Any]]:
     """Every schema ``kdatlas schema`` writes, by its committed path."""
     return {
         TAXONOMY_SCHEMA_PATH: taxonomy_json_schema(),
         SURVEYS_SCHEMA_PATH: surveys_json_schema(),
         PROVENANCE_SCHEMA_PATH: provenance_json_schema(),
+        REPORTED_SCHEMA_PATH: reported_json_schemas()[0],
+        REPORTED_SETTINGS_SCHEMA_PATH: reported_json_schemas()[1],
     }
 
 

@@ -15,7 +15,15 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from kdatlas.bibliography import BibEntry
-from kdatlas.models import Area, Implementation, Leaf, Provenance, Surveys
+from kdatlas.models import (
+    Area,
+    Implementation,
+    Leaf,
+    Provenance,
+    ReportedFile,
+    ReportedSettings,
+    Surveys,
+)
 
 TAXONOMY_DIR = "taxonomy"
 BIB_DIR = "bib"
@@ -48,6 +56,11 @@ class KnowledgeBase:
     # bib/provenance.yaml (optional): where filled bibliography values came from. Its path and
     # document sit in area_paths/documents under the key PROVENANCE_ID.
     provenance: Provenance | None = None
+    # benchmarks/reported/ (optional): numbers reported by papers and READMEs, by file id
+    # ("reported:<stem>"; "reported:settings" is the settings file). Paths and documents sit
+    # in area_paths/documents under the same ids.
+    reported: dict[str, ReportedFile] = field(default_factory=dict)
+    reported_settings: ReportedSettings | None = None
     _memberships: dict[str, list[Membership]] | None = field(default=None, repr=False)
 
     def leaves(self) -> Iterator[tuple[Area, Leaf]]:

@@ -44,11 +44,22 @@ from kdatlas.knowledge_base import Location as Location
 from kdatlas.knowledge_base import Membership as Membership
 from kdatlas.knowledge_base import yaml_line as yaml_line
 from kdatlas.limits import MAX_NESTING_DEPTH, forbidden_line, read_bounded, too_long
-from kdatlas.models import AREA_IDS, PROVENANCE_ID, SURVEYS_ID, Area, Provenance, Surveys
+from kdatlas.models import (
+    AREA_IDS,
+    PROVENANCE_ID,
+    REPORTED_DIR,
+    REPORTED_SETTINGS_FILE,
+    SURVEYS_ID,
+    Area,
+    Provenance,
+    ReportedFile,
+    ReportedSettings,
+    Surveys,
+)
 from kdatlas.problems import KnowledgeBaseError, Problem, Severity
 from kdatlas.validation import data_problems
 
-M = TypeVar("M", Area, Surveys, Provenance)
+M = TypeVar("M", Area, Surveys, Provenance, ReportedFile, ReportedSettings)
 
 # ``X as X`` above: the knowledge base types are re-exported, callers import them from here.
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -349,6 +360,34 @@ def _load_provenance(root: Path) -> tuple[Provenance | None, Path, Any, list[Pro
     return provenance, display, document, problems
 
 
+def _load_reported(
+    root: Path,
+) -> tuple[dict[str, ReportedFile], ReportedSettings | None, dict[str, Any], list[Problem]]:
+    """``benchmarks/reported/*.yaml`` if present: the source files by id
+    (``reported:<stem>``), the settings file, ``{id: (path, document)}`` and the problems."""
+    folder = root / REPORTED_DIR
+    files: dict[str, ReportedFile] = {}
+    settings: ReportedSettings | None = None
+    located: dict[str, Any] = {}
+    problems: list[Problem] = []
+    if not folder.is_dir():
+        return files, settings, located, problems
+    for path in sorted(folder.glob("*.yaml")):
+        display = Path(REPORTED_DIR) / path.name
+        file_id = f"reported:{path.stem}"
+        if path.name == REPORTED_SETTINGS_FILE:
+            parsed, document, found = parse_model(path, display, ReportedSettings, "settings")
+            settings = parsed
+        else:
+            parsed, document, found = parse_model(path, display, ReportedFile, "reported")
+            if parsed is not None:
+                files[file_id] = parsed
+        problems.extend(found)
+        if document is not None:
+            located[file_id] = (display, document)
+    return files, settings, located, problems
+
+
 def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]:
     """Load everything that parses and report every problem the data holds.
 
@@ -371,6 +410,11 @@ def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]
     if provenance_document is not None:
         taxonomy.documents[PROVENANCE_ID] = provenance_document
         taxonomy.paths[PROVENANCE_ID] = provenance_path
+    reported, reported_settings, reported_documents, reported_problems = _load_reported(root)
+    problems.extend(reported_problems)
+    for file_id, (display, document) in reported_documents.items():
+        taxonomy.documents[file_id] = document
+        taxonomy.paths[file_id] = display
     kb = KnowledgeBase(
         root=root,
         areas=taxonomy.areas,
@@ -379,6 +423,8 @@ def load_with_problems(root: Path) -> tuple[KnowledgeBase | None, list[Problem]]
         documents=taxonomy.documents,
         surveys=taxonomy.surveys,
         provenance=provenance,
+        reported=reported,
+        reported_settings=reported_settings,
     )
     problems.extend(data_problems(kb))
     return kb, sort_problems(problems)

@@ -319,3 +319,72 @@ class Provenance(Strict):
         default_factory=dict,
         description="Bib key -> what was tried to identify the paper and why it failed.",
     )
+
+
+# --------------------------------------------------------------------------- reported results
+
+REPORTED_DIR = "benchmarks/reported"  # numbers from papers and authors' READMEs, never ours
+REPORTED_SETTINGS_FILE = "settings.yaml"  # in REPORTED_DIR: the settings the numbers are for
+ReportedNote = Annotated[str, Field(min_length=3, max_length=400)]
+
+
+class ReportedSetting(Strict):
+    """A standard comparison setting: data set, teacher, student and the metric reported."""
+
+    id: Slug
+    dataset: Title = Field(description="The data set and split, e.g. 'CIFAR-100 (test)'.")
+    teacher: Title
+    student: Title
+    metric: Title = Field(description="What the numbers are, e.g. 'top-1 accuracy (%)'.")
+
+
+class ReportedSettings(Strict):
+    """``benchmarks/reported/settings.yaml``: every setting a reported number may name."""
+
+    settings: list[ReportedSetting] = Field(min_length=1)
+
+
+class ReportedSource(Strict):
+    """Where a file's numbers were read: one table of one README or paper."""
+
+    title: Title = Field(description="The table, as a reader would name it.")
+    url: HttpSource = Field(
+        description="The table itself: a README at a fixed commit with its line range "
+        "(#L77-L92), or the paper's page."
+    )
+    table: Title = Field(description="Which table (README section, 'Table 3 of the paper').")
+    reported_by: BibKey = Field(description="Bib key of the paper whose authors report them.")
+    retrieved: IsoDate = Field(description="When the numbers were copied (YYYY-MM-DD).")
+    note: ReportedNote | None = Field(
+        default=None, description="How the numbers were obtained (runs averaged, reruns...)."
+    )
+
+
+class ReportedBaseline(Strict):
+    """The teacher's and the student's own result (trained alone) in a source's setting."""
+
+    teacher: float
+    student: float
+
+
+class ReportedResult(Strict):
+    """One number: a method, in a setting, as the source reports it."""
+
+    paper: BibKey = Field(description="Bib key of the method's paper.")
+    implementation: Slug | None = Field(
+        default=None, description="Id of our implementation of the method, when we have one."
+    )
+    setting: Slug = Field(description="Id of a setting of benchmarks/reported/settings.yaml.")
+    value: float
+    std: float | None = Field(default=None, ge=0, description="± as the source gives it.")
+    note: ReportedNote | None = None
+
+
+class ReportedFile(Strict):
+    """``benchmarks/reported/<source>.yaml``: the numbers of one source table."""
+
+    source: ReportedSource
+    baselines: dict[Slug, ReportedBaseline] = Field(
+        default_factory=dict, description="Setting id -> teacher and student trained alone."
+    )
+    results: list[ReportedResult] = Field(min_length=1)

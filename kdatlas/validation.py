@@ -390,6 +390,61 @@ def provenance_problems(kb: KnowledgeBase) -> list[Problem]:
     return problems
 
 
+# --------------------------------------------------------------------------- reported results
+
+REPORTED_SETTINGS_ID = "reported:settings"
+
+
+def reported_problems(kb: KnowledgeBase) -> list[Problem]:
+    """``benchmarks/reported/``: every bib key is an entry, every implementation id one of
+    ours, every setting defined once in the settings file, and no (method, setting, source)
+    twice; a file of numbers without the settings file is an error."""
+    if not kb.reported and kb.reported_settings is None:
+        return []
+    problems: list[Problem] = []
+    settings = kb.reported_settings.settings if kb.reported_settings is not None else []
+    seen_settings: set[str] = set()
+    for index, setting in enumerate(settings):
+        if setting.id in seen_settings:
+            message = f"setting '{setting.id}' is defined twice"
+            problems.append(located(kb, REPORTED_SETTINGS_ID, ("settings", index, "id"), message))
+        seen_settings.add(setting.id)
+    implementations = {implementation.id for _, _, implementation in kb.implementations()}
+    for file_id, reported in kb.reported.items():
+        if kb.reported_settings is None:
+            message = "settings.yaml is missing: the settings named here are defined nowhere"
+            problems.append(located(kb, file_id, ("source",), message))
+        if reported.source.reported_by not in kb.entries:
+            key = reported.source.reported_by
+            message = f"source.reported_by: bib key '{key}' is not in bib/"
+            problems.append(located(kb, file_id, ("source", "reported_by"), message))
+        for setting_id in reported.baselines:
+            if kb.reported_settings is not None and setting_id not in seen_settings:
+                message = f"baselines: setting '{setting_id}' is not in settings.yaml"
+                problems.append(located(kb, file_id, ("baselines", setting_id), message))
+        seen: dict[tuple[str, str], int] = {}
+        for index, result in enumerate(reported.results):
+            loc: Location = ("results", index)
+            if result.paper not in kb.entries:
+                message = f"results: bib key '{result.paper}' is not in bib/"
+                problems.append(located(kb, file_id, (*loc, "paper"), message))
+            if result.implementation and result.implementation not in implementations:
+                message = f"results: '{result.implementation}' is not an implementation id"
+                problems.append(located(kb, file_id, (*loc, "implementation"), message))
+            if kb.reported_settings is not None and result.setting not in seen_settings:
+                message = f"results: setting '{result.setting}' is not in settings.yaml"
+                problems.append(located(kb, file_id, (*loc, "setting"), message))
+            method = (result.implementation or result.paper, result.setting)
+            if method in seen:
+                message = (
+                    f"results: {method[0]} in {method[1]} is listed twice in this source "
+                    f"(first as result {seen[method] + 1})"
+                )
+                problems.append(located(kb, file_id, loc, message))
+            seen.setdefault(method, index)
+    return problems
+
+
 def data_problems(kb: KnowledgeBase) -> list[Problem]:
     """Every check that looks only at the parsed data."""
     problems = unique_id_problems(kb)
@@ -398,6 +453,7 @@ def data_problems(kb: KnowledgeBase) -> list[Problem]:
     problems += see_also_problems(kb)
     problems += taxonomy_text_problems(kb)
     problems += provenance_problems(kb)
+    problems += reported_problems(kb)
     for entry in kb.entries.values():
         problems += entry_problems(entry)
     problems += duplicate_problems(kb.entries.values())

@@ -26,6 +26,12 @@ from kdatlas.bibliography import BibEntry
 from kdatlas.loader import KnowledgeBase
 from kdatlas.models import SURVEYS_ID, Area, AuthorsCode, Implementation, Leaf, NoReleasedCode
 from kdatlas.official import OfficialRecord, read_official_records, short_float
+from kdatlas.site.comparison import (
+    comparison_lines,
+    leaf_reported_lines,
+    reported_lines,
+    reported_rows,
+)
 from kdatlas.site.records import ModuleOutcome, latest_outcomes, read_records
 from kdatlas.site.render import (
     Paper,
@@ -473,6 +479,11 @@ class Generator:
                 "",
             ]
         lines += self.implementations_section(page, leaf)
+        own = {implementation.id for implementation in leaf.implementations}
+        reported = leaf_reported_lines(
+            self.kb, reported_rows(self.kb, own), self.implementation_link(page), self.paper_link(page)
+        )
+        lines += [line.replace("BENCHMARKS", _relative(page, "benchmarks.md")) for line in reported]
         notebook = self.notebook_of(area, leaf)
         lines += ["## Notebook", ""]
         if notebook:
@@ -563,6 +574,22 @@ class Generator:
             "",
         ]
         return lines
+
+    def implementation_link(self, page: str) -> Callable[[str], str | None]:
+        """From ``page``: the link of an implementation id to its leaf page (None if unknown)."""
+
+        def link(implementation_id: str) -> str | None:
+            try:
+                area, leaf, _ = self.kb.implementation_home(implementation_id)
+            except KeyError:
+                return None
+            return _relative(page, self.leaf_page(area, leaf))
+
+        return link
+
+    def paper_link(self, page: str) -> Callable[[str], str | None]:
+        """From ``page``: the link of a bib key to its row on the papers page (None if unknown)."""
+        return lambda key: f"{_relative(page, 'papers/index.md')}#{key}" if key in self.papers else None
 
     def implementation_row(self, page: str, implementation: Implementation, note: str = "") -> str:
         module, _, name = implementation.object.partition(":")
@@ -887,6 +914,13 @@ class Generator:
             "JSON. Medians over repeats; the machines are shared, so compare ratios, not digits.",
             "",
         ]
+        page = "benchmarks.md"
+        for path in sorted(results.glob("compare-*.json")):
+            if not path.stem.endswith("-quick"):  # the CI-sized check is not a result
+                lines += comparison_lines(_read_json(path), self.implementation_link(page))
+        lines += reported_lines(
+            self.kb, self.implementation_link(page), self.paper_link(page)
+        )
         losses = _read_json(results / "losses.json")
         for device, record in sorted(losses.items()):
             lines += _loss_tables(device, record)
@@ -908,7 +942,7 @@ class Generator:
             lines.append("")
         lines += _llm_kd_tables(_read_json(results / "llm_kd.json"))
         if len(lines) == 5:
-            lines.append("No results committed yet: run `python benchmarks/bench_losses.py`.")
+            lines.append("No results committed yet: run `python -m benchmarks.compare`.")
         self.site.add("benchmarks.md", front_matter("Benchmarks") + "\n".join(lines) + "\n")
         self.site.nav.append("* [Benchmarks](benchmarks.md)")
 

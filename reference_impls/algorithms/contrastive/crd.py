@@ -90,6 +90,7 @@ from torch import nn
 from reference_impls.common.connectors import same_dtype
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import at_least_float32
+from reference_impls.common.training import averaged_over_ranks, gathered_rows
 from reference_impls.common.validation import (
     at_least,
     in_unit_interval,
@@ -283,8 +284,8 @@ class CRDLoss(DistillationLoss):
                 student, teacher, index, contrast_index
             )
             if not bool(self.normalizers.all()):  # Z from the first batch, a constant after
-                means = torch.stack([student_scores.mean(), teacher_scores.mean()])
-                self.normalizers.copy_(means.detach() * self.num_samples)
+                means = torch.stack([student_scores.mean(), teacher_scores.mean()]).detach()
+                self.normalizers.copy_(averaged_over_ranks(means) * self.num_samples)
             z_student, z_teacher = self.normalizers.to(student.dtype)
             loss = nce_loss(student_scores / z_student, self.num_samples) + nce_loss(
                 teacher_scores / z_teacher, self.num_samples
@@ -295,7 +296,12 @@ class CRDLoss(DistillationLoss):
 
     @torch.no_grad()
     def update_memory(self, student: torch.Tensor, teacher: torch.Tensor, index: torch.Tensor):
-        """$\\bar v_i \\leftarrow \\mathrm{normalize}(m \\bar v_i + (1 - m) v_i)$ for the batch's rows."""
+        """$\\bar v_i \\leftarrow \\mathrm{normalize}(m \\bar v_i + (1 - m) v_i)$ for the batch's rows.
+
+        Under torchrun the rows of every rank's share of the batch are gathered first, so
+        that each rank's banks hold the whole batch's update, as in one process.
+        """
+        student, teacher, index = (gathered_rows(t) for t in (student, teacher, index))
         for memory, new in ((self.student_memory, student), (self.teacher_memory, teacher)):
             mixed = memory[index] * self.momentum + new.detach().to(memory.dtype) * (
                 1 - self.momentum
