@@ -1446,3 +1446,93 @@ def _crcd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
     options = SimpleNamespace(**{**vars(_crd_options()), "nce_k": 500, "nce_t": 0.05})
     theirs = official.CRCDLoss(SimpleNamespace(**vars(options), embed_type="linear"))
     return _contrastive_pair(ours, theirs, dtype, 1.0, 0.05)
+
+
+# ------------------------------------------------------- Applications: visual recognition
+
+
+def dense_logits(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Cityscapes-like segmentation logits at 1/8 resolution: 19 classes, 32 x 64."""
+    return {
+        "student_logits": 3 * torch.randn(4, 19, 32, 64, generator=generator, dtype=torch.float64),
+        "teacher_logits": 3 * torch.randn(4, 19, 32, 64, generator=generator, dtype=torch.float64),
+    }
+
+
+def dense_logits_and_features(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    maps = dense_logits(generator)
+    maps["student_map"] = torch.randn(4, 64, 32, 64, generator=generator, dtype=torch.float64)
+    maps["teacher_map"] = torch.randn(4, 256, 32, 64, generator=generator, dtype=torch.float64)
+    return {name: m.clamp(min=0) if name.endswith("map") else m for name, m in maps.items()}
+
+
+def pose_heatmaps(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """MPII-like heatmaps: 16 keypoints at 64 x 64, some invisible (target weight 0)."""
+    shape = (4, 16, 64, 64)
+    return {
+        "student_heatmaps": torch.rand(shape, generator=generator, dtype=torch.float64),
+        "teacher_heatmaps": torch.rand(shape, generator=generator, dtype=torch.float64),
+        "target_heatmaps": torch.rand(shape, generator=generator, dtype=torch.float64),
+        "target_weight": (torch.rand(4, 16, generator=generator) > 0.2).double(),
+    }
+
+
+@register("cwd", dense_logits, ("student_logits",), also=("ChannelNorm",))
+def _cwd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.visual_recognition.cwd import CWDLoss
+
+    ours, theirs = CWDLoss(), official.CriterionCWD("channel", "kl", 4.0)
+    return losses(
+        lambda x: ours(x["student_logits"], x["teacher_logits"]),
+        lambda x: 3.0 * theirs(x["student_logits"], x["teacher_logits"]),  # lambda_cwd 3
+    )
+
+
+@register(
+    "skd",
+    dense_logits_and_features,
+    ("student_logits", "student_map"),
+    also=("CriterionPairWiseforWholeFeatAfterPool",),
+)
+def _skd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.visual_recognition.skd import SKDLoss
+
+    ours = SKDLoss()
+    pixel = official.CriterionPixelWise()
+    pair = official.CriterionPairWiseforWholeFeatAfterPool(scale=0.5, feat_ind=1)
+
+    def theirs(x: dict) -> torch.Tensor:
+        student = [x["student_logits"], x["student_map"]]  # their list of outputs
+        teacher = [x["teacher_logits"], x["teacher_map"].detach()]
+        return 10.0 * pixel(student, teacher) + 1.0 * pair(student, teacher)
+
+    return losses(
+        lambda x: ours(
+            x["student_logits"], x["teacher_logits"], [x["student_map"]], [x["teacher_map"]]
+        ),
+        theirs,
+    )
+
+
+@register("fpd", pose_heatmaps, ("student_heatmaps",))
+def _fpd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.visual_recognition.fpd import FPDLoss
+
+    ours, criterion = FPDLoss(), official.JointsMSELoss(use_target_weight=True)
+    alpha = 0.5  # KD.ALPHA
+
+    def theirs(x: dict) -> torch.Tensor:  # fpd_train, lib/core/function.py
+        weight = x["target_weight"][:, :, None]  # their dataset gives [B, K, 1]
+        pose = criterion(x["student_heatmaps"], x["target_heatmaps"], weight)
+        taught = criterion(x["student_heatmaps"], x["teacher_heatmaps"], weight)
+        return (1 - alpha) * pose + alpha * taught
+
+    return losses(
+        lambda x: ours(
+            x["student_heatmaps"],
+            x["teacher_heatmaps"],
+            x["target_heatmaps"],
+            target_weight=x["target_weight"],
+        ),
+        theirs,
+    )

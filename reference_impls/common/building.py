@@ -358,6 +358,36 @@ def _contrastive_example(seed: int) -> Example:
     return Example((student, teacher, index))
 
 
+def _dense_maps(seed: int, channels: int = 11, size: int = 12) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(2, channels, size, size, generator=generator) for _ in range(2))
+
+
+def _dense_logits_example(seed: int) -> Example:
+    """Segmentation logits ``[2, 11, 12, 12]`` of a student and a teacher."""
+    return Example(_dense_maps(seed))
+
+
+def _skd_example(seed: int) -> Example:
+    """Dense logits and one feature map each (the teacher's wider)."""
+    student_logits, teacher_logits = _dense_maps(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    student_map = torch.rand(2, 8, 6, 6, generator=generator)
+    teacher_map = torch.rand(2, 32, 6, 6, generator=generator)
+    return Example(
+        (student_logits, teacher_logits, [student_map], [teacher_map]),
+        student=(0, 2),
+        teacher=(1, 3),
+    )
+
+
+def _heatmaps_example(seed: int) -> Example:
+    """Keypoint heatmaps ``[2, 10, 12, 12]``: the student's, the teacher's, the ground truth."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = tuple(torch.rand(2, 10, 12, 12, generator=generator) for _ in range(3))
+    return Example(maps)
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -459,6 +489,18 @@ RECIPES: dict[str, Recipe] = {
         why="the memory bank is sized by the data set (num_samples, labels) and read by index",
         build=_contrastive("CRDLoss"),
         example=_contrastive_example,
+    ),
+    "reference_impls.applications.visual_recognition.cwd:CWDLoss": Recipe(
+        why="it reads dense (per-pixel) logits [B, C, H, W] of a segmentation network",
+        example=_dense_logits_example,
+    ),
+    "reference_impls.applications.visual_recognition.fpd:FPDLoss": Recipe(
+        why="it reads keypoint heatmaps [B, K, H, W] and the ground-truth heatmaps",
+        example=_heatmaps_example,
+    ),
+    "reference_impls.applications.visual_recognition.skd:SKDLoss": Recipe(
+        why="it reads dense logits and one feature map per network (segmentation)",
+        example=_skd_example,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

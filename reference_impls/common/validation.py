@@ -287,3 +287,20 @@ __all__ = [
     "stage_indices",
     "teacher_logit_list",
 ]
+
+
+def dense_maps(
+    student: torch.Tensor, teacher: torch.Tensor, names: tuple[str, str] = ("student", "teacher")
+) -> None:
+    """Student and teacher maps of one shape ``[B, C, H, W]`` (dense logits or features)."""
+    for name, tensor in zip(names, (student, teacher), strict=True):
+        if tensor.dim() != 4:
+            raise ValueError(
+                f"{name} must have shape [B, C, H, W] (a map per image), got shape "
+                f"{tuple(tensor.shape)}"
+            )
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have one shape, got {tuple(student.shape)} and "
+            f"{tuple(teacher.shape)}; resize or project one of them first"
+        )
