@@ -37,7 +37,7 @@ $F_\theta$ is an MLP (SiLU) reading $c_\mathrm{in}x$ and Fourier features of
 $c_\mathrm{noise}$ (frequencies $2^0 \dots 2^7$); the teacher has three hidden layers
 of 128. It is trained by :func:`edm_loss` (EDM: $\ln\sigma \sim \mathcal N(-1.2, 1.2^2)$,
 weight $(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2$) with Adam, once, and cached
-(:func:`cached_teacher_denoiser`; about 15 s on one core under load).
+(:func:`cached_teacher_denoiser`; 60 to 75 s on one core of a loaded shared machine).
 
 **Sampling.** :func:`ddim_sample` is DDIM, i.e. Euler on the probability-flow ODE
 $\mathrm{d}x/\mathrm{d}\sigma = (x - D(x;\sigma))/\sigma$, on progressive
@@ -200,7 +200,7 @@ class Denoiser(nn.Module):
 
 
 def teacher_denoiser() -> Denoiser:
-    """The teacher's architecture: three hidden layers of 128 (35,074 parameters)."""
+    """The teacher's architecture: three hidden layers of 128 (35,714 parameters)."""
     return Denoiser(hidden=(128, 128, 128))
 
 

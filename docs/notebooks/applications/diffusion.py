@@ -25,18 +25,21 @@
 #
 # **The setting.** A ring of eight Gaussians in 2-D (`load_ring`, per-coordinate
 # standard deviation 0.5, the $\sigma_d$ of the EDM code). The teacher is an
-# EDM-preconditioned MLP denoiser (three hidden layers of 128, 35k parameters) trained
+# EDM-preconditioned MLP denoiser (three hidden layers of 128, 35,714 parameters) trained
 # once with EDM's loss and cached; it samples with DDIM (Euler on the probability-flow
-# ODE) on progressive distillation's cosine grid. All three students start from the
+# ODE) on progressive distillation's cosine grid. All four students start from the
 # teacher's weights, as in the authors' codes. Every method and the shared parameterisation
 # are in `reference_impls.applications.diffusion` and `reference_impls.common.diffusion`.
 # Quality is the energy distance of 2,000 samples to 2,000 fresh points of the ring and
-# to 2,000 samples of the teacher at 64 steps (0 means the same distribution; two
-# independent draws of the ring score about 0.0004).
+# to 2,000 samples of the teacher at 64 steps (0 means the same distribution; the
+# held-out points of the ring score 0.0012 against the fresh ones, the dotted line:
+# below about 0.0015 differences are noise).
 #
-# **Runtime.** With the teacher and the students cached: about 10 s on two cores. The
-# first run trains and caches them: about 5 minutes on a loaded shared machine (teacher
-# 4,000 steps, progressive 5 rounds of 500, consistency 1,500, DMD 500). Seeded.
+# **Runtime.** With the teacher and the students cached: 6 s of CPU time (43 s of wall
+# time on a shared 2-core machine at a load average of about 15). The first run trains
+# and caches them; measured as wall time at that load: teacher 75 s (4,000 steps), then
+# progressive distillation 500 s (5 rounds of 500 steps), consistency 395 s (1,500),
+# DMD 272 s (500) and ADD 502 s (2,000), which we ran side by side. Seeded.
 
 # %%
 import inspect
@@ -48,9 +51,9 @@ from reference_impls.applications.diffusion import (
     AdversarialDiffusionDistillation,
     ConsistencyDistillation,
     DistributionMatchingDistillation,
-    OneStepGenerator,
     ProgressiveDistillation,
 )
+from reference_impls.applications.diffusion.dmd import OneStepGenerator
 from reference_impls.common.diffusion import (
     SIGMA_MAX,
     as_consistency_model,
@@ -64,9 +67,9 @@ from reference_impls.common.diffusion import (
     sample_ring,
     teacher_denoiser,
 )
-from reference_impls.common.experiment import cached_model
+from reference_impls.common.experiment import Experiment, cached_model
 
-torch.set_num_threads(2)
+exp = Experiment(seeds=(0,), device="cpu")  # one CPU thread; its clock for the runtime report
 data = load_ring(seed=0)
 teacher, teacher_record, hit = cached_teacher_denoiser(device="cpu")
 print("teacher:", "read from the cache" if hit else "trained now, then cached")
@@ -284,25 +287,32 @@ plt.show()
 print(f"{'method':<12} {'NFE':>4} {'to data':>9} {'to teacher':>11} {'modes':>6}")
 for (method, n), r in results.items():
     print(f"{method:<12} {n:>4} {r['to data']:>9.4f} {r['to teacher']:>11.4f} {r['modes']:>6}")
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw
 #
-# (written from the table above; one seed, energy distances of 2,000 samples)
+# (from the table above; one seed, energy distances of 2,000 samples, 0.0012 being the
+# distance between two draws of the ring)
 #
-# - **The teacher needs steps.** At 1 step it scores 0.065 to the data and covers 7 of
-#   8 modes; at 2 steps it is worse still (0.165: the samples collapse into a ring of
-#   smeared points, no mode covered), at 4 steps 0.034, and from 8 steps on it is within
-#   0.003 of the data (0.0005 at 64).
-# - **Progressive distillation kept the quality down to one step.** Each student
-#   scored about 0.0015 to the data at its own NFE, 16 down to 1, where the teacher at
-#   the same NFE scored 0.002 (16), 0.004 (8), 0.034 (4), 0.165 (2) and 0.065 (1): its
-#   one-step sampler is about as good as the teacher at 16 steps.
-# - **Consistency distillation** improved the one-step sample from the teacher's 0.065
-#   to about 0.01 with all 8 modes, and two steps helped a little more; after 1,500
-#   steps it is still behind progressive distillation, which got 2,500 steps in five
-#   rounds.
-# - **DMD's one-step generator** reached about 0.005, between the two, with all modes.
-# - Distances to the teacher's 64-step samples order the students the same way as the
-#   distances to the data: on this problem the teacher is close enough to the data that
-#   matching it is matching the data.
+# - **The teacher needs steps.** One DDIM step scores 0.069 to the data and covers 5 of
+#   the 8 modes; two steps are worse (0.159, no mode covered: the points sit between
+#   the modes); 4 steps 0.030, 8 steps 0.0033, and from 16 steps on it is at the noise
+#   level (0.0016, then 0.0009 and 0.0008).
+# - **Progressive distillation kept that quality down to one step.** Every student
+#   scored 0.0011 to 0.0014 at its own NFE (16, 8, 4, 2, 1), where the teacher at the
+#   same NFE scored 0.0016, 0.0033, 0.030, 0.159 and 0.069: its one-step sampler is as
+#   good as the teacher at 16 to 64 steps.
+# - **Consistency distillation** improved one step from the teacher's 0.069 to 0.030,
+#   with all 8 modes, and two steps to 0.011 (the teacher's two: 0.159); after 1,500
+#   steps it is behind progressive distillation, which trained 2,500 steps over its
+#   five rounds.
+# - **DMD's one-step generator** reached 0.0020 with all 8 modes, close to the teacher
+#   at 16 steps, in 500 steps.
+# - **ADD did not work in this setting**: after 2,000 steps its one-step samples scored
+#   0.164 and its four-step ones 0.247, with 4 modes, worse than the teacher's one step;
+#   the small MLP discriminator and the learning rate were not tuned (the paper's
+#   discriminator is a frozen DINOv2 network with trained heads).
+# - Distances to the teacher's 64-step samples order the methods as the distances to
+#   the data do: this teacher is close enough to the data that matching it is matching
+#   the data.

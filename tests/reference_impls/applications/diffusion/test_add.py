@@ -7,10 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from reference_impls.applications.diffusion import (
-    AdversarialDiffusionDistillation,
-    PointDiscriminator,
-)
+from reference_impls.applications.diffusion import AdversarialDiffusionDistillation
+from reference_impls.applications.diffusion.add import PointDiscriminator
 from reference_impls.common.diffusion import (
     SIGMA_MAX,
     Denoiser,

@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reference_impls.applications.diffusion import (
-    DistributionMatchingDistillation,
-    OneStepGenerator,
-)
+from reference_impls.applications.diffusion import DistributionMatchingDistillation
+from reference_impls.applications.diffusion.dmd import OneStepGenerator
 from reference_impls.common.diffusion import (
     Denoiser,
     ddim_sample,
