@@ -35,11 +35,12 @@
 # held-out points of the ring score 0.0012 against the fresh ones, the dotted line:
 # below about 0.0015 differences are noise).
 #
-# **Runtime.** With the teacher and the students cached: 6 s of CPU time (43 s of wall
-# time on a shared 2-core machine at a load average of about 15). The first run trains
-# and caches them; measured as wall time at that load: teacher 75 s (4,000 steps), then
-# progressive distillation 500 s (5 rounds of 500 steps), consistency 395 s (1,500),
-# DMD 272 s (500) and ADD 502 s (2,000), which we ran side by side. Seeded.
+# **Runtime.** With the teacher and the students cached: 7 s of CPU time (32 to 43 s of
+# wall time on a shared 2-core machine at a load average of 15 to 20). The first run
+# trains and caches them; measured as wall time at that load: teacher 75 to 244 s
+# (4,000 steps), then progressive distillation 465 to 500 s (5 rounds of 500 steps),
+# consistency 376 to 395 s (1,500), DMD 123 to 272 s (500) and ADD 465 to 502 s
+# (2,000), which we ran side by side. Seeded: both runs gave the same table.
 
 # %%
 import inspect
