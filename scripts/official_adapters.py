@@ -1535,4 +1535,123 @@ def _fpd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
             target_weight=x["target_weight"],
         ),
         theirs,
+
+
+# ----------------------------------------------------------------------------- applications/diffusion
+# 64 points of a 2-D problem; every network is our MLP denoiser (its parameters copied across).
+DIFFUSION_BATCH = 64
+
+
+def _diffusion_points(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"x": 0.5 * torch.randn(DIFFUSION_BATCH, 2, generator=generator, dtype=torch.float64)}
+
+
+def _denoisers(count: int, dtype: torch.dtype) -> list[nn.Module]:
+    """``count`` small denoisers with different weights (seeds 0, 1, ...), in ``dtype``."""
+    from reference_impls.common.diffusion import Denoiser
+
+    models = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        models.append(Denoiser(hidden=(32, 32)).to(dtype))
+    return models
+
+
+class _TheirNetwork(nn.Module):
+    """Our F_theta called as their UNets are: ``model(c_in * x, rescaled_t)``,
+    rescaled_t = 250 ln(sigma) = 1000 * (our c_noise = ln(sigma) / 4)."""
+
+    def __init__(self, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x_in: torch.Tensor, rescaled_t: torch.Tensor) -> torch.Tensor:
+        return self.denoiser.raw(x_in, rescaled_t / 1000)
+
+
+@register("consistency-distillation", _diffusion_points, ())
+def _consistency_distillation(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import copy
+
+    from reference_impls.applications.diffusion import ConsistencyDistillation
+    from reference_impls.common.diffusion import as_consistency_model
+
+    teacher, student, target = _denoisers(3, dtype)
+    ours = ConsistencyDistillation(teacher, student=as_consistency_model(student))  # N 40, mu 0.95
+    ours.target.load_state_dict(as_consistency_model(target).state_dict())  # an EMA past
+    # their grid is computed in float32 (indices / (N - 1) is a float32 tensor), ours in
+    # float64 and rounded: 1 ulp apart; ours is given theirs so the rest is compared exactly
+    rho, indices = 7.0, torch.arange(40)
+    low, high = 0.002 ** (1 / rho), 80.0 ** (1 / rho)
+    ours.sigmas.copy_((high + indices / 39 * (low - high)) ** rho)
+    their_student = _TheirNetwork(copy.deepcopy(ours.student))
+    their_target = _TheirNetwork(copy.deepcopy(ours.target))
+    their_teacher = _TheirNetwork(copy.deepcopy(ours.teacher))
+    scales = {"sigma_data": 0.5, "sigma_max": 80.0, "sigma_min": 0.002, "rho": 7.0}
+    diffusion = official.KarrasDenoiser(
+        **scales, weight_schedule="uniform", distillation=True, loss_norm="l2"
+    )
+    teacher_diffusion = official.KarrasDenoiser(**scales, distillation=False, loss_norm="l2")
+
+    def theirs(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        terms = diffusion.consistency_losses(
+            their_student,
+            x["x"],
+            40,
+            target_model=their_target,
+            teacher_model=their_teacher,
+            teacher_diffusion=teacher_diffusion,
+        )
+        return terms["loss"].mean()  # CMTrainLoop: (losses["loss"] * weights).mean(), weights 1
+
+    return Pair(
+        ours=Side(lambda x: ours.train()(x["x"])["loss"], dict(ours.student.named_parameters())),
+        theirs=Side(theirs, dict(their_student.denoiser.named_parameters())),
+    )
+
+
+class _TheirUNet(nn.Module):
+    """Our denoiser called as DMD2's EDM UNets are: ``unet(latents [B, C, 1, 1], sigma, labels)``."""
+
+    def __init__(self, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: Any) -> torch.Tensor:
+        return self.denoiser(x.flatten(1), sigma.flatten()).view_as(x)
+
+
+@register("dmd", _diffusion_points, ("x",), also=("get_sigmas_karras",))
+def _dmd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    import copy
+
+    from reference_impls.applications.diffusion import DistributionMatchingDistillation
+
+    teacher, fake = _denoisers(2, dtype)
+    pairs = torch.zeros(4, 2, dtype=dtype)
+    ours = DistributionMatchingDistillation(
+        teacher, fake_score=fake, reference_noise=pairs, reference_samples=pairs
+    )  # 1000 levels, steps 20 to 980, rho 7
+    guidance = official.EDMGuidance.__new__(official.EDMGuidance)
+    nn.Module.__init__(guidance)  # their __init__ loads a pickled EDM network: set its fields
+    guidance.real_unet = _TheirUNet(copy.deepcopy(ours.teacher))
+    guidance.fake_unet = _TheirUNet(copy.deepcopy(ours.fake_score))
+    guidance.sigma_data, guidance.num_train_timesteps = 0.5, 1000
+    sigmas = official.get_sigmas_karras(1000, sigma_max=80.0, sigma_min=0.002, rho=7.0)
+    guidance.register_buffer("karras_sigmas", torch.flip(sigmas, dims=[0]).to(dtype))
+    ours.sigmas.copy_(guidance.karras_sigmas)  # theirs in float32 arithmetic, ours rounded: 1 ulp
+    guidance.min_step, guidance.max_step = int(0.02 * 1000), int(0.98 * 1000)
+
+    def theirs(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        latents = x["x"].view(DIFFUSION_BATCH, 2, 1, 1)
+        dm, _ = guidance.compute_distribution_matching_loss(latents, None)
+        fake_loss, _ = guidance.compute_loss_fake(latents, None)
+        return dm["loss_dm"] + fake_loss["loss_fake_mean"]
+
+    def ours_call(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ours.distribution_matching_loss(x["x"]) + ours.fake_score_loss(x["x"])
+
+    return Pair(
+        ours=Side(ours_call, dict(ours.fake_score.named_parameters())),
+        theirs=Side(theirs, dict(guidance.fake_unet.denoiser.named_parameters())),
     )

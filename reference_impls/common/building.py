@@ -426,6 +426,34 @@ def _fsp(context: BuildContext) -> nn.Module:
     )
 
 
+# diffusion distillation: an untrained small denoiser as the teacher, data points of the ring
+def _small_denoiser() -> nn.Module:
+    from reference_impls.common.diffusion import Denoiser
+
+    return Denoiser(hidden=(16, 16))
+
+
+def _diffusion(class_name: str) -> Callable[[BuildContext], nn.Module]:
+    def build(context: BuildContext) -> nn.Module:
+        from reference_impls.applications import diffusion
+
+        cls = getattr(diffusion, class_name)
+        if class_name == "ProgressiveDistillation":
+            return cls(_small_denoiser(), teacher_steps=8)
+        if class_name == "DistributionMatchingDistillation":
+            return cls(_small_denoiser(), reference_count=64, reference_steps=4)
+        return cls(_small_denoiser())
+
+    return build
+
+
+def _ring_points(seed: int) -> Example:
+    """A procedure's batch of 8 points of the ring of Gaussians ``[8, 2]``."""
+    from reference_impls.common.diffusion import sample_ring
+
+    return Example((sample_ring(8, torch.Generator().manual_seed(seed)),))
+
+
 def _second_epoch(procedure: Any) -> None:
     procedure.on_epoch_start(0, 2)
     procedure.on_epoch_start(1, 2)  # the model of epoch 0 is now the frozen past self
@@ -501,6 +529,26 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.applications.visual_recognition.skd:SKDLoss": Recipe(
         why="it reads dense logits and one feature map per network (segmentation)",
         example=_skd_example,
+    ),
+    "reference_impls.applications.diffusion.add:AdversarialDiffusionDistillation": Recipe(
+        why="it distils a 2-D diffusion model (a small Denoiser) and reads data points",
+        build=_diffusion("AdversarialDiffusionDistillation"),
+        example=_ring_points,
+    ),
+    "reference_impls.applications.diffusion.consistency:ConsistencyDistillation": Recipe(
+        why="it distils a 2-D diffusion model (a small Denoiser) and reads data points",
+        build=_diffusion("ConsistencyDistillation"),
+        example=_ring_points,
+    ),
+    "reference_impls.applications.diffusion.dmd:DistributionMatchingDistillation": Recipe(
+        why="it distils a 2-D diffusion model into a one-step generator reading noise codes",
+        build=_diffusion("DistributionMatchingDistillation"),
+        example=_latent_codes(2),
+    ),
+    "reference_impls.applications.diffusion.progressive:ProgressiveDistillation": Recipe(
+        why="it distils a 2-D diffusion model's 8-step sampler (a small Denoiser), reads data points",
+        build=_diffusion("ProgressiveDistillation"),
+        example=_ring_points,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

@@ -304,3 +304,32 @@ def dense_maps(
             f"{names[0]} and {names[1]} must have one shape, got {tuple(student.shape)} and "
             f"{tuple(teacher.shape)}; resize or project one of them first"
         )
+
+
+# ----------------------------------------------------------------------------- diffusion
+
+
+def noise_levels(name: str, sigma: torch.Tensor, batch: int, low: float, high: float) -> None:
+    """Noise levels (diffusion timesteps) ``[batch]``, finite and within ``[low, high]``.
+
+    A relative slack of 1e-5 absorbs float32 rounding of a schedule's end points.
+    """
+    if tuple(sigma.shape) != (batch,):
+        raise ValueError(
+            f"{name} must be one noise level per sample, of shape ({batch},), got shape "
+            f"{tuple(sigma.shape)}"
+        )
+    if not sigma.dtype.is_floating_point:
+        raise ValueError(f"{name} must be floating-point noise levels, got dtype {sigma.dtype}")
+    if batch and (
+        not bool(sigma.isfinite().all())
+        or float(sigma.min()) < low * (1 - 1e-5)
+        or float(sigma.max()) > high * (1 + 1e-5)
+    ):
+        raise ValueError(
+            f"{name} must lie in [{low}, {high}] (the noise levels the denoiser is defined "
+            f"for), got values from {float(sigma.min())} to {float(sigma.max())}"
+        )
+
+
+__all__ += ["noise_levels"]
