@@ -1535,6 +1535,7 @@ def _fpd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
             target_weight=x["target_weight"],
         ),
         theirs,
+    )
 
 
 # ----------------------------------------------------------------------------- applications/diffusion
