@@ -1463,7 +1463,9 @@ def _distilhubert_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
             SPEECH_BATCH, 1, SPEECH_FRAMES, SPEECH_DIM, generator=generator, dtype=torch.float64
         )
         + 0.5
-        * torch.randn(SPEECH_BATCH, SPEECH_HEADS, *shape[1:], generator=generator, dtype=torch.float64),
+        * torch.randn(
+            SPEECH_BATCH, SPEECH_HEADS, *shape[1:], generator=generator, dtype=torch.float64
+        ),
     }
 
 
@@ -1509,7 +1511,9 @@ def _distilhubert(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         )
         return total
 
-    everything = torch.ones(SPEECH_BATCH, SPEECH_FRAMES, dtype=torch.bool)  # their batch: no padding
+    everything = torch.ones(
+        SPEECH_BATCH, SPEECH_FRAMES, dtype=torch.bool
+    )  # their batch: no padding
     return Pair(
         ours=Side(
             lambda x: ours(x["student_hidden"], x["teacher_hiddens"], everything),

@@ -31,7 +31,10 @@ def test_hand_computed_value():
 def test_temperature_scales_as_hinton():
     # tau^2 KL(p^{t,tau} || p^{s,tau}) per frame, averaged over the real frames
     generator = torch.Generator().manual_seed(0)
-    student, teacher = torch.randn(2, 4, 5, generator=generator), torch.randn(2, 4, 5, generator=generator)
+    student, teacher = (
+        torch.randn(2, 4, 5, generator=generator),
+        torch.randn(2, 4, 5, generator=generator),
+    )
     mask = torch.tensor([[True] * 4, [True, True, False, False]])
     tau = 2.0
     p_t = torch.softmax(teacher[mask] / tau, -1)
@@ -127,7 +130,11 @@ def test_frame_kd_moves_the_student_towards_the_teacher():
             held_out = slice(48, 64)
             out_mask = student.output_mask(mask[held_out])
             return float(
-                kd(student(x[held_out], mask[held_out]).logits, teacher(x[held_out], mask[held_out]).logits, out_mask)
+                kd(
+                    student(x[held_out], mask[held_out]).logits,
+                    teacher(x[held_out], mask[held_out]).logits,
+                    out_mask,
+                )
             )
 
     assert train(0.5) < 0.7 * train(0.0)

@@ -134,7 +134,9 @@ def test_distillation_brings_student_predictions_close_to_the_teacher_layers():
             optimizer.step()
         with torch.no_grad():
             rows = slice(64, 80)
-            _, cosine = loss.terms(student(x[rows], mask[rows]).last, [t[rows] for t in targets], mask[rows])
+            _, cosine = loss.terms(
+                student(x[rows], mask[rows]).last, [t[rows] for t in targets], mask[rows]
+            )
         return float(cosine.mean())  # -log sigma(cos): lower is a higher cosine
 
     assert cosine_after(60) < cosine_after(0) - 0.1
