@@ -26,9 +26,10 @@ removed before anything is computed: their values never matter). The student is 
 on $(1-\lambda)\,\mathcal{L}_{\mathrm{CTC}} + \lambda\,\mathcal{L}_{\mathrm{frame}}$
 (``torch.nn.functional.ctc_loss`` on the transcripts; see the notebook).
 
-What the two papers add. Takashima et al. found that this frame-level KD "did not work
-effectively" for CTC acoustic models and proposed sequence-level KD (on the teacher's
-N-best hypotheses, then lattices); Kurata and Audhkhasi point out that it assumes teacher
+What the two papers add. Takashima et al. report that this conventional frame-level KD
+"did not work effectively" for their CTC acoustic models (in the words of their 2019
+follow-up on the 2018 paper) and propose sequence-level KD on the teacher's N-best
+hypotheses (lattices in the follow-up); Kurata and Audhkhasi point out that it assumes teacher
 and student share their frame-wise alignment (where the CTC spikes fall), which fails from
 a bidirectional teacher to a unidirectional student, and propose a distillation that
 relaxes that assumption. This file implements the frame-level term both papers start from
