@@ -88,7 +88,7 @@ def test_padded_frames_never_contribute():
     noisy_teachers = [t.clone() for t in teachers]
     for t in noisy_teachers:
         t[~mask] = 1e3
-    assert float(loss(noisy, noisy_teachers, mask)) == pytest.approx(float(value.detach()))
+    assert float(loss(noisy, noisy_teachers, mask).detach()) == pytest.approx(float(value.detach()))
 
 
 def test_bad_inputs_are_named():
