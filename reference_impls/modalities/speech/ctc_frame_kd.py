@@ -1,7 +1,9 @@
 r"""Frame-level KD for CTC acoustic models: match the teacher's per-frame posteriors, blank included.
 
 Citations: ``investigation2018knowledge`` (Takashima, Li and Kawai, ICASSP 2018) and
-``improved2018knowledge`` (Kurata and Audhkhasi, IEEE SLT 2018).
+``improved2018knowledge`` (Kurata and Audhkhasi, IEEE SLT 2018). The taxonomy entry names
+only the second: the bibliography has no authors for the first yet, and the site requires
+them for an implemented paper.
 Authors' code: none released for either paper; written from the papers' definitions of
 frame-level KD (compared against that equation, computed by hand in the tests).
 
