@@ -1656,3 +1656,91 @@ def _dmd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         ours=Side(ours_call, dict(ours.fake_score.named_parameters())),
         theirs=Side(theirs, dict(guidance.fake_unet.denoiser.named_parameters())),
     )
+
+
+# ------------------------------------------------------------------ Modalities: speech
+
+# DistilHuBERT at a reduced scale: HuBERT Base's 768 features halved, 3 heads, 2 s of 20 ms frames
+SPEECH_BATCH, SPEECH_FRAMES, SPEECH_DIM, SPEECH_HEADS = 8, 100, 384, 3
+
+
+def _distilhubert_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    shape = (SPEECH_BATCH, SPEECH_FRAMES, SPEECH_DIM)
+    return {
+        "student_hidden": torch.randn(*shape, generator=generator, dtype=torch.float64),
+        # teacher layers: a shared component (so that cosines are not all near 0) plus noise
+        "teacher_hiddens": torch.randn(
+            SPEECH_BATCH, 1, SPEECH_FRAMES, SPEECH_DIM, generator=generator, dtype=torch.float64
+        )
+        + 0.5
+        * torch.randn(
+            SPEECH_BATCH, SPEECH_HEADS, *shape[1:], generator=generator, dtype=torch.float64
+        ),
+    }
+
+
+@register(
+    "distilhubert",
+    _distilhubert_inputs,
+    ("student_hidden",),
+    also=("s3prl/upstream/distiller/module.py:SplitLinear",),
+)
+def _distilhubert(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.modalities.speech.distilhubert import DistilHuBERTLoss
+
+    ours = DistilHuBERTLoss(SPEECH_DIM, SPEECH_DIM, num_heads=SPEECH_HEADS).to(dtype)
+    # DistillerModel.output_layer for out_layer_type "expand-last", inter_dim = the width
+    output_layer = nn.Sequential(
+        nn.Linear(SPEECH_DIM, SPEECH_DIM * SPEECH_HEADS),
+        nn.GELU(),
+        official.SplitLinear(SPEECH_DIM, SPEECH_HEADS, SPEECH_DIM),
+    ).to(dtype)
+    with torch.no_grad():
+        output_layer[0].weight.copy_(ours.heads.expand.weight)
+        output_layer[0].bias.copy_(ours.heads.expand.bias)
+        output_layer[2].weight.copy_(ours.heads.weight)
+    # SplitLinear's bias is [1, 1, N, D]: kept as an [N, D] leaf (their values, reshaped at
+    # each call) so that its gradient is compared with ours by the same shape
+    split_bias = nn.Parameter(ours.heads.bias.detach().clone())
+    del output_layer[2].bias
+    # config_model.yaml: loss_type l1, cosine_loss 1.0, feat_pen_loss 0.0
+    expert = SimpleNamespace(
+        loss_func=nn.L1Loss(reduction="none"),
+        cosine_loss=1.0,
+        config=SimpleNamespace(feat_pen_loss=0.0),
+    )
+
+    def theirs(x: dict) -> torch.Tensor:
+        hidden = x["student_hidden"]
+        b_sz, t_sz = hidden.shape[:2]
+        output_layer[2].bias = split_bias.reshape(1, 1, SPEECH_HEADS, SPEECH_DIM)
+        # DistillerModel.forward, expand-last: [B, T, N*D] -> [B, N, T, D]
+        pred = output_layer(hidden).reshape(b_sz, t_sz, SPEECH_HEADS, -1).permute(0, 2, 1, 3)
+        total, *_ = official.DistillerForPretrain.compute_loss(
+            expert, hidden, pred, x["teacher_hiddens"]
+        )
+        return total
+
+    everything = torch.ones(
+        SPEECH_BATCH, SPEECH_FRAMES, dtype=torch.bool
+    )  # their batch: no padding
+    return Pair(
+        ours=Side(
+            lambda x: ours(x["student_hidden"], x["teacher_hiddens"], everything),
+            {
+                "expand.weight": ours.heads.expand.weight,
+                "expand.bias": ours.heads.expand.bias,
+                "split.weight": ours.heads.weight,
+                "split.bias": ours.heads.bias,
+            },
+        ),
+        theirs=Side(
+            theirs,
+            {
+                "expand.weight": output_layer[0].weight,
+                "expand.bias": output_layer[0].bias,
+                "split.weight": output_layer[2].weight,
+                "split.bias": split_bias,
+            },
+        ),
+    )

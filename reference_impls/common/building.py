@@ -388,6 +388,34 @@ def _heatmaps_example(seed: int) -> Example:
     return Example(maps)
 
 
+def _ctc_frame_kd_example(seed: int) -> Example:
+    """Per-frame CTC logits (blank + 10 digits) of 3 utterances of 9, 5 and 7 frames, and the mask."""
+    generator = torch.Generator().manual_seed(seed)
+    student = torch.randn(3, 9, 11, generator=generator)
+    teacher = 3 * torch.randn(3, 9, 11, generator=generator)
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 5, 7])[:, None]
+    return Example((student, teacher, mask))
+
+
+DISTILHUBERT_DIMS = (16, 24)  # a student's and a teacher's hidden widths
+
+
+def _distilhubert(context: BuildContext) -> nn.Module:
+    from reference_impls.modalities.speech.distilhubert import DistilHuBERTLoss
+
+    return DistilHuBERTLoss(*DISTILHUBERT_DIMS)
+
+
+def _distilhubert_example(seed: int) -> Example:
+    """A student's last hidden states, 3 teacher layers, 3 utterances of 9, 5 and 7 frames."""
+    generator = torch.Generator().manual_seed(seed)
+    student_dim, teacher_dim = DISTILHUBERT_DIMS
+    student = torch.randn(3, 9, student_dim, generator=generator)
+    teachers = [torch.randn(3, 9, teacher_dim, generator=generator) for _ in range(3)]
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 5, 7])[:, None]
+    return Example((student, teachers, mask))
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -549,6 +577,15 @@ RECIPES: dict[str, Recipe] = {
         why="it distils a 2-D diffusion model's 8-step sampler (a small Denoiser), reads data points",
         build=_diffusion("ProgressiveDistillation"),
         example=_ring_points,
+    ),
+    "reference_impls.modalities.speech.ctc_frame_kd:CTCFrameKDLoss": Recipe(
+        why="it reads per-frame CTC logits [B, T, 11] of padded utterances and their frame mask",
+        example=_ctc_frame_kd_example,
+    ),
+    "reference_impls.modalities.speech.distilhubert:DistilHuBERTLoss": Recipe(
+        why="it reads a student's hidden states [B, T, d], teacher layers and the frame mask",
+        build=_distilhubert,
+        example=_distilhubert_example,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

@@ -333,3 +333,27 @@ def noise_levels(name: str, sigma: torch.Tensor, batch: int, low: float, high: f
 
 
 __all__ += ["noise_levels"]
+
+
+def sequence_mask(name: str, mask: torch.Tensor, shape: Sequence[int]) -> None:
+    """A boolean padding mask ``[B, T]`` (True = a real frame or token), at least one real per row.
+
+    Masks are prefixes in practice, but only the shape, the dtype and the non-empty
+    rows are required here.
+    """
+    import torch
+
+    expected = tuple(int(size) for size in shape)
+    if tuple(mask.shape) != expected or mask.dtype != torch.bool:
+        raise ValueError(
+            f"{name} must be a boolean mask of shape {list(expected)} ([B, T], True = a real "
+            f"position), got shape {tuple(mask.shape)} and dtype {mask.dtype}"
+        )
+    if mask.numel() == 0 or not bool(mask.any(dim=-1).all()):
+        raise ValueError(
+            f"{name} marks an empty sequence (a row with no real position, or no rows): every "
+            "sequence needs at least one real frame"
+        )
+
+
+__all__.append("sequence_mask")
