@@ -358,6 +358,23 @@ def _contrastive_example(seed: int) -> Example:
     return Example((student, teacher, index))
 
 
+def _ssl_byol(context: BuildContext) -> nn.Module:
+    from reference_impls.applications.self_supervised.byol import BYOL
+    from reference_impls.common.augmentations import byol_network
+
+    student = byol_network(context.trained_student())
+    return BYOL(student, context.require_teacher(), teacher_dim=context.teacher_dim)
+
+
+def _ssl_dino(context: BuildContext) -> nn.Module:
+    from reference_impls.applications.self_supervised.dino import DINO
+    from reference_impls.common.augmentations import DINOHead, SSLNetwork, dino_network
+
+    student = dino_network(context.trained_student())
+    teacher = SSLNetwork(context.require_teacher(), DINOHead(context.teacher_dim))
+    return DINO(student, teacher)
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -459,6 +476,19 @@ RECIPES: dict[str, Recipe] = {
         why="the memory bank is sized by the data set (num_samples, labels) and read by index",
         build=_contrastive("CRDLoss"),
         example=_contrastive_example,
+    ),
+    "reference_impls.applications.self_supervised.byol:BYOL": Recipe(
+        why="a student with BYOL's projector; the context's teacher is the target, read as its "
+        "embedding (distillation; the EMA target is the test file's)",
+        build=_ssl_byol,
+    ),
+    "reference_impls.applications.self_supervised.dino:DINO": Recipe(
+        why="a student with a DINO head; the context's teacher with a DINO head of the same width",
+        build=_ssl_dino,
+    ),
+    "reference_impls.applications.self_supervised.seed:SEED": Recipe(
+        why="SEED trains the student's embedding (through its own head); the classifier is unused",
+        no_gradient={"student.fc.": "SEED reads the pooled embedding, not the logits"},
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
