@@ -41,9 +41,10 @@ weighted k-NN classifier (``eval_knn.py``, ``knn_classifier``): cosine similarit
 to the training embeddings, the $k = 20$ nearest vote for their class with weight
 $\exp(\mathrm{sim}/T)$, $T = 0.07$.
 
-Cost (measured on the shared 2-core machine, under load): one :class:`MultiCrop` set
-(2 global + 8 local views) of a 128-image batch takes about 3 ms; both probes of a
-``student_cnn`` on the digits split about 0.2 s.
+Cost, measured on the shared 2-core machine under a load average of 6 to 15 (so
+upper bounds): one :class:`MultiCrop` set (2 global + 8 local views) of a 128-image
+batch takes 20 to 110 ms, both probes of a ``student_cnn`` on the digits split 0.2 to
+0.8 s; nothing is built ahead (the views are drawn on every batch).
 """
 
 from __future__ import annotations
