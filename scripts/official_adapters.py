@@ -1556,3 +1556,44 @@ def _seed(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         ours=Side(lambda x: ours(x["student_embedding"], x["teacher_embedding"]), named(ours.head)),
         theirs=Side(their_call, named(theirs.student.fc)),
     )
+
+
+COMPRESS_STUDENT_DIM, COMPRESS_TEACHER_DIM, COMPRESS_QUEUE = 128, 512, 4096
+
+
+def _compress_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A student's, its momentum copy's and a teacher's embeddings of a batch of 64."""
+
+    def rows(dim: int) -> torch.Tensor:
+        return torch.randn(BATCH, dim, generator=generator, dtype=torch.float64)
+
+    student = rows(COMPRESS_STUDENT_DIM)
+    return {
+        "student_embedding": student,
+        "teacher_embedding": rows(COMPRESS_TEACHER_DIM),
+        "student_key_embedding": student + 0.1 * rows(COMPRESS_STUDENT_DIM),
+    }
+
+
+@register("compress", _compress_inputs, ("student_embedding",))
+def _compress(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.self_supervised.compress import CompRess
+
+    # the loss CompRess.forward computes: --compress_t 0.04, banks of 4096 (128000 in theirs)
+    ours = CompRess(
+        nn.Identity(), nn.Identity(), COMPRESS_STUDENT_DIM, COMPRESS_TEACHER_DIM, COMPRESS_QUEUE
+    ).to(dtype)
+    theirs = official.CompReSSMomentum(
+        COMPRESS_TEACHER_DIM, COMPRESS_STUDENT_DIM, COMPRESS_QUEUE, 0.04
+    ).to(dtype)
+    with torch.no_grad():  # the same (random) banks on both sides
+        theirs.student_sample_similarities.memory.copy_(ours.student_bank.memory)
+        theirs.teacher_sample_similarities.memory.copy_(ours.teacher_bank.memory)
+
+    def mine(x: dict) -> torch.Tensor:
+        return ours.loss(x["student_embedding"], x["teacher_embedding"], x["student_key_embedding"])
+
+    def their_call(x: dict) -> torch.Tensor:
+        return theirs(x["teacher_embedding"], x["student_embedding"], x["student_key_embedding"])
+
+    return losses(mine, their_call)

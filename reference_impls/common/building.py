@@ -482,6 +482,10 @@ RECIPES: dict[str, Recipe] = {
         "embedding (distillation; the EMA target is the test file's)",
         build=_ssl_byol,
     ),
+    "reference_impls.applications.self_supervised.compress:CompRess": Recipe(
+        why="CompRess trains the student's embedding; the classifier is unused",
+        no_gradient={"student.fc.": "CompRess reads the pooled embedding, not the logits"},
+    ),
     "reference_impls.applications.self_supervised.dino:DINO": Recipe(
         why="a student with a DINO head; the context's teacher with a DINO head of the same width",
         build=_ssl_dino,
