@@ -36,9 +36,9 @@ the embedding instead.
 
 Distillation (``teacher=`` a frozen pre-trained network): the target is that teacher,
 read as its pooled ``embedding`` by default, and the student's predictor maps to its
-width; no EMA. This is BYOL's objective used for distillation, the baseline that
-self-supervised distillation papers (SEED, CompRess) compare against; the BYOL paper
-itself only bootstraps from its own moving average.
+width; no EMA. This is BYOL's objective used as a distillation loss (a normalised
+regression onto a frozen teacher's embedding); the BYOL paper itself only bootstraps
+from its own moving average.
 
 Deviations: their two networks start from different random initialisations (two
 ``rng`` keys; they report no difference with equal ones); our target starts as a copy
