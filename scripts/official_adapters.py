@@ -1744,3 +1744,154 @@ def _distilhubert(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
             },
         ),
     )
+
+
+# ---------------------------------------------------- Applications: self-supervised learning
+
+SSL_BATCH, DINO_CROPS, DINO_PROTOTYPES = 16, 10, 4096
+
+
+def _dino_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """DINO head outputs (cosines of an l2-normalised bottleneck to unit prototypes, in
+    [-1, 1]): the student's for 2 global + 8 local views, the teacher's for the 2 global."""
+
+    def cosines(rows: int) -> torch.Tensor:
+        return 2 * torch.rand(rows, DINO_PROTOTYPES, generator=generator, dtype=torch.float64) - 1
+
+    return {
+        "student_output": cosines(DINO_CROPS * SSL_BATCH),
+        "teacher_output": cosines(2 * SSL_BATCH),
+        "center": 0.1 * torch.randn(1, DINO_PROTOTYPES, generator=generator, dtype=torch.float64),
+    }
+
+
+def _one_process_group() -> None:
+    """Their ``update_center`` calls ``dist.all_reduce`` unconditionally: a one-process gloo
+    group lets it run as written (ours then all-reduces too, over the one process)."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        rendezvous = tempfile.mkdtemp(prefix="kdatlas-dino-") + "/init"
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=0, world_size=1)
+
+
+@register("dino", _dino_inputs, ("student_output",))
+def _dino(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.self_supervised.dino import DINOLoss
+
+    _one_process_group()
+    # the loss DINO.forward computes; their defaults, epoch 0 (no warm-up: 0.04 throughout)
+    ours = DINOLoss(DINO_PROTOTYPES, num_crops=DINO_CROPS).to(dtype)
+    theirs = official.DINOLoss(DINO_PROTOTYPES, DINO_CROPS, 0.04, 0.04, 0, 100).to(dtype)
+
+    def mine(x: dict) -> torch.Tensor:
+        ours.center.copy_(x["center"])  # a centre after some steps, the same on both sides
+        return ours(x["student_output"], x["teacher_output"])
+
+    def their_call(x: dict) -> torch.Tensor:
+        theirs.center = x["center"].clone()
+        return theirs(x["student_output"], x["teacher_output"], 0)
+
+    return losses(mine, their_call)
+
+
+SEED_STUDENT_DIM, SEED_DIM, SEED_QUEUE = 512, 128, 4096
+
+
+def _seed_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A ResNet-18 student's pooled features (512-d, after ReLU) and a teacher's 128-d
+    projection, for a batch of 64."""
+    return {
+        "student_embedding": embedding(generator, SEED_STUDENT_DIM),
+        "teacher_embedding": torch.randn(BATCH, SEED_DIM, generator=generator, dtype=torch.float64),
+    }
+
+
+class _SeedStudent(nn.Module):
+    """Stands for their student network: ``fc`` (which their ``mlp=True`` wraps in the MLP head)
+    applied to the student's embedding, the first columns of their ``image``."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(SEED_STUDENT_DIM, num_classes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.fc(image[:, :SEED_STUDENT_DIM])
+
+
+class _SeedTeacher(nn.Module):
+    """Stands for their (frozen) teacher network: the teacher's embedding, the last columns."""
+
+    def __init__(self, num_classes: int, width_multiplier: int) -> None:
+        super().__init__()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image[:, SEED_STUDENT_DIM:]
+
+
+@register("seed", _seed_inputs, ("student_embedding",))
+def _seed(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.self_supervised.seed import SEEDLoss
+
+    # the loss SEED.forward computes: --temp 0.2 --distill-t 1e-4 --student_mlp True
+    ours = SEEDLoss(SEED_STUDENT_DIM, SEED_DIM, queue_size=SEED_QUEUE).to(dtype)
+    # teacher_ssl "simclr": their teacher's fc is not replaced (ours reads its output as given)
+    theirs = official.SEED(
+        _SeedStudent, _SeedTeacher, dim=SEED_DIM, K=SEED_QUEUE, t=0.2, mlp=True,
+        temp=1e-4, dist=False, stu="simclr",
+    ).to(dtype)  # fmt: skip
+    copy_into(theirs, ours)  # the head's weights, the queue and its pointer
+
+    def their_call(x: dict) -> torch.Tensor:
+        image = torch.cat([x["student_embedding"], x["teacher_embedding"]], dim=1)
+        logit, label = theirs(image=image)
+        # main.py soft_cross_entropy(student_logit, teacher_logit)
+        return -(label * torch.nn.functional.log_softmax(logit, 1)).sum() / logit.shape[0]
+
+    return Pair(
+        ours=Side(lambda x: ours(x["student_embedding"], x["teacher_embedding"]), named(ours.head)),
+        theirs=Side(their_call, named(theirs.student.fc)),
+    )
+
+
+COMPRESS_STUDENT_DIM, COMPRESS_TEACHER_DIM, COMPRESS_QUEUE = 128, 512, 4096
+
+
+def _compress_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A student's, its momentum copy's and a teacher's embeddings of a batch of 64."""
+
+    def rows(dim: int) -> torch.Tensor:
+        return torch.randn(BATCH, dim, generator=generator, dtype=torch.float64)
+
+    student = rows(COMPRESS_STUDENT_DIM)
+    return {
+        "student_embedding": student,
+        "teacher_embedding": rows(COMPRESS_TEACHER_DIM),
+        "student_key_embedding": student + 0.1 * rows(COMPRESS_STUDENT_DIM),
+    }
+
+
+@register("compress", _compress_inputs, ("student_embedding",))
+def _compress(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.self_supervised.compress import CompRess
+
+    # the loss CompRess.forward computes: --compress_t 0.04, banks of 4096 (128000 in theirs)
+    ours = CompRess(
+        nn.Identity(), nn.Identity(), COMPRESS_STUDENT_DIM, COMPRESS_TEACHER_DIM, COMPRESS_QUEUE
+    ).to(dtype)
+    theirs = official.CompReSSMomentum(
+        COMPRESS_TEACHER_DIM, COMPRESS_STUDENT_DIM, COMPRESS_QUEUE, 0.04
+    ).to(dtype)
+    with torch.no_grad():  # the same (random) banks on both sides
+        theirs.student_sample_similarities.memory.copy_(ours.student_bank.memory)
+        theirs.teacher_sample_similarities.memory.copy_(ours.teacher_bank.memory)
+
+    def mine(x: dict) -> torch.Tensor:
+        return ours.loss(x["student_embedding"], x["teacher_embedding"], x["student_key_embedding"])
+
+    def their_call(x: dict) -> torch.Tensor:
+        return theirs(x["teacher_embedding"], x["student_embedding"], x["student_key_embedding"])
+
+    return losses(mine, their_call)

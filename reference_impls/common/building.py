@@ -416,6 +416,23 @@ def _distilhubert_example(seed: int) -> Example:
     return Example((student, teachers, mask))
 
 
+def _ssl_byol(context: BuildContext) -> nn.Module:
+    from reference_impls.applications.self_supervised.byol import BYOL
+    from reference_impls.common.augmentations import byol_network
+
+    student = byol_network(context.trained_student())
+    return BYOL(student, context.require_teacher(), teacher_dim=context.teacher_dim)
+
+
+def _ssl_dino(context: BuildContext) -> nn.Module:
+    from reference_impls.applications.self_supervised.dino import DINO
+    from reference_impls.common.augmentations import DINOHead, SSLNetwork, dino_network
+
+    student = dino_network(context.trained_student())
+    teacher = SSLNetwork(context.require_teacher(), DINOHead(context.teacher_dim))
+    return DINO(student, teacher)
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -586,6 +603,23 @@ RECIPES: dict[str, Recipe] = {
         why="it reads a student's hidden states [B, T, d], teacher layers and the frame mask",
         build=_distilhubert,
         example=_distilhubert_example,
+    ),
+    "reference_impls.applications.self_supervised.byol:BYOL": Recipe(
+        why="a student with BYOL's projector; the context's teacher is the target, read as its "
+        "embedding (distillation; the EMA target is the test file's)",
+        build=_ssl_byol,
+    ),
+    "reference_impls.applications.self_supervised.compress:CompRess": Recipe(
+        why="CompRess trains the student's embedding; the classifier is unused",
+        no_gradient={"student.fc.": "CompRess reads the pooled embedding, not the logits"},
+    ),
+    "reference_impls.applications.self_supervised.dino:DINO": Recipe(
+        why="a student with a DINO head; the context's teacher with a DINO head of the same width",
+        build=_ssl_dino,
+    ),
+    "reference_impls.applications.self_supervised.seed:SEED": Recipe(
+        why="SEED trains the student's embedding (through its own head); the classifier is unused",
+        no_gradient={"student.fc.": "SEED reads the pooled embedding, not the logits"},
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
