@@ -42,18 +42,20 @@
 # overall scale; under SGD the sum multiplies every step by the batch size (64) and the
 # run diverged (NaN) in our trials, so here the KL is averaged (`prediction_reduction="mean"`).
 #
-# **Runtime.** The first run trains the teacher (about 10 s of CPU); with the teacher
-# cached, see "What we saw". Seeded; runs on CUDA when present.
+# **Runtime.** 23 s of CPU time with the teacher cached (one thread, kernel start
+# included; measured on the shared 2-core machine under a load average of about 10, where
+# the wall time was 93 s); the first run also trains the teacher (about 10 s of CPU).
+# Seeded; runs on CUDA when present.
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reference_impls.common.experiment import cached_teacher
-from reference_impls.common.training import accuracy, set_seed, train, train_supervised
+from reference_impls.common import Experiment
 from reference_impls.common.video import (
     few_frame_student,
+    gather_frames,
     image_student,
     load_moving_digits,
     video_teacher,
@@ -65,17 +67,12 @@ from reference_impls.modalities.video import (
 )
 from reference_impls.modalities.video.temporal_relation import temporal_similarity
 
-torch.set_num_threads(1)
-device = "cpu"
 data = load_moving_digits(seed=0)
-split = data.split()
-students_data = split.with_train_subset(600)
-cached = cached_teacher(video_teacher, split, epochs=20, lr=0.1, batch_size=64, device=device)
-teacher = cached.model
-print(
-    f"teacher: test accuracy {cached.final_accuracy:.3f} "
-    f"({'from the cache' if cached.from_cache else 'trained now'})"
+split = data.split()  # packed clips: frames plus the frame-mask channel
+exp = Experiment(
+    seeds=(0, 1), epochs=8, labelled=600, batch_size=64, lr=0.05, data=split, examples="clips"
 )
+teacher = exp.teacher(video_teacher, epochs=20, lr=0.1, batch_size=64)
 
 # %% [markdown]
 # ## A clip, frame by frame
@@ -106,7 +103,8 @@ plt.show()
 
 # %%
 with torch.no_grad():
-    test_output = teacher(split.x_test)
+    test_output = teacher(split.x_test.to(exp.device))
+test_output.attention = test_output.attention.cpu()
 attention = test_output.attention
 shown = data.visible_test & data.mask_test
 hidden = ~data.visible_test & data.mask_test
@@ -138,74 +136,73 @@ plt.show()
 # averaged prediction KL above.
 
 # %%
-EPOCHS, LR, BATCH, SEEDS, FRAME_COUNTS = 8, 0.1, 64, (0, 1), (2, 4)
-settings = dict(epochs=EPOCHS, lr=LR, batch_size=BATCH, device=device)
+FRAME_COUNTS = (2, 4)
 
 
 def few_frames_alone(frames_seen):
-    student = few_frame_student(frames_seen)
-    train_supervised(student, students_data, **settings)
-    return student
+    return lambda seed: exp.train_alone(few_frame_student(frames_seen), seed)
 
 
 def fewer_frames(frames_seen):
-    student = few_frame_student(frames_seen)
-    procedure = FewerFramesDistillation(student, teacher, prediction_reduction="mean")
-    train(procedure, students_data, **settings)
-    return student
+    def run(seed):
+        student = few_frame_student(frames_seen)
+        procedure = FewerFramesDistillation(student, teacher, prediction_reduction="mean")
+        return exp.train(procedure, seed)
+
+    return run
 
 
 def temporal_relation(frames_seen):
-    student = few_frame_student(frames_seen)
-    train(TemporalRelationDistillation(student, teacher), students_data, **settings)
-    return student
+    def run(seed):
+        student = few_frame_student(frames_seen)
+        return exp.train(TemporalRelationDistillation(student, teacher), seed)
+
+    return run
 
 
-def image_alone(_):
-    student = image_student()
-    train_supervised(student, students_data, **settings)
-    return student
+def image_alone(seed):
+    return exp.train_alone(image_student(), seed)
 
 
-def video_to_image(_):
-    student = image_student()
-    train(VideoToImageDistillation(student, teacher), students_data, **settings)
-    return student
+def video_to_image(seed):
+    return exp.train(VideoToImageDistillation(image_student(), teacher), seed)
 
 
-methods = {
-    "alone (few frames)": (few_frames_alone, FRAME_COUNTS),
-    "fewer frames (Bhardwaj)": (fewer_frames, FRAME_COUNTS),
-    "frame hints + temporal relation": (temporal_relation, FRAME_COUNTS),
-    "image alone": (image_alone, (1,)),
-    "video-to-image (V2I)": (video_to_image, (1,)),
-}
-results, trained = {}, {}
-for name, (run, counts) in methods.items():
-    for frames_seen in counts:
-        for seed in SEEDS:
-            set_seed(seed)
-            student = run(frames_seen)
-            results[name, frames_seen, seed] = accuracy(student, split.x_test, split.y_test)
-            trained[name, frames_seen, seed] = student
-
-print(f"{'method':34s} {'frames':>6s} {'accuracy (mean ± spread of 2 seeds)':>36s}")
-for name, (_, counts) in methods.items():
-    for frames_seen in counts:
-        values = np.array([results[name, frames_seen, seed] for seed in SEEDS])
-        print(f"{name:34s} {frames_seen:6d} {values.mean():30.3f} ± {values.std():.3f}")
-print(f"{'teacher':34s} {'all':>6s} {cached.final_accuracy:30.3f}")
+methods = {}
+for k in FRAME_COUNTS:
+    methods[f"alone, {k} frames"] = few_frames_alone(k)
+    methods[f"fewer frames, {k} frames"] = fewer_frames(k)
+    methods[f"hints + relation, {k} frames"] = temporal_relation(k)
+methods["image alone, 1 frame"] = image_alone
+methods["video-to-image, 1 frame"] = video_to_image
+results = exp.compare(methods)
+exp.summary()
+print(f"teacher (all frames): {exp.accuracy(teacher):.3f}")
 
 # %% [markdown]
 # ## Accuracy against the number of frames seen
 
 # %%
+families = {
+    "alone (few frames)": ["alone, 2 frames", "alone, 4 frames"],
+    "fewer frames (Bhardwaj)": ["fewer frames, 2 frames", "fewer frames, 4 frames"],
+    "hints + temporal relation": ["hints + relation, 2 frames", "hints + relation, 4 frames"],
+    "image alone": ["image alone, 1 frame"],
+    "video-to-image (V2I)": ["video-to-image, 1 frame"],
+}
 fig, ax = plt.subplots(figsize=(6.5, 4))
-for name, (_, counts) in methods.items():
-    means = [np.mean([results[name, k, s] for s in SEEDS]) for k in counts]
-    spreads = [np.std([results[name, k, s] for s in SEEDS]) for k in counts]
-    ax.errorbar(counts, means, yerr=spreads, marker="o", capsize=3, label=name)
-ax.axhline(cached.final_accuracy, color="k", ls="--", lw=1, label="teacher (all frames)")
+for family, names in families.items():
+    counts = [1] if len(names) == 1 else list(FRAME_COUNTS)
+    values = [[row["accuracy"] for row in results[name]] for name in names]
+    ax.errorbar(
+        counts,
+        [np.mean(v) for v in values],
+        yerr=[np.std(v) for v in values],
+        marker="o",
+        capsize=3,
+        label=family,
+    )
+ax.axhline(exp.accuracy(teacher), color="k", ls="--", lw=1, label="teacher (all frames)")
 ax.set_xlabel("frames the student reads per clip")
 ax.set_ylabel("test accuracy (digit and direction)")
 ax.set_xticks([1, 2, 4])
@@ -221,37 +218,47 @@ plt.show()
 # to the teacher's matrix is averaged over the test clips.
 
 # %%
+clips = split.x_test.to(exp.device)
 with torch.no_grad():
     matrices, distances = {}, {}
-    for name in ("frame hints + temporal relation", "alone (few frames)"):
-        student = trained[name, 4, 0]
-        output = student(split.x_test)
-        teacher_frames = torch.gather(
-            test_output.frame_embeddings,
-            1,
-            output.frame_index[:, :, None].expand(-1, -1, test_output.frame_embeddings.shape[2]),
-        )
-        student_matrix = temporal_similarity(output.frame_embeddings, output.mask)
-        teacher_matrix = temporal_similarity(teacher_frames, output.mask)
-        matrices[name] = student_matrix[clip_index]
-        matrices["teacher"] = teacher_matrix[clip_index]
+    for name in ("hints + relation, 4 frames", "alone, 4 frames"):
+        output = exp.models[name](clips)
+        teacher_frames = gather_frames(test_output.frame_embeddings, output.frame_index)
+        student_matrix = temporal_similarity(output.frame_embeddings, output.mask).cpu()
+        teacher_matrix = temporal_similarity(teacher_frames, output.mask).cpu()
+        matrices[name], matrices["teacher"] = student_matrix[clip_index], teacher_matrix[clip_index]
         distances[name] = (student_matrix - teacher_matrix).pow(2).sum((1, 2)).mean().item() / 16
+        print(f"{name}: mean squared distance to the teacher's matrix {distances[name]:.4f}")
 fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 for ax, name in zip(
-    axes, ("teacher", "frame hints + temporal relation", "alone (few frames)"), strict=True
+    axes, ("teacher", "hints + relation, 4 frames", "alone, 4 frames"), strict=True
 ):
-    image = ax.imshow(matrices[name], vmin=0, vmax=0.8, cmap="viridis")
-    ax.set_title(
-        name + (f"\nmean distance {distances[name]:.4f}" if name in distances else ""), fontsize=9
-    )
+    image = ax.imshow(matrices[name], vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_title(name, fontsize=9)
     ax.set_xlabel("frame read")
 fig.colorbar(image, ax=axes, shrink=0.8)
 plt.show()
+exp.report_runtime()
 
 # %% [markdown]
 # ## What we saw
 #
-# (Written from the numbers above; the runtime with the teacher cached was measured
-# under load on the shared 2-core machine.)
-#
-# * To be filled from the executed numbers.
+# * The task needs time: the teacher, reading every frame, reached 0.880 test accuracy;
+#   the same network trained alone on 600 clips for 8 epochs reached 0.275 ± 0.015 with
+#   2 frames and 0.298 ± 0.018 with 4, and the image student 0.197 ± 0.003 with one.
+#   Part of that gap is the short schedule and the smaller training set, but the order
+#   (1 < 2 < 4 frames) held for every family of methods.
+# * The teacher learned where to look in time: its attention on occluded frames was 0.76
+#   of uniform, on visible frames 1.09.
+# * No distillation beat its same-seed baseline on this schedule. Fewer-frames
+#   distillation came closest (0.257 ± 0.020 and 0.268 ± 0.012, two to three points
+#   below training alone); frame hints plus temporal relations lost 8 to 11 points
+#   (0.162 ± 0.012 and 0.202 ± 0.008); video-to-image distillation lost 3.5 points
+#   (0.162 ± 0.008 against 0.197). Regressing the teacher's all-frame representation from
+#   a few frames pulls against the labels in 8 epochs. These terms are also touchy under
+#   SGD: the summed prediction KL of the authors' code diverged in our trials (hence the
+#   averaged KL), and at lr 0.1 instead of 0.05 the 2-frame fewer-frames student fell to
+#   chance and the 4-frame hints + relation student diverged.
+# * The relation term did what it is for: the distilled 4-frame student's temporal
+#   similarity matrices were closer to the teacher's (mean squared distance 0.0064
+#   against 0.0095 for the student trained alone), without that buying accuracy here.
