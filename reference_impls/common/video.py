@@ -30,8 +30,9 @@ $$
   direction only through the faint trail; several frames tell both, so a model that
   sees all frames beats one that sees a few, and one that sees a single frame most of all.
 
-The default split (1,200 training and 300 test clips) builds in about 1 s on one core
-(0.6 s of it scikit-learn's import; measured under load on the shared machine).
+The default split (1,200 training and 300 test clips) builds in 2.6 s on one core,
+after scikit-learn's import (measured under a load average of about 10 on the shared
+2-core machine; 0.56 s of CPU time).
 :class:`MovingDigits` keeps the positions and the visibility of the digit in every
 frame, for pictures.
 
@@ -486,7 +487,7 @@ class FrameClassifier(nn.Module):
 
 
 def video_teacher(num_classes: int = 10, canvas: int = 16) -> ClipClassifier:
-    """The many-frame teacher: reads every frame (~45k parameters)."""
+    """The many-frame teacher: reads every frame (~36k parameters)."""
     return ClipClassifier((8, 16), 64, num_classes, frames=None, canvas=canvas)
 
 
@@ -499,7 +500,7 @@ def few_frame_student(frames: int = 3, num_classes: int = 10, canvas: int = 16) 
 
 
 def image_student(num_classes: int = 10, canvas: int = 16) -> FrameClassifier:
-    """The image student: one frame, the clip's middle real frame (~9k parameters)."""
+    """The image student: one frame, the clip's middle real frame (~10k parameters)."""
     return FrameClassifier((8, 16), 32, num_classes, canvas)
 
 

@@ -37,10 +37,11 @@ How ours maps onto theirs, and what differs:
   Their ``student_label_loss`` is YouTube-8M's per-class binary cross-entropy; ours
   is the softmax cross-entropy of the single label.
 * Their teacher and student are both a hierarchical LSTM of the same widths, so
-  $E^t$ and $E^s$ have the same size. Ours may differ in width (the tiny student of
-  ``reference_impls.common.video`` is narrower); then a trainable linear connector maps
-  the student's representation to the teacher's width (``nn.Identity`` when the
-  widths agree, the paper's setting).
+  $E^t$ and $E^s$ have the same size; so are ours by default
+  (``reference_impls.common.video.few_frame_student`` is the teacher's network reading
+  fewer frames, and its representation is tanh-bounded like an LSTM's state). For a
+  student of another width, a trainable linear connector maps its representation to
+  the teacher's (``nn.Identity`` when the widths agree, the paper's setting).
 * Their ``run_train.sh`` trains the teacher and the student **simultaneously**, the
   teacher on its own labels only (the student's loss reaches student variables
   alone, ``variables_to_train='model_student'``). We distil from a teacher trained
