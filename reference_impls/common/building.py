@@ -492,6 +492,30 @@ def _diffusion(class_name: str) -> Callable[[BuildContext], nn.Module]:
     return build
 
 
+def _video_clips(seed: int) -> Example:
+    """A batch of 4 packed clips of up to 6 16x16 frames, of lengths 6, 4, 5 and 3, and labels."""
+    from reference_impls.common.video import pack_clips
+
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.randn(4, 6, 1, 16, 16, generator=generator)
+    mask = torch.arange(6)[None] < torch.tensor([6, 4, 5, 3])[:, None]
+    return Example((pack_clips(frames, mask), torch.randint(0, 10, (4,), generator=generator)))
+
+
+def _video(class_name: str, image_student: bool = False) -> Callable[[BuildContext], nn.Module]:
+    """A video procedure on untrained tiny video models (the all-frame teacher, a few-frame
+    or an image student), whatever the context's digits CNNs."""
+
+    def build(context: BuildContext) -> nn.Module:
+        from reference_impls.common import video
+        from reference_impls.modalities import video as methods
+
+        student = video.image_student() if image_student else video.few_frame_student()
+        return getattr(methods, class_name)(student, video.video_teacher())
+
+    return build
+
+
 def _ring_points(seed: int) -> Example:
     """A procedure's batch of 8 points of the ring of Gaussians ``[8, 2]``."""
     from reference_impls.common.diffusion import sample_ring
@@ -620,6 +644,21 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.applications.self_supervised.seed:SEED": Recipe(
         why="SEED trains the student's embedding (through its own head); the classifier is unused",
         no_gradient={"student.fc.": "SEED reads the pooled embedding, not the logits"},
+    ),
+    "reference_impls.modalities.video.fewer_frames:FewerFramesDistillation": Recipe(
+        why="video: packed clips with frame masks, a few-frame student and an all-frame teacher",
+        build=_video("FewerFramesDistillation"),
+        example=_video_clips,
+    ),
+    "reference_impls.modalities.video.temporal_relation:TemporalRelationDistillation": Recipe(
+        why="video: packed clips with frame masks, a few-frame student and an all-frame teacher",
+        build=_video("TemporalRelationDistillation"),
+        example=_video_clips,
+    ),
+    "reference_impls.modalities.video.video_to_image:VideoToImageDistillation": Recipe(
+        why="video: packed clips with frame masks, an image student and an all-frame teacher",
+        build=_video("VideoToImageDistillation", image_student=True),
+        example=_video_clips,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

@@ -357,3 +357,35 @@ def sequence_mask(name: str, mask: torch.Tensor, shape: Sequence[int]) -> None:
 
 
 __all__.append("sequence_mask")
+
+
+def frame_mask(
+    name: str, mask: torch.Tensor, batch: int | None = None, frames: int | None = None
+) -> None:
+    """A boolean frame mask ``[B, T]`` (True = a real frame), at least one real frame per clip.
+
+    ``batch`` and ``frames``, when given, are the ``B`` and ``T`` it must have (those of
+    the clips it goes with).
+    """
+    import torch
+
+    shape = tuple(mask.shape)
+    expected = f"[{'B' if batch is None else batch}, {'T' if frames is None else frames}]"
+    if (
+        mask.dim() != 2
+        or (batch is not None and shape[0] != batch)
+        or (frames is not None and shape[1] != frames)
+    ):
+        raise ValueError(
+            f"{name} must have shape {expected} (one entry per frame of each clip), got shape {shape}"
+        )
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name} must be boolean (True = a real frame), got dtype {mask.dtype}")
+    if shape[1] == 0 or not bool(mask.any(1).all()):
+        empty = (~mask.any(1)).nonzero().flatten().tolist() if shape[1] else "all"
+        raise ValueError(
+            f"{name} must mark at least one real frame in every clip; clips {empty} are empty"
+        )
+
+
+__all__ += ["frame_mask"]
