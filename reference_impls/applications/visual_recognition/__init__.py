@@ -4,4 +4,8 @@ from reference_impls.applications.visual_recognition.cwd import CWDLoss
 from reference_impls.applications.visual_recognition.fpd import FPDLoss
 from reference_impls.applications.visual_recognition.skd import SKDLoss
 
-__all__ = ["CWDLoss", "FPDLoss", "SKDLoss"]
+__all__ = [
+    "CWDLoss",
+    "FPDLoss",
+    "SKDLoss",
+]
