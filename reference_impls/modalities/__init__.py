@@ -1,0 +1,1 @@
+"""Distillation by modality: 3D input, multi-view, text, speech and video."""
