@@ -161,6 +161,7 @@ def test_training_moves_the_student_toward_the_teacher(translation):
         module = Seq2SeqSupervised(student)
         if name == "word-kd":
             module = _WordKD(student, teacher, WordKDLoss(alpha=0.5))
-        fit(module, data.src_train, data.tgt_train, epochs=3, lr=3e-3, seed=0)
+        # 100 of the teacher's 400 pairs: what the teacher knows beyond them comes by its logits
+        fit(module, data.src_train[:100], data.tgt_train[:100], epochs=8, lr=3e-3, seed=0)
         runs[name] = _kl_to_teacher(student, teacher, data)
     assert runs["word-kd"] < 0.8 * runs["alone"], runs
