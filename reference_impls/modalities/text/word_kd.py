@@ -22,8 +22,10 @@ positions count: padding is masked, by a boolean ``mask`` ``[B, T]`` (True = a r
 position) or, without one, by the labels (``-100``, Hugging Face's ignore index, or the
 padding id 0). Values at masked positions, even NaN, change neither the loss nor its gradient.
 
-Defaults. $\alpha = 0.5$, the value the paper reports for its Word-KD students (it tried
-0.5 and 0.9); no temperature ($\tau = 1$: the paper softens nothing). Normalisation as
+Defaults. $\alpha = 0.5$, equal weights: the released code has no such term to take a
+default from, and the paper's text was not at hand when this was written (our
+recollection is that it compared 0.5 and 0.9 for its Word-KD students and kept 0.5; to be
+checked against §5 of the paper). No temperature ($\tau = 1$: the paper softens nothing). Normalisation as
 the authors' token NLL in ``train.lua`` (``make_generator`` in ``s2sa/models.lua``:
 ``ClassNLLCriterion`` with weight 0 on the padding index and ``sizeAverage = false``,
 the sum divided by ``batch_l``): summed over the real tokens of a sentence, averaged
@@ -95,7 +97,7 @@ class WordKDLoss(DistillationLoss):
 
     Args:
         alpha: weight $\\alpha$ of the distillation term; $1 - \\alpha$ weighs the NLL
-            (paper: 0.5).
+            (default 0.5: see the module docstring).
         temperature: softening of both distributions (paper: 1, none).
         normalise: ``"sentences"`` (sum over tokens, mean over sentences: the authors'
             ``train.lua``) or ``"tokens"`` (mean over real tokens).
