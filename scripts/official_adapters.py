@@ -1895,3 +1895,36 @@ def _compress(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return theirs(x["teacher_embedding"], x["student_embedding"], x["student_key_embedding"])
 
     return losses(mine, their_call)
+
+
+# ---------------------------------------------------------------------- Modalities: text
+
+
+def _two_class_logits(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """SST-2-like: student and teacher logits of 2 classes; the labels are the teacher's argmax."""
+    student = 3.0 * torch.randn(BATCH, 2, generator=generator, dtype=torch.float64)
+    teacher = 3.0 * torch.randn(BATCH, 2, generator=generator, dtype=torch.float64)
+    return {"student_logits": student, "teacher_logits": teacher, "target": teacher.argmax(1)}
+
+
+@register("distilled-bilstm", _two_class_logits, ("student_logits",))
+def _distilled_bilstm(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.modalities.text.distilled_bilstm import DistilledBiLSTMLoss
+
+    ours = DistilledBiLSTMLoss()  # distill_weight 1, ce_weight 1
+
+    def theirs(x: dict) -> torch.Tensor:
+        # distill_birnn.py main(), lines 125-130: the loss of one training step, as written
+        teacher = x["teacher_logits"]
+        scope = official.distill_birnn_loss(
+            args=SimpleNamespace(float_score=False, distill_lambda=1, ce_lambda=1),
+            batch=SimpleNamespace(
+                logits_0=teacher[:, 0], logits_1=teacher[:, 1], label=x["target"]
+            ),
+            logits=x["student_logits"],
+            kd_criterion=nn.MSELoss(),
+            criterion=nn.CrossEntropyLoss(),
+        )
+        return scope["loss"]
+
+    return losses(lambda x: ours(x["student_logits"], x["teacher_logits"], x["target"]), theirs)

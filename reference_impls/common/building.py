@@ -433,6 +433,43 @@ def _ssl_dino(context: BuildContext) -> nn.Module:
     return DINO(student, teacher)
 
 
+def _tiny_seq2seq_pair() -> tuple[nn.Module, nn.Module]:
+    """A student and a teacher transformer over 9 source and 11 target tokens (text leaf)."""
+    from reference_impls.common.text import Seq2SeqTransformer
+
+    teacher = Seq2SeqTransformer(9, 11, d_model=16, heads=2, feedforward=32, max_length=12)
+    student = Seq2SeqTransformer(9, 11, 8, 2, 1, 1, 16, max_length=12)
+    return student, teacher
+
+
+def _sequence_kd(context: BuildContext) -> nn.Module:
+    from reference_impls.modalities.text.seq_kd import SequenceKD
+
+    student, teacher = _tiny_seq2seq_pair()
+    return SequenceKD(student, teacher, max_length=6)
+
+
+def _translation_batch(seed: int) -> Example:
+    """Four padded sources ``[4, 5]`` and references ``<s> ... </s>`` ``[4, 7]``."""
+    generator = torch.Generator().manual_seed(seed)
+    src = torch.randint(1, 9, (4, 5), generator=generator)
+    src[1, 3:], src[3, 2:] = 0, 0
+    tgt = torch.randint(3, 11, (4, 7), generator=generator)
+    tgt[:, 0], tgt[:, -1] = 1, 2
+    tgt[2, 4], tgt[2, 5:] = 2, 0
+    return Example((src, tgt))
+
+
+def _token_logits(seed: int) -> Example:
+    """Next-token logits ``[3, 5, 11]`` of a student and a teacher, labels with padding and -100."""
+    generator = torch.Generator().manual_seed(seed)
+    student = torch.randn(3, 5, 11, generator=generator)
+    teacher = 3 * torch.randn(3, 5, 11, generator=generator)
+    target = torch.randint(3, 11, (3, 5), generator=generator)
+    target[1, 3:], target[2, 2:] = 0, -100
+    return Example((student, teacher, target))
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -659,6 +696,15 @@ RECIPES: dict[str, Recipe] = {
         why="video: packed clips with frame masks, an image student and an all-frame teacher",
         build=_video("VideoToImageDistillation", image_student=True),
         example=_video_clips,
+    ),
+    "reference_impls.modalities.text.seq_kd:SequenceKD": Recipe(
+        why="it translates: tiny transformer encoder-decoders, a batch of token sequences",
+        build=_sequence_kd,
+        example=_translation_batch,
+    ),
+    "reference_impls.modalities.text.word_kd:WordKDLoss": Recipe(
+        why="it reads next-token logits [B, T, V] and token labels with padding",
+        example=_token_logits,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

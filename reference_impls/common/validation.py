@@ -266,6 +266,104 @@ def sample_indices(name: str, index: torch.Tensor, num_samples: int, shape: Sequ
         )
 
 
+# ----------------------------------------------------------------------------- token sequences
+
+
+def non_empty_sequences(name: str, ids: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """Integer token ids ``[B, T]``, padded on the right with ``pad_id``, no row empty.
+
+    Returns each row's length (its non-padding tokens), ``[B]``.
+    """
+    import torch
+
+    if ids.dim() != 2 or ids.dtype.is_floating_point or ids.dtype.is_complex:
+        raise ValueError(
+            f"{name} must be integer token ids of shape [B, T], got shape {tuple(ids.shape)} "
+            f"and dtype {ids.dtype}"
+        )
+    if ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    if ids.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(ids.shape)}): give at least one token")
+    lengths = (ids != pad_id).sum(dim=1)
+    empty = (lengths == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"{name} has empty sequences (only padding {pad_id}) at rows {empty[:10]}"
+            + (" ..." if len(empty) > 10 else "")
+        )
+    return lengths
+
+
+def token_mask(
+    name: str,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    vocab_size: int,
+    pad_id: int | None = 0,
+) -> torch.Tensor:
+    """The boolean ``[B, T]`` mask of the real positions of a batch of target token ids.
+
+    ``mask`` (named ``name``), when given, must be boolean of ``target``'s shape (True = a
+    real position). Without it, positions whose target is ``-100`` (Hugging Face's
+    ignore index) or ``pad_id`` are ignored. Target ids at real positions must lie in
+    ``[0, vocab_size)``; at least one position must be real.
+    """
+    import torch
+
+    if target.dim() != 2 or target.dtype.is_floating_point or target.dtype == torch.bool:
+        raise ValueError(
+            f"target must be integer token ids of shape [B, T], got shape "
+            f"{tuple(target.shape)} and dtype {target.dtype}"
+        )
+    if mask is not None:
+        if tuple(mask.shape) != tuple(target.shape) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"{name} must be a boolean mask of shape {tuple(target.shape)} (target's [B, T], "
+                f"True at real positions), got shape {tuple(mask.shape)} and dtype {mask.dtype}"
+            )
+        keep = mask
+    else:
+        keep = target != -100
+        if pad_id is not None:
+            keep = keep & (target != pad_id)
+    if not bool(keep.any()):
+        raise ValueError(
+            f"every position of target is padding or masked (shape {tuple(target.shape)}): "
+            "the sequences are empty"
+        )
+    real = target[keep]
+    low, high = int(real.min()), int(real.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"target holds token ids from {low} to {high} at real positions, outside the "
+            f"vocabulary of {vocab_size} (the logits' last dimension)"
+        )
+    return keep
+
+
+def token_logit_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    """Student and teacher next-token logits of one shape ``[B, T, V]``, one vocabulary."""
+    for name, logits in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
+        if logits.dim() != 3:
+            raise ValueError(
+                f"{name} must have shape [B, T, V] (next-token scores at every position), got "
+                f"shape {tuple(logits.shape)}"
+            )
+    student_shape, teacher_shape = tuple(student_logits.shape), tuple(teacher_logits.shape)
+    if student_shape[-1] != teacher_shape[-1]:
+        raise ValueError(
+            f"student_logits has a vocabulary of {student_shape[-1]} but teacher_logits of "
+            f"{teacher_shape[-1]} (shapes {student_shape} and {teacher_shape}); student and "
+            "teacher must share the target vocabulary"
+        )
+    if student_shape != teacher_shape:
+        raise ValueError(
+            f"student_logits and teacher_logits must have one shape [B, T, V], got "
+            f"{student_shape} and {teacher_shape}"
+        )
+
+
 __all__ = [
     "at_least",
     "class_indices",
@@ -276,6 +374,7 @@ __all__ = [
     "loss_weights",
     "node_pairs",
     "node_rows",
+    "non_empty_sequences",
     "non_negative",
     "one_of",
     "one_per_teacher",
@@ -286,6 +385,8 @@ __all__ = [
     "stage_index",
     "stage_indices",
     "teacher_logit_list",
+    "token_logit_pair",
+    "token_mask",
 ]
 
 

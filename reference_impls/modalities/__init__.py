@@ -1,1 +1,1 @@
-"""Reference implementations filed under this taxonomy node."""
+"""Distillation by modality: 3D input, multi-view, text, speech and video."""
