@@ -358,6 +358,41 @@ def _contrastive_example(seed: int) -> Example:
     return Example((student, teacher, index))
 
 
+def _token_logits(seed: int) -> Example:
+    """Student and teacher next-token logits ``[3, 10, 97]``, labels with -100, a padding mask."""
+    generator = torch.Generator().manual_seed(seed)
+    student = 2 * torch.randn(3, 10, 97, generator=generator)
+    teacher = 4 * torch.randn(3, 10, 97, generator=generator)
+    labels = torch.randint(2, 97, (3, 10), generator=generator)
+    labels[:, :2] = -100  # a prompt
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 7:] = False  # a shorter sequence, right-padded
+    return Example((student, teacher, labels, mask))
+
+
+def _character_sequences(seed: int) -> Example:
+    """A procedure's batch: 4 right-padded character sequences ``[4, 24]`` and their mask."""
+    from reference_impls.common.language_models import BOS, PAD, VOCAB_SIZE
+
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(2, VOCAB_SIZE, (4, 24), generator=generator)
+    tokens[:, 0] = BOS
+    tokens[2, 20:] = PAD
+    return Example((tokens, tokens != PAD))
+
+
+def _language_model_procedure(class_name: str) -> Callable[[BuildContext], nn.Module]:
+    """A tiny causal-LM student and teacher (``student_lm``, ``teacher_lm``), untrained."""
+
+    def build(context: BuildContext) -> nn.Module:
+        from reference_impls.applications import llm
+        from reference_impls.common.language_models import student_lm, teacher_lm
+
+        return getattr(llm, class_name)(student_lm(), teacher_lm())
+
+    return build
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -459,6 +494,36 @@ RECIPES: dict[str, Recipe] = {
         why="the memory bank is sized by the data set (num_samples, labels) and read by index",
         build=_contrastive("CRDLoss"),
         example=_contrastive_example,
+    ),
+    "reference_impls.applications.llm.gkd:GKDLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.minillm:MiniLLMReverseKLLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.on_policy:GKD": Recipe(
+        why="on-policy distillation of a causal LM: character sequences and their padding mask",
+        build=_language_model_procedure("GKD"),
+        example=_character_sequences,
+    ),
+    "reference_impls.applications.llm.sequence_kd:SequenceLevelKD": Recipe(
+        why="it trains a causal LM on its teacher's decoded continuations of character prompts",
+        build=_language_model_procedure("SequenceLevelKD"),
+        example=_character_sequences,
+    ),
+    "reference_impls.applications.llm.skew_kl:SkewKLLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.skew_reverse_kl:SkewReverseKLLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.word_level:WordLevelKDLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",
