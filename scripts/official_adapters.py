@@ -1555,3 +1555,70 @@ def _distillm_skew_reverse_kl(official: SimpleNamespace, dtype: torch.dtype) -> 
             x["student_logits"], x["teacher_logits"], {"label": x["label"]}, lam=0.1
         ),
     )
+
+
+def _distilbert_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A masked-LM batch: logits, last hidden states, MLM labels at 15%, right padding."""
+    batch, length, vocab = LM_SHAPE
+    tensors = {
+        "s_logits": 2 * torch.randn(*LM_SHAPE, generator=generator, dtype=torch.float64),
+        "t_logits": 4 * torch.randn(*LM_SHAPE, generator=generator, dtype=torch.float64),
+        "s_hidden": torch.randn(batch, length, 64, generator=generator, dtype=torch.float64),
+        "t_hidden": torch.randn(batch, length, 64, generator=generator, dtype=torch.float64),
+    }
+    attention_mask = torch.ones(batch, length, dtype=torch.bool)
+    attention_mask[1, 20:] = False
+    attention_mask[3, 9:] = False
+    chosen = (torch.rand(batch, length, generator=generator) < 0.15) & attention_mask
+    labels = torch.randint(0, vocab, (batch, length), generator=generator)
+    return {
+        **tensors,
+        "lm_labels": labels.masked_fill(~chosen, -100),
+        "attention_mask": attention_mask,
+    }
+
+
+@register("distilbert", _distilbert_inputs, ("s_logits", "s_hidden"))
+def _distilbert(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.distilbert import DistilBERTLoss
+
+    ours = DistilBERTLoss(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    # the Distiller's attributes at the README's distilbert-base-uncased command
+    # (--alpha_ce 5.0 --alpha_mlm 2.0 --alpha_cos 1.0 --alpha_clm 0.0, temperature 2.0) and its
+    # loss functions as Distiller.__init__ builds them (lines 111-116)
+    distiller = SimpleNamespace(
+        params=SimpleNamespace(restrict_ce_to_mask=False),
+        temperature=2.0,
+        alpha_ce=5.0,
+        alpha_mlm=2.0,
+        alpha_clm=0.0,
+        alpha_mse=0.0,
+        alpha_cos=1.0,
+        ce_loss_fct=nn.KLDivLoss(reduction="batchmean"),
+        lm_loss_fct=nn.CrossEntropyLoss(ignore_index=-100),
+        cosine_loss_fct=nn.CosineEmbeddingLoss(reduction="mean"),
+    )
+
+    def theirs(x: dict) -> torch.Tensor:
+        scope = official.step(
+            self=distiller,
+            s_logits=x["s_logits"],
+            t_logits=x["t_logits"],
+            s_hidden_states=[x["s_hidden"]],
+            t_hidden_states=[x["t_hidden"]],
+            attention_mask=x["attention_mask"],
+            lm_labels=x["lm_labels"],
+        )
+        return scope["loss"]
+
+    return losses(
+        lambda x: ours(
+            x["s_logits"],
+            x["t_logits"],
+            x["s_hidden"],
+            x["t_hidden"],
+            x["lm_labels"],
+            x["attention_mask"],
+        ),
+        theirs,
+    )

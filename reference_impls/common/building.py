@@ -370,6 +370,21 @@ def _token_logits(seed: int) -> Example:
     return Example((student, teacher, labels, mask))
 
 
+def _masked_lm_outputs(seed: int) -> Example:
+    """Masked-LM logits ``[3, 10, 98]``, last hidden states ``[3, 10, 16]``, labels, a mask."""
+    generator = torch.Generator().manual_seed(seed)
+    student = 2 * torch.randn(3, 10, 98, generator=generator)
+    teacher = 4 * torch.randn(3, 10, 98, generator=generator)
+    student_hidden = torch.randn(3, 10, 16, generator=generator)
+    teacher_hidden = torch.randn(3, 10, 16, generator=generator)
+    labels = torch.full((3, 10), -100)
+    labels[:, 3] = torch.randint(2, 97, (3,), generator=generator)  # one masked position each
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    arguments = (student, teacher, student_hidden, teacher_hidden, labels, mask)
+    return Example(arguments, student=(0, 2), teacher=(1, 3))
+
+
 def _character_sequences(seed: int) -> Example:
     """A procedure's batch: 4 right-padded character sequences ``[4, 24]`` and their mask."""
     from reference_impls.common.language_models import BOS, PAD, VOCAB_SIZE
@@ -494,6 +509,10 @@ RECIPES: dict[str, Recipe] = {
         why="the memory bank is sized by the data set (num_samples, labels) and read by index",
         build=_contrastive("CRDLoss"),
         example=_contrastive_example,
+    ),
+    "reference_impls.applications.llm.distilbert:DistilBERTLoss": Recipe(
+        why="masked-LM outputs: [B, T, V] logits, [B, T, D] last hidden states, labels, a mask",
+        example=_masked_lm_outputs,
     ),
     "reference_impls.applications.llm.gkd:GKDLoss": Recipe(
         why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",

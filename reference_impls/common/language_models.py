@@ -5,7 +5,7 @@ library modules (:data:`MODULES`: each module's, and those of its public classes
 functions, read with ``inspect.getdoc``), splits them into paragraphs at blank lines,
 joins each paragraph's lines with single spaces and keeps the paragraphs of at least 24
 printable ASCII characters (doctest lines ``>>>`` left out), each once. Python 3.11 gives
-about 2,600 paragraphs (~150,000 characters after truncation). The paragraphs are shuffled
+2,443 paragraphs of 61 modules (109,283 characters after truncation). The paragraphs are shuffled
 with a generator seeded by ``seed`` and split 90/10 into training and test paragraphs; a
 paragraph is encoded as ``<bos>`` followed by its characters, truncated to ``max_length``
 tokens and right-padded with ``<pad>``:
@@ -29,16 +29,19 @@ It returns a :class:`~reference_impls.common.models.ModelOutput` whose ``logits`
 states ``[B, T, D]`` after the embeddings and after each block (Hugging Face's
 ``output_hidden_states`` order). Padding is on the right, so causal attention never lets
 a real position see a pad: no key mask is needed. With ``causal=False`` the same network
-is a bidirectional masked-LM encoder (``<mask>`` is then not needed: callers corrupt the
-input with any token they choose). :func:`teacher_lm` (dim 96, 3 layers, 4 heads) and
-:func:`student_lm` (dim 32, 1 layer, 2 heads) are the pair used by the tests and the
-notebook.
+is a bidirectional masked-LM encoder; its vocabulary then adds ``<mask>`` (:data:`MASK`,
+97), and :func:`mask_tokens` corrupts inputs as BERT does. :func:`teacher_lm` (dim 64,
+2 layers, 4 heads, 116k parameters) and :func:`student_lm` (dim 32, 1 layer, 2 heads, 21k)
+are the causal pair used by the tests and the notebook; :func:`teacher_encoder` and
+:func:`student_encoder` (dim 64, 2 and 1 layers) the masked-LM pair.
 
 **Training and the teacher cache.** :func:`next_token_loss` is the masked cross-entropy
 of next-token prediction (per kept token); :func:`fit_language_model` trains with AdamW
 on random batches of training paragraphs; :func:`language_model_teacher` trains the
-teacher once (600 steps of 32 paragraphs, lr 3e-3: about 20 s on the shared machine) and
-caches it with :func:`reference_impls.common.experiment.cached_model`.
+teacher once (400 steps of 32 paragraphs, lr 3e-3: 64 s of wall time on the shared
+2-core machine at load 2-4, 114-139 s at load 12) and caches it with
+:func:`reference_impls.common.experiment.cached_model`; :func:`masked_lm_teacher` does the
+same for the masked-LM teacher (133 s at load 12).
 :func:`generate` samples (or decodes greedily) continuations with a seeded generator.
 """
 
@@ -241,12 +244,12 @@ class TinyCausalLM(nn.Module):
 
 
 def teacher_lm(vocab_size: int = VOCAB_SIZE) -> TinyCausalLM:
-    """The teacher: dim 64, 2 layers, 4 heads (about 115k parameters)."""
+    """The teacher: dim 64, 2 layers, 4 heads (116k parameters)."""
     return TinyCausalLM(vocab_size, dim=64, layers=2, heads=4)
 
 
 def student_lm(vocab_size: int = VOCAB_SIZE) -> TinyCausalLM:
-    """The student: dim 32, 1 layer, 2 heads (about 22k parameters)."""
+    """The student: dim 32, 1 layer, 2 heads (21k parameters)."""
     return TinyCausalLM(vocab_size, dim=32, layers=1, heads=2)
 
 
@@ -453,9 +456,119 @@ def language_model_teacher(
     return model, record, from_cache
 
 
+# ----------------------------------------------------------------------------- masked LM
+
+MASK = VOCAB_SIZE  # the <mask> token of the masked-LM encoders (vocabulary VOCAB_SIZE + 1)
+
+
+def mask_tokens(
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    proportion: float = 0.15,
+    word_mask: float = 0.8,
+    word_keep: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's corruption: ``proportion`` of the real characters are chosen (``<bos>`` never);
+    of those ``word_mask`` become ``<mask>``, ``word_keep`` stay, the rest become a random
+    character. Returns the corrupted tokens and labels (the original token where chosen,
+    -100 elsewhere). Draws on the CPU from ``generator``."""
+    device = tokens.device
+    tokens, mask = tokens.cpu(), mask.cpu().bool()
+    candidates = mask & (tokens >= 2)
+    chosen = (torch.rand(tokens.shape, generator=generator) < proportion) & candidates
+    labels = tokens.masked_fill(~chosen, -100)
+    action = torch.rand(tokens.shape, generator=generator)
+    random_characters = torch.randint(2, VOCAB_SIZE, tokens.shape, generator=generator)
+    corrupted = torch.where(chosen & (action < word_mask), MASK, tokens)
+    replaced = chosen & (action >= word_mask + word_keep)
+    corrupted = torch.where(replaced, random_characters, corrupted)
+    return corrupted.to(device), labels.to(device)
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy at the chosen positions (labels -100 elsewhere)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+
+
+def teacher_encoder() -> TinyCausalLM:
+    """The masked-LM teacher: bidirectional, dim 64, 2 layers, 4 heads, with ``<mask>``."""
+    return TinyCausalLM(VOCAB_SIZE + 1, dim=64, layers=2, heads=4, causal=False)
+
+
+def student_encoder() -> TinyCausalLM:
+    """The masked-LM student: the teacher's width (DistilBERT keeps it), 1 layer."""
+    return TinyCausalLM(VOCAB_SIZE + 1, dim=64, layers=1, heads=4, causal=False)
+
+
+def fit_masked_lm(
+    model: nn.Module,
+    corpus: TextCorpus,
+    loss_of_batch: Callable[..., torch.Tensor] | None = None,
+    *,
+    steps: int = 300,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> list[float]:
+    """:func:`fit_language_model` on BERT-corrupted batches: ``loss_of_batch(corrupted,
+    mask, labels)`` defaults to the model's masked-LM loss."""
+    generator = torch.Generator().manual_seed(seed + 1)
+
+    def batch_loss(tokens: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        corrupted, labels = mask_tokens(tokens, mask, generator)
+        if loss_of_batch is not None:
+            return loss_of_batch(corrupted, mask, labels)
+        return masked_lm_loss(model(corrupted).logits, labels)
+
+    return fit_language_model(
+        model, corpus, batch_loss, steps=steps, batch_size=batch_size, lr=lr, seed=seed
+    )
+
+
+@torch.no_grad()
+def masked_accuracy(model: nn.Module, corpus: TextCorpus, seed: int = 0) -> float:
+    """Top-1 accuracy at the chosen positions of the corrupted test paragraphs."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    corrupted, labels = mask_tokens(corpus.test_tokens, corpus.test_mask, generator)
+    predicted = model(corrupted).logits.argmax(-1)
+    chosen = labels != -100
+    return float((predicted[chosen] == labels[chosen]).float().mean())
+
+
+def masked_lm_teacher(
+    corpus: TextCorpus | None = None, *, steps: int | None = None, cache_dir: str | None = None
+) -> tuple[TinyCausalLM, dict[str, Any], bool]:
+    """:func:`teacher_encoder` trained on the docstrings by masked LM, cached (CPU)."""
+    from reference_impls.common.experiment import cached_model
+
+    settings = dict(TEACHER_SETTINGS)
+    if steps is not None:
+        settings["steps"] = at_least("steps", steps, 1)
+    corpus = corpus if corpus is not None else load_docstrings(settings["data_seed"])
+
+    def fit(model: nn.Module) -> dict[str, Any]:
+        losses = fit_masked_lm(
+            model, corpus, steps=settings["steps"], batch_size=settings["batch_size"]
+        )
+        return {"losses": losses[::20], "test_accuracy": masked_accuracy(model, corpus)}
+
+    return cached_model(
+        teacher_encoder,
+        fit,
+        settings={**settings, "corpus": corpus.digest, "objective": "masked LM"},
+        code_files=[__file__],
+        device="cpu",
+        cache_dir=cache_dir,
+    )
+
+
 __all__ = [
     "ALPHABET",
     "BOS",
+    "MASK",
     "MAX_LENGTH",
     "MODULES",
     "PAD",
@@ -467,14 +580,21 @@ __all__ = [
     "encode",
     "encode_batch",
     "fit_language_model",
+    "fit_masked_lm",
     "generate",
     "language_model_teacher",
     "load_docstrings",
     "logits_of",
+    "mask_tokens",
+    "masked_accuracy",
+    "masked_lm_loss",
+    "masked_lm_teacher",
     "next_token_loss",
     "perplexity",
     "shifted",
+    "student_encoder",
     "student_lm",
+    "teacher_encoder",
     "teacher_lm",
     "token_kl",
 ]
