@@ -30,7 +30,7 @@ mean over labels $\neq -100$, ``clamp_min(1)`` when none is kept). Its conventio
 we follow: $\beta = 0$ is the forward KL $\mathrm{KL}(p\|q)$ and $\beta = 1$ the reverse KL
 $\mathrm{KL}(q\|p)$, both special-cased; the mixture formula itself tends to 0 at
 either end, it does not reach the KLs continuously. Skew KL and skew reverse KL:
-DistiLLM (Ko et al., ICML 2024, arXiv:2402.03898; not yet in ``bib/kd.bib``),
+DistiLLM (``ko2024distillm``, Ko et al., ICML 2024, arXiv:2402.03898),
 https://github.com/jongwooko/distillm, ``distillm/losses.py``, ``skewed_forward_kl`` and
 ``skewed_reverse_kl`` (``lam=0.1``); forward and reverse KL there as ``forward_kl`` and
 ``reverse_kl``. Temperature: TRL's ``generalized_jsd_loss`` divides both logits by it
