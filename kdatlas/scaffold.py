@@ -646,10 +646,14 @@ def package_exports(text: str) -> tuple[str, list[tuple[str, str]], list[str]] |
     return docstring, imports, exports
 
 
-def import_line(module: str, name: str) -> str:
-    """``from module import name``, parenthesised over three lines when past 100 columns (ruff)."""
-    line = f"from {module} import {name}"
-    return line if len(line) <= 100 else f"from {module} import (\n    {name},\n)"
+def import_line(module: str, *names: str) -> str:
+    """``from module import a, b`` as ruff's isort writes it: names in ``ruff_order``, one line,
+    or parenthesised with one name per line when past 100 columns."""
+    ordered = sorted(set(names), key=ruff_order)
+    line = f"from {module} import {', '.join(ordered)}"
+    if len(line) <= 100:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {name},\n" for name in ordered) + ")"
 
 
 def ruff_order(name: str) -> tuple[int, list[int | str]]:
@@ -663,7 +667,10 @@ def package_text(docstring: str, imports: Sequence[tuple[str, str]], exports: Se
     """A leaf ``__init__.py`` that imports each implementation and lists it in ``__all__``."""
     lines = [f'"""{docstring}"""', ""]
     if imports:
-        lines += [import_line(module, name) for module, name in sorted(set(imports))]
+        by_module: dict[str, list[str]] = {}
+        for module, name in sorted(set(imports)):
+            by_module.setdefault(module, []).append(name)
+        lines += [import_line(module, *names) for module, names in by_module.items()]
         lines.append("")
     if exports:
         names = sorted(set(exports), key=ruff_order)

@@ -1928,3 +1928,179 @@ def _distilled_bilstm(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return scope["loss"]
 
     return losses(lambda x: ours(x["student_logits"], x["teacher_logits"], x["target"]), theirs)
+
+
+# ------------------------------------------------------------ Applications: large language models
+
+LM_SHAPE = (4, 32, 2000)  # batch, tokens, vocabulary: a small LLM batch
+
+
+def _token_logits_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Student and teacher next-token logits, labels with -100 at a quarter of the tokens."""
+    batch, length, vocab = LM_SHAPE
+    student = 2 * torch.randn(*LM_SHAPE, generator=generator, dtype=torch.float64)
+    teacher = 4 * torch.randn(*LM_SHAPE, generator=generator, dtype=torch.float64)
+    label = torch.randint(0, vocab, (batch, length), generator=generator)
+    dropped = torch.rand(batch, length, generator=generator) < 0.25
+    return {
+        "student_logits": student,
+        "teacher_logits": teacher,
+        "label": label.masked_fill(dropped, -100),
+    }
+
+
+def _teacher_entropy(x: dict) -> torch.Tensor:
+    """Mean over kept tokens of the teacher's entropy: a constant their cross-entropy forms add."""
+    log_p = F.log_softmax(x["teacher_logits"], dim=-1)
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    kept = x["label"] != -100
+    return entropy[kept].sum() / kept.sum()
+
+
+def _ours_token_loss(loss: nn.Module) -> Callable[[dict], torch.Tensor]:
+    return lambda x: loss(x["student_logits"], x["teacher_logits"], x["label"])
+
+
+@register("word-level-kd", _token_logits_inputs, ("student_logits",))
+def _word_level_kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.word_level import WordLevelKDLoss
+
+    return losses(
+        _ours_token_loss(WordLevelKDLoss()),
+        # forward_kl is the cross-entropy -sum p log q: KL plus the teacher's entropy
+        lambda x: (
+            official.forward_kl(x["student_logits"], x["teacher_logits"], {"label": x["label"]})
+            - _teacher_entropy(x)
+        ),
+    )
+
+
+@register("minillm", _token_logits_inputs, ("student_logits",))
+def _minillm(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.minillm import MiniLLMReverseKLLoss
+
+    def theirs(x: dict) -> torch.Tensor:
+        # Loss._reg_loss reads the teacher's logits from its trainer: a stand-in holds them
+        trainer = SimpleNamespace(
+            compute_logits_and_log_probs=lambda *args, **kwargs: x["teacher_logits"]
+        )
+        loss = official.Loss(SimpleNamespace(model_parallel=False), trainer)
+        mask = (x["label"] != -100).to(x["student_logits"].dtype)
+        inf_mask = torch.zeros(LM_SHAPE, dtype=torch.bool)
+        return loss._reg_loss(None, None, mask, x["student_logits"], inf_mask, {})
+
+    return losses(_ours_token_loss(MiniLLMReverseKLLoss()), theirs)
+
+
+@register("gkd", _token_logits_inputs, ("student_logits",))
+def _gkd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.gkd import GKDLoss
+
+    def theirs(x: dict) -> torch.Tensor:
+        # the body of GKDTrainer.generalized_jsd_loss up to the masking (lines 271-303), with
+        # its defaults beta 0.5 and temperature 1; then its "batchmean" reduction (316-317)
+        scope = official.generalized_jsd_loss(
+            student_logits=x["student_logits"],
+            teacher_logits=x["teacher_logits"],
+            labels=x["label"],
+            beta=0.5,
+            temperature=1.0,
+        )
+        return scope["jsd"].sum() / scope["mask"].sum().clamp_min(1)
+
+    return losses(_ours_token_loss(GKDLoss(beta=0.5)), theirs)
+
+
+@register("distillm-skew-kl", _token_logits_inputs, ("student_logits",))
+def _distillm_skew_kl(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.skew_kl import SkewKLLoss
+
+    return losses(
+        _ours_token_loss(SkewKLLoss(skew=0.1)),
+        # skewed_forward_kl is the cross-entropy against the mixture: plus the teacher's entropy
+        lambda x: (
+            official.skewed_forward_kl(
+                x["student_logits"], x["teacher_logits"], {"label": x["label"]}, lam=0.1
+            )
+            - _teacher_entropy(x)
+        ),
+    )
+
+
+@register("distillm-skew-reverse-kl", _token_logits_inputs, ("student_logits",))
+def _distillm_skew_reverse_kl(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.skew_reverse_kl import SkewReverseKLLoss
+
+    return losses(
+        _ours_token_loss(SkewReverseKLLoss(skew=0.1)),
+        lambda x: official.skewed_reverse_kl(
+            x["student_logits"], x["teacher_logits"], {"label": x["label"]}, lam=0.1
+        ),
+    )
+
+
+def _distilbert_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A masked-LM batch: logits, last hidden states, MLM labels at 15%, right padding."""
+    batch, length, vocab = LM_SHAPE
+    tensors = {
+        "s_logits": 2 * torch.randn(*LM_SHAPE, generator=generator, dtype=torch.float64),
+        "t_logits": 4 * torch.randn(*LM_SHAPE, generator=generator, dtype=torch.float64),
+        "s_hidden": torch.randn(batch, length, 64, generator=generator, dtype=torch.float64),
+        "t_hidden": torch.randn(batch, length, 64, generator=generator, dtype=torch.float64),
+    }
+    attention_mask = torch.ones(batch, length, dtype=torch.bool)
+    attention_mask[1, 20:] = False
+    attention_mask[3, 9:] = False
+    chosen = (torch.rand(batch, length, generator=generator) < 0.15) & attention_mask
+    labels = torch.randint(0, vocab, (batch, length), generator=generator)
+    return {
+        **tensors,
+        "lm_labels": labels.masked_fill(~chosen, -100),
+        "attention_mask": attention_mask,
+    }
+
+
+@register("distilbert", _distilbert_inputs, ("s_logits", "s_hidden"))
+def _distilbert(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.distilbert import DistilBERTLoss
+
+    ours = DistilBERTLoss(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    # the Distiller's attributes at the README's distilbert-base-uncased command
+    # (--alpha_ce 5.0 --alpha_mlm 2.0 --alpha_cos 1.0 --alpha_clm 0.0, temperature 2.0) and its
+    # loss functions as Distiller.__init__ builds them (lines 111-116)
+    distiller = SimpleNamespace(
+        params=SimpleNamespace(restrict_ce_to_mask=False),
+        temperature=2.0,
+        alpha_ce=5.0,
+        alpha_mlm=2.0,
+        alpha_clm=0.0,
+        alpha_mse=0.0,
+        alpha_cos=1.0,
+        ce_loss_fct=nn.KLDivLoss(reduction="batchmean"),
+        lm_loss_fct=nn.CrossEntropyLoss(ignore_index=-100),
+        cosine_loss_fct=nn.CosineEmbeddingLoss(reduction="mean"),
+    )
+
+    def theirs(x: dict) -> torch.Tensor:
+        scope = official.step(
+            self=distiller,
+            s_logits=x["s_logits"],
+            t_logits=x["t_logits"],
+            s_hidden_states=[x["s_hidden"]],
+            t_hidden_states=[x["t_hidden"]],
+            attention_mask=x["attention_mask"],
+            lm_labels=x["lm_labels"],
+        )
+        return scope["loss"]
+
+    return losses(
+        lambda x: ours(
+            x["s_logits"],
+            x["t_logits"],
+            x["s_hidden"],
+            x["t_hidden"],
+            x["lm_labels"],
+            x["attention_mask"],
+        ),
+        theirs,
+    )

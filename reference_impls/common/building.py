@@ -460,7 +460,7 @@ def _translation_batch(seed: int) -> Example:
     return Example((src, tgt))
 
 
-def _token_logits(seed: int) -> Example:
+def _translation_token_logits(seed: int) -> Example:
     """Next-token logits ``[3, 5, 11]`` of a student and a teacher, labels with padding and -100."""
     generator = torch.Generator().manual_seed(seed)
     student = torch.randn(3, 5, 11, generator=generator)
@@ -468,6 +468,56 @@ def _token_logits(seed: int) -> Example:
     target = torch.randint(3, 11, (3, 5), generator=generator)
     target[1, 3:], target[2, 2:] = 0, -100
     return Example((student, teacher, target))
+
+
+def _token_logits(seed: int) -> Example:
+    """Student and teacher next-token logits ``[3, 10, 97]``, labels with -100, a padding mask."""
+    generator = torch.Generator().manual_seed(seed)
+    student = 2 * torch.randn(3, 10, 97, generator=generator)
+    teacher = 4 * torch.randn(3, 10, 97, generator=generator)
+    labels = torch.randint(2, 97, (3, 10), generator=generator)
+    labels[:, :2] = -100  # a prompt
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 7:] = False  # a shorter sequence, right-padded
+    return Example((student, teacher, labels, mask))
+
+
+def _masked_lm_outputs(seed: int) -> Example:
+    """Masked-LM logits ``[3, 10, 98]``, last hidden states ``[3, 10, 16]``, labels, a mask."""
+    generator = torch.Generator().manual_seed(seed)
+    student = 2 * torch.randn(3, 10, 98, generator=generator)
+    teacher = 4 * torch.randn(3, 10, 98, generator=generator)
+    student_hidden = torch.randn(3, 10, 16, generator=generator)
+    teacher_hidden = torch.randn(3, 10, 16, generator=generator)
+    labels = torch.full((3, 10), -100)
+    labels[:, 3] = torch.randint(2, 97, (3,), generator=generator)  # one masked position each
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    arguments = (student, teacher, student_hidden, teacher_hidden, labels, mask)
+    return Example(arguments, student=(0, 2), teacher=(1, 3))
+
+
+def _character_sequences(seed: int) -> Example:
+    """A procedure's batch: 4 right-padded character sequences ``[4, 24]`` and their mask."""
+    from reference_impls.common.language_models import BOS, PAD, VOCAB_SIZE
+
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(2, VOCAB_SIZE, (4, 24), generator=generator)
+    tokens[:, 0] = BOS
+    tokens[2, 20:] = PAD
+    return Example((tokens, tokens != PAD))
+
+
+def _language_model_procedure(class_name: str) -> Callable[[BuildContext], nn.Module]:
+    """A tiny causal-LM student and teacher (``student_lm``, ``teacher_lm``), untrained."""
+
+    def build(context: BuildContext) -> nn.Module:
+        from reference_impls.applications import llm
+        from reference_impls.common.language_models import student_lm, teacher_lm
+
+        return getattr(llm, class_name)(student_lm(), teacher_lm())
+
+    return build
 
 
 def _offline_distiller(context: BuildContext) -> nn.Module:
@@ -704,6 +754,40 @@ RECIPES: dict[str, Recipe] = {
     ),
     "reference_impls.modalities.text.word_kd:WordKDLoss": Recipe(
         why="it reads next-token logits [B, T, V] and token labels with padding",
+        example=_translation_token_logits,
+    ),
+    "reference_impls.applications.llm.distilbert:DistilBERTLoss": Recipe(
+        why="masked-LM outputs: [B, T, V] logits, [B, T, D] last hidden states, labels, a mask",
+        example=_masked_lm_outputs,
+    ),
+    "reference_impls.applications.llm.gkd:GKDLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.minillm:MiniLLMReverseKLLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.on_policy:GKD": Recipe(
+        why="on-policy distillation of a causal LM: character sequences and their padding mask",
+        build=_language_model_procedure("GKD"),
+        example=_character_sequences,
+    ),
+    "reference_impls.applications.llm.sequence_kd:SequenceLevelKD": Recipe(
+        why="it trains a causal LM on its teacher's decoded continuations of character prompts",
+        build=_language_model_procedure("SequenceLevelKD"),
+        example=_character_sequences,
+    ),
+    "reference_impls.applications.llm.skew_kl:SkewKLLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.skew_reverse_kl:SkewReverseKLLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
+        example=_token_logits,
+    ),
+    "reference_impls.applications.llm.word_level:WordLevelKDLoss": Recipe(
+        why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
         example=_token_logits,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(

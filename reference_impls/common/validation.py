@@ -342,7 +342,7 @@ def token_mask(
     return keep
 
 
-def token_logit_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+def sequence_logit_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
     """Student and teacher next-token logits of one shape ``[B, T, V]``, one vocabulary."""
     for name, logits in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
         if logits.dim() != 3:
@@ -378,10 +378,12 @@ __all__ = [
     "non_negative",
     "one_of",
     "one_per_teacher",
+    "per_token",
     "positive",
     "row_mask",
     "same_stage_count",
     "sample_indices",
+    "sequence_logit_pair",
     "stage_index",
     "stage_indices",
     "teacher_logit_list",
@@ -490,3 +492,33 @@ def frame_mask(
 
 
 __all__ += ["frame_mask"]
+
+
+def token_logit_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> int:
+    """Student and teacher logits ``[..., V]`` over the same tokens and one vocabulary; returns V."""
+    if student_logits.dim() < 2 or teacher_logits.shape[:-1] != student_logits.shape[:-1]:
+        raise ValueError(
+            "student_logits and teacher_logits must have shape [B, T, V] (or [N, V]) over the "
+            f"same tokens, got {tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
+    if student_logits.shape[-1] != teacher_logits.shape[-1]:
+        raise ValueError(
+            "student_logits and teacher_logits must share one vocabulary (the last dimension V), "
+            f"got V = {student_logits.shape[-1]} (student) and V = {teacher_logits.shape[-1]} "
+            "(teacher): token-level losses compare distributions over the same tokens; map the "
+            "teacher's vocabulary onto the student's (or share the tokenizer) first"
+        )
+    return student_logits.shape[-1]
+
+
+def per_token(name: str, tensor: torch.Tensor | None, logits: torch.Tensor) -> None:
+    """``None``, or an integer/boolean tensor of shape ``logits.shape[:-1]`` (one entry per token)."""
+    if tensor is None:
+        return
+    expected = tuple(logits.shape[:-1])
+    if tuple(tensor.shape) != expected or tensor.is_floating_point() or tensor.is_complex():
+        raise ValueError(
+            f"{name} must be an integer or boolean tensor of shape {list(expected)} (one entry "
+            f"per token of the logits {list(logits.shape)}), got shape {list(tensor.shape)} and "
+            f"dtype {tensor.dtype}"
+        )

@@ -385,3 +385,23 @@ def test_a_hand_edited_leaf_package_is_left_alone_with_a_note(fixture_kb, run_cl
         '`from reference_impls.sources.logit.my_dkd import MyDkdLoss` and "MyDkdLoss" to its '
         "__all__ by hand"
     ) in result.output
+
+
+def test_a_package_exporting_two_names_of_one_module_is_extended_as_ruff_writes_it():
+    """ruff's isort merges ``from M import A`` and ``from M import B`` into one line; the
+    scaffold reads and writes that form, so a leaf with a loss and its procedure in one
+    file (GKD's loss and trainer) stays extendable."""
+    from kdatlas.scaffold import export_from_package
+
+    text = (
+        '"""Leaf."""\n\n'
+        "from reference_impls.x.leaf.gkd import GKD, GKDLoss\n\n"
+        '__all__ = [\n    "GKD",\n    "GKDLoss",\n]\n'
+    )
+    extended = export_from_package(text, "reference_impls.x.leaf.gkd", "gkd_helper")
+    assert extended is not None
+    assert "from reference_impls.x.leaf.gkd import GKD, GKDLoss, gkd_helper\n" in extended
+    long = export_from_package(
+        extended, "reference_impls.x.leaf.gkd", "ZVeryLongClassNameThatPushesTheLinePastOneHundred"
+    )
+    assert "import (\n    GKD,\n    GKDLoss,\n    ZVeryLong" in long

@@ -1,15 +1,23 @@
-"""Token-level distillation losses for language models (shared module, not yet in the taxonomy)."""
+"""Large language models: token-level losses (forward and reverse KL, generalized JSD, skew KLs) and procedures."""
 
-from reference_impls.applications.llm.token_losses import (
-    DIVERGENCES,
-    chunked_token_kd_loss,
-    fused_linear_token_kd_loss,
-    naive_token_kd_loss,
-)
+from reference_impls.applications.llm.distilbert import DistilBERTLoss
+from reference_impls.applications.llm.gkd import GKDLoss
+from reference_impls.applications.llm.minillm import MiniLLMReverseKLLoss
+from reference_impls.applications.llm.on_policy import GKD
+from reference_impls.applications.llm.sequence_kd import SequenceLevelKD
+from reference_impls.applications.llm.skew_kl import SkewKLLoss
+from reference_impls.applications.llm.skew_reverse_kl import SkewReverseKLLoss
+from reference_impls.applications.llm.token_losses import TokenKDLoss
+from reference_impls.applications.llm.word_level import WordLevelKDLoss
 
 __all__ = [
-    "DIVERGENCES",
-    "chunked_token_kd_loss",
-    "fused_linear_token_kd_loss",
-    "naive_token_kd_loss",
+    "GKD",
+    "DistilBERTLoss",
+    "GKDLoss",
+    "MiniLLMReverseKLLoss",
+    "SequenceLevelKD",
+    "SkewKLLoss",
+    "SkewReverseKLLoss",
+    "TokenKDLoss",
+    "WordLevelKDLoss",
 ]

@@ -30,7 +30,7 @@ mean over labels $\neq -100$, ``clamp_min(1)`` when none is kept). Its conventio
 we follow: $\beta = 0$ is the forward KL $\mathrm{KL}(p\|q)$ and $\beta = 1$ the reverse KL
 $\mathrm{KL}(q\|p)$, both special-cased; the mixture formula itself tends to 0 at
 either end, it does not reach the KLs continuously. Skew KL and skew reverse KL:
-DistiLLM (Ko et al., ICML 2024, arXiv:2402.03898; not yet in ``bib/kd.bib``),
+DistiLLM (``ko2024distillm``, Ko et al., ICML 2024, arXiv:2402.03898),
 https://github.com/jongwooko/distillm, ``distillm/losses.py``, ``skewed_forward_kl`` and
 ``skewed_reverse_kl`` (``lam=0.1``); forward and reverse KL there as ``forward_kl`` and
 ``reverse_kl``. Temperature: TRL's ``generalized_jsd_loss`` divides both logits by it
@@ -71,13 +71,21 @@ precision inputs (float64 kept), in log space; the teacher is detached.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
+from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import at_least_float32
-from reference_impls.common.validation import at_least, in_unit_interval, one_of, positive
+from reference_impls.common.validation import (
+    at_least,
+    in_unit_interval,
+    one_of,
+    per_token,
+    positive,
+    token_logit_pair,
+)
 
 Divergence = Literal["forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl"]
 DIVERGENCES: tuple[str, ...] = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
@@ -548,9 +556,69 @@ def fused_linear_token_kd_loss(
     )
 
 
+class TokenKDLoss(DistillationLoss, abstract=True):
+    """A token-level loss as a module: the divergence and its options fixed at construction.
+
+    ``forward(student_logits, teacher_logits, labels=None, attention_mask=None)`` takes
+    ``[B, T, V]`` (or ``[N, V]``) logits compared position by position as given (shift
+    them first: logits at $t$ predict the label at $t$), optional Hugging Face labels
+    (``ignore_index`` left out) and an attention mask (0 or False left out), both of shape
+    ``[B, T]``, and returns the mean divergence over the kept tokens (0, with a zero
+    gradient, when none is kept). It runs :func:`chunked_token_kd_loss` (equal to
+    :func:`naive_token_kd_loss`; one backward per forward).
+    """
+
+    inputs: ClassVar[str] = "logits"
+    divergence: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        beta: float = 0.5,
+        skew: float = 0.1,
+        temperature: float = 1.0,
+        ignore_index: int = -100,
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_options(self.divergence, beta, skew, temperature)
+        self.beta, self.skew, self.temperature = float(beta), float(skew), float(temperature)
+        self.ignore_index = int(ignore_index)
+        self.chunk_size = None if chunk_size is None else at_least("chunk_size", chunk_size, 1)
+
+    def forward(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        token_logit_pair(student_logits, teacher_logits)
+        per_token("labels", labels, student_logits)
+        per_token("attention_mask", attention_mask, student_logits)
+        return chunked_token_kd_loss(
+            student_logits,
+            teacher_logits,
+            labels,
+            attention_mask,
+            divergence=self.divergence,  # type: ignore[arg-type]
+            beta=self.beta,
+            skew=self.skew,
+            temperature=self.temperature,
+            ignore_index=self.ignore_index,
+            chunk_size=self.chunk_size,
+        )
+
+    def extra_repr(self) -> str:
+        options = {"forward_kl": "", "reverse_kl": "", "jsd": f", beta={self.beta}"}
+        option = options.get(self.divergence, f", skew={self.skew}")
+        return f"divergence={self.divergence}{option}, temperature={self.temperature}"
+
+
 __all__ = [
     "DIVERGENCES",
     "Divergence",
+    "TokenKDLoss",
     "chunked_token_kd_loss",
     "fused_linear_token_kd_loss",
     "kept_tokens",

@@ -58,7 +58,7 @@ from reference_impls.common.validation import (
     in_unit_interval,
     one_of,
     positive,
-    token_logit_pair,
+    sequence_logit_pair,
     token_mask,
 )
 
@@ -121,7 +121,7 @@ class WordKDLoss(DistillationLoss):
         target: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        token_logit_pair(student_logits, teacher_logits)
+        sequence_logit_pair(student_logits, teacher_logits)
         if tuple(target.shape) != tuple(student_logits.shape[:2]):
             raise ValueError(
                 f"target must have shape {tuple(student_logits.shape[:2])} (the logits' [B, T]), "
