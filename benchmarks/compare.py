@@ -67,6 +67,15 @@ NOT_IN_HARNESS = {
 }
 
 
+# leaves whose methods train something other than a classifier's predictions
+LEAVES_NOT_IN_HARNESS = {
+    "applications/self-supervised": (
+        "self-supervised: trains an embedding without labels, judged by a linear probe or "
+        "k-NN on it (its notebook), not by the classifier this harness measures"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """The budget every method gets (the notebooks' schedule, more labelled images)."""
@@ -124,6 +133,8 @@ def methods_of_taxonomy(root: Path = ROOT) -> tuple[list[Method], dict[str, str]
         case = ImplementationCase(implementation.object)
         if implementation.object in NOT_IN_HARNESS:
             not_run[implementation.id] = NOT_IN_HARNESS[implementation.object]
+        elif f"{area.id}/{leaf.id}" in LEAVES_NOT_IN_HARNESS:
+            not_run[implementation.id] = LEAVES_NOT_IN_HARNESS[f"{area.id}/{leaf.id}"]
         elif not case.runs_on_digits and implementation.object not in HARNESS_BUILDS:
             not_run[implementation.id] = f"inputs of its own: {case.recipe.why}"
         else:
@@ -329,6 +340,8 @@ def run_job(job: Job, device: str | None = None) -> dict[str, Any]:
         if isinstance(procedure, RunsItsOwnTraining):
             options = RUN_OPTIONS.get(job.method.object, lambda *_: {})(state, settings)
             procedure.run(state.labelled, **schedule, **options)
+            # a multi-stage run may build its final network itself (BAN's last generation)
+            student = getattr(procedure, "student", None) or student
         else:
             train(procedure, state.labelled, evaluate=student, **schedule)
         if target.type == "cuda":
@@ -613,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     jobs = plan(methods, args.tasks, seeds, settings)
     meta = provenance(device, seeds, args.jobs, args.torchrun)  # the code that runs: now
+    earlier = _read_partial(out.with_suffix(".partial.jsonl"), settings)
+    meta["runs_resumed"] = sum(job.name in earlier for job in jobs)  # from an interrupted run
     started = time.perf_counter()
     runs = run_all(
         jobs,

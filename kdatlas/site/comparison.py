@@ -165,7 +165,13 @@ def comparison_lines(record: Mapping[str, Any], implementation_link: Link) -> li
         f"Run: commit `{md_text(str(meta.get('commit', '?'))[:12])}`, "
         f"{md_text(str(meta.get('date', '?')))}, {md_text(str(meta.get('machine', '?')))}, "
         f"torch {md_text(str(meta.get('torch', '?')))}, {meta.get('parallel_jobs', 1)} jobs at "
-        f"a time, {meta.get('wall_seconds', '?')} s in all.",
+        f"a time, {meta.get('wall_seconds', '?')} s"
+        + (
+            f" for the runs made in the last pass; {meta['runs_resumed']} runs were read from "
+            "an earlier pass that was stopped (`--jobs` resumes from the runs it wrote)."
+            if meta.get("runs_resumed")
+            else " in all."
+        ),
         "",
     ]
     notes = {

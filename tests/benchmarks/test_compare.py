@@ -101,6 +101,7 @@ def test_an_interrupted_run_resumes_from_the_jobs_it_wrote(tmp_path):
     result = json.loads(out.read_text())
     by_method = {run["method"]: run for run in result["runs"]}
     assert by_method["kd"]["accuracy"] == 0.123  # resumed, not run again
+    assert result["provenance"]["runs_resumed"] == 1
     assert by_method["cross-entropy"]["accuracy"] != 0.123  # the stale line was run again
     assert not partial.exists()  # a finished run leaves nothing to resume
 
