@@ -1,0 +1,1 @@
+"""Reference implementations filed under this taxonomy node."""
