@@ -28,11 +28,14 @@
 # orthographic z-buffer) from six fixed cameras; each point knows the pixel it falls in.
 # Teacher: a PointNet 32-64-128 wide trained on all 600 clouds; students: PointNets
 # 8-16-32 wide (a sixteenth of the teacher's parameters), trained on the first 120
-# labelled clouds, 12 epochs, three seeds. SLidR's image teacher: a small CNN trained on
+# labelled clouds, 10 epochs, three seeds. SLidR's image teacher: a small CNN trained on
 # the depth images of camera 0.
 #
-# **Runtime.** Measured with cached teachers: see the last line of the notebook (CPU time
-# of the kernel) and the report of the leaf (wall time on a loaded shared machine).
+# **Runtime.** 23 s of CPU time in the kernel with both teachers cached (one thread); the
+# first run also trains them, about 11 s of CPU time more. Measured on a 2-core CPU shared
+# with about fourteen other jobs (load average 15), where the cached run's wall time was
+# 185 s; on an idle machine the wall time should be close to the CPU time plus the
+# kernel's start (not measured). Seeded; runs on CUDA when present.
 
 # %%
 import matplotlib.pyplot as plt
@@ -60,7 +63,7 @@ from reference_impls.schemes.offline.distiller import OfflineDistiller
 clouds = load_point_clouds(seed=0)
 exp = Experiment(
     seeds=(0, 1, 2),
-    epochs=12,
+    epochs=10,
     labelled=120,
     batch_size=20,
     lr=0.01,
@@ -144,7 +147,7 @@ print(f"{shared} of the 16 feature-space neighbours are also among the 16 neares
 #   weight 2; 48 queries and 16 neighbours, scaled from their 6000 and 128 on 16,384
 #   points) on the last per-point layer; the two graph layers are trained with it.
 # * **SLidR**: the student is first pre-trained without labels on all 600 clouds, each
-#   paired with its camera-0 depth image (4 epochs, the authors' InfoNCE at τ = 0.07 over
+#   paired with its camera-0 depth image (3 epochs, the authors' InfoNCE at τ = 0.07 over
 #   4×4-cell superpixels, `SLidRPretraining`), then trained like *alone* on the 120 labels.
 #
 # Measured on the 300 test clouds: accuracy, agreement with the teacher's predictions,
@@ -176,10 +179,11 @@ def slidr(seed: int) -> Trained:
         SLidRLoss(student.channels, view_teacher.model.channels),
     )
     history = train(
-        pretraining, exp.data, epochs=4, lr=0.05, batch_size=32, seed=seed, device=exp.device
+        pretraining, exp.data, epochs=3, lr=0.05, batch_size=32, seed=seed, device=exp.device
     )
     trained = exp.train_alone(student, seed)
-    trained.extras["info_nce"] = history.losses[-1]["info_nce"]
+    trained.extras["info_nce_first"] = history.losses[0]["info_nce"]
+    trained.extras["info_nce_last"] = history.losses[-1]["info_nce"]
     return trained
 
 
@@ -198,10 +202,9 @@ def measure(model: torch.nn.Module) -> dict[str, float]:
 exp.titles["overlap"] = "neighbourhood overlap with teacher"
 exp.compare({"alone": alone, "PointDistiller": pointdistiller, "SLidR": slidr}, measure)
 exp.summary(["accuracy", "agreement", "overlap"])
-nce = [run["info_nce"] for run in exp.results["SLidR"]]
-print(
-    f"SLidR's InfoNCE at the end of pre-training: {np.mean(nce):.2f} (log of the regions in a batch: ~{np.log(32 * 16):.1f})"
-)
+first = np.mean([run["info_nce_first"] for run in exp.results["SLidR"]])
+last = np.mean([run["info_nce_last"] for run in exp.results["SLidR"]])
+print(f"SLidR's pre-training InfoNCE: {first:.2f} in its first epoch, {last:.2f} in its last")
 
 # %% [markdown]
 # ## Accuracy and closeness to the teacher, over seeds
@@ -216,6 +219,26 @@ exp.report_runtime()
 # %% [markdown]
 # ## What we saw
 #
-# Written from a run of this notebook (numbers in the tables above):
+# Written from a run of this notebook with the cached teachers (the numbers printed above).
 #
-# * (filled in from the run)
+# * The point teacher reached 0.807 test accuracy on the six shapes; the image teacher,
+#   which sees one depth image from camera 0, 0.580 (one view leaves shapes ambiguous).
+# * The teacher's neighbourhoods are mostly, not only, spatial: of the 16 nearest points
+#   to the torus's most salient point in the teacher's feature space, 11 are also among
+#   its 16 nearest in 3-D.
+# * Accuracy did not separate the methods. On 120 labels, 10 epochs, three seeds: alone
+#   0.481 ± 0.086, PointDistiller 0.450 ± 0.056, SLidR (pre-trained without labels on all
+#   600 clouds, then the same training) 0.509 ± 0.034. The spread over seeds (3 to 9
+#   points) is as large as the differences; agreement with the teacher's predictions
+#   follows the same order (0.503, 0.484, 0.527).
+# * What PointDistiller transfers did move, consistently over seeds: the share of the
+#   teacher's feature-space neighbourhoods that the student's features also find rose
+#   from 0.634 ± 0.007 alone to 0.678 ± 0.010. SLidR, which never saw the point teacher,
+#   reached 0.695 ± 0.019: aligning the points with the image regions also organised
+#   the student's features into neighbourhoods like the point teacher's.
+# * SLidR's pre-training did learn the pairing: its InfoNCE fell from 5.27 in the first
+#   epoch to 4.52 in the third.
+# * Three seeds of one data set, short schedules chosen for the 30 s budget, tiny
+#   networks; the papers distil detectors on KITTI (PointDistiller) and pre-train
+#   segmentation networks on nuScenes (SLidR). A gain in neighbourhood overlap is not a
+#   gain in accuracy here.

@@ -26,10 +26,13 @@
 # elevation, with the points each camera sees (a z-buffer test). Teacher: an MVCNN-style
 # `MultiViewCNN` (16-32-64 channels per view at full resolution, 64-d view descriptors) trained on the six
 # views of the 600 training shapes. Students: PointNets 8-16-32 wide on the points alone,
-# all 600 labelled clouds, 15 epochs, three seeds.
+# the first 300 labelled clouds, 12 epochs, three seeds.
 #
-# **Runtime.** Measured with the cached teacher: see the last line of the notebook (CPU
-# time of the kernel) and the report of the leaf (wall time on a loaded shared machine).
+# **Runtime.** 23 s of CPU time in the kernel with the teacher cached (one thread); the
+# first run also trains the multi-view teacher, about 50 s of CPU time more. Measured on a
+# 2-core CPU shared with about fourteen other jobs (load average 15), where the cached
+# run's wall time was 138 s; on an idle machine the wall time should be close to the CPU
+# time plus the kernel's start (not measured). Seeded; runs on CUDA when present.
 
 # %%
 import matplotlib.pyplot as plt
@@ -49,8 +52,8 @@ from reference_impls.modalities.multi_view.pointmcd import PointMCD, PointMCDLos
 clouds = load_point_clouds(seed=0)
 exp = Experiment(
     seeds=(0, 1, 2),
-    epochs=15,
-    labelled=None,
+    epochs=12,
+    labelled=300,
     batch_size=20,
     lr=0.01,
     data=clouds.points(),
@@ -88,9 +91,10 @@ plt.show()
 # ## The multi-view teacher and what each view contributes
 #
 # The teacher pools its six view descriptors by a maximum over views. Left: for the test
-# shapes, the share of the 64 pooled channels whose maximum comes from each view
-# (which view "wins" a channel). Right: the accuracy of each view's descriptor alone
-# through the shared classifier, against the pooled prediction.
+# shapes, the share of the pooled channels whose maximum comes from each view (which
+# view "wins" a channel; channels that are zero in every view are left out). Right: the
+# teacher's accuracy when it is given one view's descriptor alone (the maximum over one
+# view, then its fusion layer and classifier), against all six pooled.
 
 # %%
 teacher_run = cached_teacher(
@@ -103,12 +107,21 @@ teacher_run = cached_teacher(
 )
 teacher = teacher_run.model
 test_views = clouds.test_renders.images.to(exp.device)
+test_labels = clouds.test_labels.to(exp.device)
 with torch.no_grad():
     descriptors = teacher.view_descriptors(test_views)  # [300, 6, 64]
-    winners = descriptors.argmax(dim=1)  # which view gives each pooled channel
-    share = torch.stack([(winners == v).float().mean() for v in range(clouds.num_views)])
-    per_view = (
-        teacher.view_logits(test_views).argmax(-1).eq(clouds.test_labels.to(exp.device)[:, None])
+    pooled, winners = descriptors.max(dim=1)  # which view gives each pooled channel
+    winners = winners[pooled > 0]
+    share = torch.bincount(winners, minlength=clouds.num_views).float() / len(winners)
+    one_view = torch.stack(
+        [
+            teacher.fc(teacher.fusion(descriptors[:, view]))
+            .argmax(-1)
+            .eq(test_labels)
+            .float()
+            .mean()
+            for view in range(clouds.num_views)
+        ]
     )
     teacher_predictions = teacher(test_views).logits.argmax(-1)
 print(f"multi-view teacher: test accuracy {teacher_run.final_accuracy:.3f}")
@@ -116,14 +129,13 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
 axes[0].bar(range(clouds.num_views), share.cpu().numpy(), color="tab:blue")
 axes[0].axhline(1 / clouds.num_views, color="grey", linestyle="--", linewidth=1)
 axes[0].set(title="share of pooled channels won by each view", xlabel="camera")
-axes[1].bar(range(clouds.num_views), per_view.float().mean(0).cpu().numpy(), color="tab:green")
+axes[1].bar(range(clouds.num_views), one_view.cpu().numpy(), color="tab:green")
 axes[1].axhline(teacher_run.final_accuracy, color="black", linestyle="--", linewidth=1)
-axes[1].set(title="accuracy of one view's descriptor (dashed: all views)", xlabel="camera")
-axes[1].set_ylim(0, 1)
+axes[1].set(title="teacher given one view (dashed: all six)", xlabel="camera", ylim=(0, 1))
 plt.tight_layout()
 plt.show()
-print("share per camera:", np.round(share.cpu().numpy(), 3))
-print("accuracy per camera:", np.round(per_view.float().mean(0).cpu().numpy(), 3))
+print("share of pooled channels per camera:", np.round(share.cpu().numpy(), 3))
+print("teacher accuracy from one camera:", np.round(one_view.cpu().numpy(), 3))
 
 # %% [markdown]
 # ## The students
@@ -202,4 +214,22 @@ exp.report_runtime()
 # %% [markdown]
 # ## What we saw
 #
-# * (filled in from the run)
+# Written from a run of this notebook with the cached teacher (the numbers printed above).
+#
+# * Every camera matters about equally to the teacher: the share of pooled channels each
+#   camera wins lies between 0.156 and 0.172 (one sixth is 0.167). With shapes in random
+#   orientations no camera is privileged, and the maximum over views draws on all six.
+# * The views complement each other: the teacher reached 0.837 test accuracy from the six
+#   views, but only 0.337 to 0.410 when given one view's descriptor alone.
+# * The point students, on 300 labelled clouds for 12 epochs over three seeds: alone
+#   0.642 ± 0.030; PointMCD with the authors' objective and learning rate 0.622 ± 0.031;
+#   the same recipe without the distillation term (λ = 0) 0.613 ± 0.030. The
+#   distillation term added 0.009 over its own control, well inside the spread over seeds
+#   (0.03), and the authors' recipe (cross-entropy weighted 0.1, smoothing 0.2, learning
+#   rate 0.1) stayed two to three points below plain cross-entropy in this short
+#   schedule. Agreement with the teacher's predictions followed the same order (0.624,
+#   0.614, 0.607). PointMCD's L1 to the view descriptors was 0.286 in its last epoch.
+# * So on this problem the multi-view knowledge did not measurably help the point
+#   student. The setting is far from the paper's: a teacher only 20 points above the
+#   student, 12 epochs where the authors train 500, six 16×16 views where they render
+#   twelve 224×224 images of ModelNet40 shapes. Three seeds of one data set.

@@ -1,8 +1,7 @@
 """Reference implementations filed under this taxonomy node."""
 
-from reference_impls.modalities.multi_view.pointmcd import PointMCD, PointMCDLoss
+from reference_impls.modalities.multi_view.pointmcd import PointMCDLoss
 
 __all__ = [
-    "PointMCD",
     "PointMCDLoss",
 ]
