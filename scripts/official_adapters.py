@@ -2104,3 +2104,200 @@ def _distilbert(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         ),
         theirs,
     )
+
+
+# ------------------------------------------------------------ Modalities: 3d and multi-view
+
+
+class _TorchOfDtype:
+    """``torch`` with ``FloatTensor`` made in the run's dtype: the PointDistiller code starts
+    its sum from ``torch.FloatTensor([0.0])``, which would round a float64 run to float32."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.FloatTensor = lambda data: torch.tensor(data, dtype=dtype)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+
+def _edge_layer(in_channels: int, out_channels: int) -> nn.Module:
+    """mmcv's ConvModule(kernel (1, 1), Conv2d, BN2d, ReLU, bias='auto'): conv without bias."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+# PointRCNN's fp_features at the 4x compression (student 64 channels, teacher 128), on 1024
+# points with the authors' query ratio 6000/16384 (375 queries) and 32 neighbours
+PD_POINTS, PD_QUERIES, PD_NEIGHBOURS = 1024, 375, 32
+
+
+def _pointdistiller_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def relu_map(channels: int) -> torch.Tensor:
+        x = torch.randn(4, channels, PD_POINTS, generator=generator, dtype=torch.float64)
+        return x.clamp(min=0)
+
+    return {"student_features": relu_map(64), "teacher_features": relu_map(128)}
+
+
+@register("pointdistiller", _pointdistiller_inputs, ("student_features",))
+def _pointdistiller(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.modalities._3d.pointdistiller import PointDistillerLoss
+
+    ours = PointDistillerLoss([64], [128], num_queries=PD_QUERIES, neighbours=PD_NEIGHBOURS).to(
+        dtype
+    )
+    shim = SimpleNamespace(
+        teacher_gcn_adapt=_edge_layer(256, 64).to(dtype),
+        student_gcn_adapt=_edge_layer(128, 64).to(dtype),
+    )
+    copy_into(shim.teacher_gcn_adapt, ours.teacher_graph)
+    copy_into(shim.student_gcn_adapt, ours.student_graph)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # point_rcnn.py lines 162-237 define get_knn_point_backbone; called as at line 284
+        scope = official.get_knn_point_backbone(self=shim, torch=_TorchOfDtype(dtype))
+        distance = scope["get_knn_point_backbone"](
+            teacher_feature=x["teacher_features"],
+            student_feature=x["student_features"],
+            point_saliency=None,
+            num_points=PD_QUERIES,
+            kneighbours=PD_NEIGHBOURS,
+            reweight=True,
+            sample_mode="top",
+            pool_mode="max",
+            fuse_mode="idendity",
+        )
+        return distance.sum()
+
+    return Pair(
+        ours=Side(
+            lambda x: ours([x["student_features"]], [x["teacher_features"]]),
+            {**prefixed("student", ours.student_graph), **prefixed("teacher", ours.teacher_graph)},
+        ),
+        theirs=Side(
+            theirs,
+            {
+                **prefixed("student", shim.student_gcn_adapt),
+                **prefixed("teacher", shim.teacher_gcn_adapt),
+            },
+        ),
+    )
+
+
+# SLidR on two 32x56 images (4x4 grid superpixels, 112 per image: SLIC's at most 150), 2048
+# points each (a fifth outside the image), MinkUNet's 96 last channels, a 256-channel image map
+SL_BATCH, SL_POINTS, SL_HEIGHT, SL_WIDTH, SL_CELL = 2, 2048, 32, 56, 4
+
+
+def _slidr_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    shape = (SL_BATCH, SL_POINTS)
+    pixels = torch.randint(0, SL_HEIGHT * SL_WIDTH, shape, generator=generator)
+    outside = torch.rand(shape, generator=generator) < 0.2
+    rows = torch.arange(SL_HEIGHT)[:, None] // SL_CELL
+    cols = torch.arange(SL_WIDTH)[None, :] // SL_CELL
+    grid = rows * (SL_WIDTH // SL_CELL) + cols
+    return {
+        "student_features": torch.randn(SL_BATCH, 96, SL_POINTS, generator=generator).double(),
+        "teacher_features": torch.randn(
+            SL_BATCH, 256, SL_HEIGHT, SL_WIDTH, generator=generator
+        ).double(),
+        "pixels": torch.where(outside, torch.full_like(pixels, -1), pixels),
+        "superpixels": grid.expand(SL_BATCH, -1, -1).clone(),
+    }
+
+
+@register(
+    "slidr",
+    _slidr_inputs,
+    ("student_features",),
+    also=("pretrain/criterion.py:NCELoss",),
+)
+def _slidr(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.modalities._3d.slidr import SLidRLoss
+
+    ours = SLidRLoss([96], [256]).to(dtype)
+    # MinkUNet's final layer (1x1, bias) and DilationFeatureExtractor's decoder conv (1x1, bias)
+    point_head, image_head = nn.Conv1d(96, 64, 1).to(dtype), nn.Conv2d(256, 64, 1).to(dtype)
+    copy_into(point_head, ours.point_head)
+    copy_into(image_head, ours.image_head)
+    shim = SimpleNamespace(
+        device=torch.device("cpu"), superpixel_size=150, criterion=official.NCELoss(0.07)
+    )
+
+    def theirs(x: dict) -> torch.Tensor:
+        # normalize_features: True on both networks' outputs; points flattened over the batch
+        output_points = F.normalize(point_head(x["student_features"]), dim=1)
+        output_points = output_points.transpose(1, 2).reshape(-1, 64)
+        output_images = F.normalize(image_head(x["teacher_features"]), dim=1)
+        pixels = x["pixels"]
+        sample, point = torch.nonzero(pixels >= 0, as_tuple=True)
+        flat = pixels[sample, point]
+        batch = {
+            "superpixels": x["superpixels"],
+            "pairing_points": sample * SL_POINTS + point,
+            "pairing_images": torch.stack([sample, flat // SL_WIDTH, flat % SL_WIDTH], dim=1),
+        }
+        scope = official.loss_superpixels_average()  # lines 82-130 define the method
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # its sparse one-hot matrices: torch.ones(...) default dtype
+        try:
+            return scope["loss_superpixels_average"](shim, batch, output_points, output_images)
+        finally:
+            torch.set_default_dtype(previous)
+
+    return Pair(
+        ours=Side(
+            lambda x: ours(
+                [x["student_features"]], [x["teacher_features"]], x["pixels"], x["superpixels"]
+            ),
+            {**prefixed("point", ours.point_head), **prefixed("image", ours.image_head)},
+        ),
+        theirs=Side(theirs, {**prefixed("point", point_head), **prefixed("image", image_head)}),
+    )
+
+
+# PointNet_Cls_Distiller at its defaults: 1024 points, 1024 channels, 12 views, 512-d codewords
+MCD_BATCH, MCD_POINTS, MCD_CHANNELS, MCD_VIEWS, MCD_DIM = 2, 1024, 1024, 12, 512
+
+
+def _pointmcd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    shape = (MCD_BATCH, MCD_CHANNELS, MCD_POINTS)
+    return {
+        "student_features": torch.randn(*shape, generator=generator).double().clamp(min=0),
+        "teacher_view_descriptors": torch.randn(MCD_BATCH, MCD_VIEWS, MCD_DIM, generator=generator)
+        .double()
+        .clamp(min=0),
+        "visibility": torch.rand(MCD_BATCH, MCD_POINTS, MCD_VIEWS, generator=generator) < 0.4,
+    }
+
+
+@register("pointmcd", _pointmcd_inputs, ("student_features",))
+def _pointmcd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.modalities.multi_view.pointmcd import PointMCDLoss
+
+    ours = PointMCDLoss([MCD_CHANNELS], MCD_DIM).to(dtype)
+    net = official.PointNet_Cls_Distiller().to(dtype)
+    copy_into(net.mv_cdw_alignment, ours.alignment)
+
+    class Encoder(nn.Module):  # the Student_PointNet's output: per-point features [B, N, C]
+        def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return points, points.new_zeros(())
+
+    net.encoder = Encoder()
+
+    def theirs(x: dict) -> torch.Tensor:
+        # distiller_pn_c.py: loss_dist_cdw_mv = nn.L1Loss()(mv_cdw_s, mv_cdw_t), weight 1.0
+        pwe = x["student_features"].transpose(1, 2)
+        _, mv_cdw_s, _, _, _ = net(pwe, x["visibility"].to(dtype))
+        return nn.L1Loss()(mv_cdw_s, x["teacher_view_descriptors"])
+
+    return Pair(
+        ours=Side(
+            lambda x: ours([x["student_features"]], x["teacher_view_descriptors"], x["visibility"]),
+            prefixed("alignment", ours.alignment),
+        ),
+        theirs=Side(theirs, prefixed("alignment", net.mv_cdw_alignment)),
+    )

@@ -615,6 +615,63 @@ def _second_epoch(procedure: Any) -> None:
     procedure.on_epoch_start(1, 2)  # the model of epoch 0 is now the frozen past self
 
 
+# modalities/3d and modalities/multi-view: per-point features of the tiny point networks
+# (student 8-16-32, teacher 32-64-128 channels) on 4 clouds of 64 points, and what the
+# 2-D teachers give (pixel maps of 8x8 renders; descriptors of 6 views)
+POINT_STUDENT, POINT_TEACHER, POINT_BATCH, POINT_COUNT = (8, 16, 32), (32, 64, 128), 4, 64
+
+
+def _point_maps(generator: torch.Generator, channels: Channels) -> list[torch.Tensor]:
+    return [
+        torch.randn(POINT_BATCH, width, POINT_COUNT, generator=generator).clamp(min=0)
+        for width in channels
+    ]
+
+
+def _pointdistiller_example(seed: int) -> Example:
+    """Student and teacher per-point feature maps ``[4, C, 64]`` of each stage."""
+    generator = torch.Generator().manual_seed(seed)
+    return Example((_point_maps(generator, POINT_STUDENT), _point_maps(generator, POINT_TEACHER)))
+
+
+def _pointdistiller(context: BuildContext) -> nn.Module:
+    from reference_impls.modalities._3d.pointdistiller import PointDistillerLoss
+
+    return PointDistillerLoss(POINT_STUDENT, POINT_TEACHER)
+
+
+def _slidr_example(seed: int) -> Example:
+    """Point maps, an image network's 8x8 maps, each point's pixel (some none), 4x4 grid regions."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 64, (POINT_BATCH, POINT_COUNT), generator=generator)
+    pixels[:, :8] = -1  # points outside the image
+    cells = torch.arange(8) // 4
+    superpixels = (cells[:, None] * 2 + cells[None, :]).expand(POINT_BATCH, -1, -1).clone()
+    images = [torch.randn(POINT_BATCH, width, 8, 8, generator=generator) for width in (16, 32)]
+    return Example((_point_maps(generator, POINT_STUDENT), images, pixels, superpixels))
+
+
+def _slidr(context: BuildContext) -> nn.Module:
+    from reference_impls.modalities._3d.slidr import SLidRLoss
+
+    return SLidRLoss(POINT_STUDENT, (16, 32))
+
+
+def _pointmcd_example(seed: int) -> Example:
+    """Point maps, a multi-view teacher's descriptors ``[4, 6, 64]``, visibility ``[4, 64, 6]``."""
+    generator = torch.Generator().manual_seed(seed)
+    student = _point_maps(generator, POINT_STUDENT)
+    descriptors = torch.randn(POINT_BATCH, 6, 64, generator=generator).clamp(min=0)
+    visibility = torch.rand(POINT_BATCH, POINT_COUNT, 6, generator=generator) < 0.5
+    return Example((student, descriptors, visibility))
+
+
+def _pointmcd(context: BuildContext) -> nn.Module:
+    from reference_impls.modalities.multi_view.pointmcd import PointMCDLoss
+
+    return PointMCDLoss(POINT_STUDENT, 64)
+
+
 RECIPES: dict[str, Recipe] = {
     "reference_impls.algorithms.multi_teacher.averaged_ensemble:AveragedEnsembleKD": Recipe(
         why="several teachers: the context's and two more of its architecture, other seeds",
@@ -789,6 +846,21 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.applications.llm.word_level:WordLevelKDLoss": Recipe(
         why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
         example=_token_logits,
+    ),
+    "reference_impls.modalities._3d.pointdistiller:PointDistillerLoss": Recipe(
+        why="it reads per-point feature maps [B, C, N] of point networks, not a digits CNN's",
+        build=_pointdistiller,
+        example=_pointdistiller_example,
+    ),
+    "reference_impls.modalities._3d.slidr:SLidRLoss": Recipe(
+        why="it pairs a point network's maps with an image network's through pixels and regions",
+        build=_slidr,
+        example=_slidr_example,
+    ),
+    "reference_impls.modalities.multi_view.pointmcd:PointMCDLoss": Recipe(
+        why="it reads point maps, a multi-view teacher's descriptors and per-view visibility",
+        build=_pointmcd,
+        example=_pointmcd_example,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

@@ -522,3 +522,41 @@ def per_token(name: str, tensor: torch.Tensor | None, logits: torch.Tensor) -> N
             f"per token of the logits {list(logits.shape)}), got shape {list(tensor.shape)} and "
             f"dtype {tensor.dtype}"
         )
+
+
+# ----------------------------------------------------------------------------- point clouds (3d, multi-view)
+
+
+def point_features(name: str, features: torch.Tensor, channels: int | None = None) -> None:
+    """Per-point features ``[B, C, N]`` (``C = channels`` when given), floating point."""
+    expected = f"[B, {channels if channels is not None else 'C'}, N]"
+    if (
+        features.dim() != 3
+        or not features.dtype.is_floating_point
+        or (channels is not None and features.shape[1] != channels)
+    ):
+        raise ValueError(
+            f"{name} must be per-point features of shape {expected} (channels before points), "
+            f"got shape {tuple(features.shape)} and dtype {features.dtype}"
+        )
+
+
+def same_points(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    """Student and teacher features ``[B, C, N]`` of the same clouds: same ``B`` and ``N``."""
+    if student.shape[0] != teacher.shape[0] or student.shape[2] != teacher.shape[2]:
+        raise ValueError(
+            "student and teacher point features must describe the same clouds (same batch and "
+            f"number of points), got shapes {tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
+
+
+def enough_points(name: str, value: int, num_points: int) -> None:
+    """A count (neighbours, queries) that a cloud of ``num_points`` points can supply."""
+    if value > num_points:
+        raise ValueError(
+            f"{name}={value} needs clouds of at least {value} points, got clouds of {num_points} "
+            f"points; lower {name} or give more points"
+        )
+
+
+__all__ += ["enough_points", "point_features", "same_points"]
