@@ -2301,3 +2301,149 @@ def _pointmcd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         ),
         theirs=Side(theirs, prefixed("alignment", net.mv_cdw_alignment)),
     )
+
+
+# ------------------------------------------------------- Applications: foundation models
+
+SENTENCE_DIM, STUDENT_SENTENCE_DIM = 384, 128  # all-MiniLM-L6-v2's width; a smaller student
+
+
+def _sentence_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A student's raw 128-d sentence embeddings and a teacher's unit 384-d ones (batch 64)."""
+    student = torch.randn(BATCH, STUDENT_SENTENCE_DIM, generator=generator, dtype=torch.float64)
+    teacher = torch.randn(BATCH, SENTENCE_DIM, generator=generator, dtype=torch.float64)
+    return {"student_emb": student, "teacher_emb": F.normalize(teacher, dim=1)}
+
+
+def _embed_distill(metric: str, ours_class: str) -> Callable[[SimpleNamespace, torch.dtype], Pair]:
+    """sentence-transformers' EmbedDistillLoss (``metric``) with a 128 -> 384 projection."""
+
+    def build(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+        from reference_impls.applications import foundation_models
+
+        ours = getattr(foundation_models, ours_class)(STUDENT_SENTENCE_DIM, SENTENCE_DIM)
+        ours = ours.to(dtype)
+        # their __init__ reads the student model's width; set the two attributes it sets
+        theirs = official.EmbedDistillLoss.__new__(official.EmbedDistillLoss)
+        nn.Module.__init__(theirs)
+        theirs.distance_metric = metric
+        theirs.projection = nn.Linear(STUDENT_SENTENCE_DIM, SENTENCE_DIM).to(dtype)
+        copy_into(theirs.projection, ours.projection)
+        return Pair(
+            ours=Side(lambda x: ours(x["student_emb"], x["teacher_emb"]), named(ours.projection)),
+            theirs=Side(
+                lambda x: theirs.compute_loss_from_embeddings(
+                    [x["student_emb"]], [x["teacher_emb"]]
+                ),
+                named(theirs.projection),
+            ),
+        )
+
+    return build
+
+
+register("embedding-mse", _sentence_inputs, ("student_emb",))(
+    _embed_distill("mse", "EmbeddingMSELoss")
+)
+register("embedding-cosine", _sentence_inputs, ("student_emb",))(
+    _embed_distill("cosine", "EmbeddingCosineLoss")
+)
+
+CLIP_STUDENT_DIM, CLIP_TEACHER_DIM = 256, 512  # e.g. a ViT-T/16 student of a ViT-B/16 CLIP
+
+
+def _clip_inputs(normalise_student: bool) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
+    """A batch of 64 pairs: student and teacher image/text embeddings and logit scales."""
+
+    def make(generator: torch.Generator) -> dict[str, torch.Tensor]:
+        def batch(width: int, unit: bool) -> torch.Tensor:
+            x = torch.randn(BATCH, width, generator=generator, dtype=torch.float64)
+            return F.normalize(x, dim=1) if unit else x
+
+        return {
+            "student_image": batch(CLIP_STUDENT_DIM, normalise_student),
+            "student_text": batch(CLIP_STUDENT_DIM, normalise_student),
+            "teacher_image": batch(CLIP_TEACHER_DIM, True),
+            "teacher_text": batch(CLIP_TEACHER_DIM, True),
+            "student_scale": torch.tensor(
+                30.0 if normalise_student else 1 / 0.07, dtype=torch.float64
+            ),
+            "teacher_scale": torch.tensor(100.0, dtype=torch.float64),
+        }
+
+    return make
+
+
+def _clip_call(loss: Callable[..., Any]) -> Callable[[dict], Any]:
+    return lambda x: loss(
+        x["student_image"], x["teacher_image"], x["student_text"], x["teacher_text"],
+        x["student_scale"], x["teacher_scale"],
+    )  # fmt: skip
+
+
+@register(
+    "tinyclip-affinity",
+    _clip_inputs(normalise_student=True),
+    ("student_image", "student_text", "student_scale"),
+)
+def _tinyclip_affinity(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.foundation_models.tinyclip import AffinityMimickingLoss
+
+    ours = AffinityMimickingLoss()
+    theirs = official.ClipSoftLoss(local_loss=True, rank=0, world_size=1)
+    theirs.gather_feature = lambda feature: feature  # one rank: all_gather is the identity
+
+    def their_loss(x: dict) -> torch.Tensor:
+        # TinyCLIP/src/training/train.py loss_fn: each direction * 0.5 * alpha * weight (1, 1)
+        image_to_text, text_to_image = theirs(
+            x["student_image"], x["student_text"], x["student_scale"],
+            x["teacher_image"], x["teacher_text"], x["teacher_scale"],
+            average_two_losses=False,
+        )  # fmt: skip
+        return 0.5 * image_to_text + 0.5 * text_to_image
+
+    return losses(_clip_call(ours), their_loss)
+
+
+@register(
+    "clip-kd",
+    _clip_inputs(normalise_student=False),
+    ("student_image", "student_text", "student_scale"),
+)
+def _clip_kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.foundation_models.clip_kd import CLIPKDLoss
+
+    ours = CLIPKDLoss(CLIP_STUDENT_DIM, CLIP_TEACHER_DIM).to(dtype)  # FD 2000, ICL 1, CKD 1
+    options = SimpleNamespace(
+        t_embed_dim=CLIP_TEACHER_DIM, s_embed_dim=CLIP_STUDENT_DIM,
+        alpha_ckd_loss=1.0, alpha_icl_loss=1.0, alpha_fd_loss=2000.0,
+        alpha_cross_kd_loss=0.0, alpha_gd_loss=0.0, alpha_afd_loss=0.0,
+    )  # fmt: skip
+    # world_size 2: their one-process branch reads a variable before assigning it; on one
+    # rank the gathered features are the local batch
+    theirs = official.KDClipLoss(options, world_size=2).to(dtype)
+    theirs.forward.__globals__["gather_features"] = lambda image, text, *rest: (image, text)
+    copy_into(theirs.visual_proj, ours.image_projection)
+    copy_into(theirs.text_proj, ours.text_projection)
+
+    def their_loss(x: dict) -> torch.Tensor:
+        _, ckd, icl, _, fd, _, _ = theirs(
+            x["student_image"], x["student_text"], x["student_scale"],
+            x["teacher_image"], x["teacher_text"], x["teacher_scale"],
+        )  # fmt: skip
+        return ckd + icl + fd
+
+    def parameters(scale: nn.Parameter, image: nn.Module, text: nn.Module) -> dict:
+        return {"icl_scale": scale, **{f"image_{k}": v for k, v in named(image).items()},
+                **{f"text_{k}": v for k, v in named(text).items()}}  # fmt: skip
+
+    return Pair(
+        ours=Side(
+            _clip_call(ours),
+            parameters(ours.icl_scale, ours.image_projection, ours.text_projection),
+        ),
+        theirs=Side(
+            their_loss,
+            parameters(theirs.cross_logit_scale, theirs.visual_proj, theirs.text_proj),
+        ),
+    )

@@ -520,6 +520,46 @@ def _language_model_procedure(class_name: str) -> Callable[[BuildContext], nn.Mo
     return build
 
 
+# foundation models (applications/foundation-models): CLIP pairs and SAM-style image embeddings
+CLIP_DIMS = (16, 32)  # student, teacher embedding widths of the CLIP examples
+
+
+def _clip_example(seed: int) -> Example:
+    """Unit image/text embeddings of 12 pairs from a student and a wider teacher, and their logit scales."""
+    generator = torch.Generator().manual_seed(seed)
+    student_dim, teacher_dim = CLIP_DIMS
+
+    def unit(width: int) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.randn(12, width, generator=generator), dim=1)
+
+    student_image, student_text = unit(student_dim), unit(student_dim)
+    teacher_image, teacher_text = unit(teacher_dim), unit(teacher_dim)
+    student_scale, teacher_scale = torch.tensor(1 / 0.07), torch.tensor(100.0)
+    arguments = (
+        student_image,
+        teacher_image,
+        student_text,
+        teacher_text,
+        student_scale,
+        teacher_scale,
+    )
+    return Example(arguments, student=(0, 2, 4), teacher=(1, 3, 5))
+
+
+def _clip_kd(context: BuildContext) -> nn.Module:
+    from reference_impls.applications.foundation_models.clip_kd import CLIPKDLoss
+
+    return CLIPKDLoss(*CLIP_DIMS)
+
+
+def _image_embeddings_example(seed: int) -> Example:
+    """A student encoder's and a teacher encoder's image embeddings of the same shape [4, 16, 8, 8]."""
+    generator = torch.Generator().manual_seed(seed)
+    student = torch.randn(4, 16, 8, 8, generator=generator)
+    teacher = 2 * torch.randn(4, 16, 8, 8, generator=generator)
+    return Example((student, teacher))
+
+
 def _offline_distiller(context: BuildContext) -> nn.Module:
     from reference_impls.schemes.offline.distiller import OfflineDistiller
     from reference_impls.sources.logit.kd import KDLoss
@@ -861,6 +901,19 @@ RECIPES: dict[str, Recipe] = {
         why="it reads point maps, a multi-view teacher's descriptors and per-view visibility",
         build=_pointmcd,
         example=_pointmcd_example,
+    ),
+    "reference_impls.applications.foundation_models.clip_kd:CLIPKDLoss": Recipe(
+        why="it reads a CLIP student's and teacher's image and text embeddings and logit scales",
+        build=_clip_kd,
+        example=_clip_example,
+    ),
+    "reference_impls.applications.foundation_models.mobilesam:DecoupledEncoderLoss": Recipe(
+        why="it reads image embeddings of one shape (the student encoder feeds the teacher's decoder)",
+        example=_image_embeddings_example,
+    ),
+    "reference_impls.applications.foundation_models.tinyclip:AffinityMimickingLoss": Recipe(
+        why="it reads a CLIP student's and teacher's image and text embeddings and logit scales",
+        example=_clip_example,
     ),
     "reference_impls.schemes.offline.distiller:OfflineDistiller": Recipe(
         why="the loss is a required argument; KD, the scheme's paper, is plugged in",

@@ -560,3 +560,28 @@ def enough_points(name: str, value: int, num_points: int) -> None:
 
 
 __all__ += ["enough_points", "point_features", "same_points"]
+
+
+# ----------------------------------------------------------------------------- foundation models
+
+
+def embedding_batch(
+    name: str, embeddings: torch.Tensor, rows: int | None = None, width: int | None = None
+) -> tuple[int, int]:
+    """A floating batch of embeddings ``[B, D]`` (``B = rows``, ``D = width`` when given); returns ``(B, D)``."""
+    expected = f"[{rows if rows is not None else 'B'}, {width if width is not None else 'D'}]"
+    if (
+        embeddings.dim() != 2
+        or (rows is not None and embeddings.shape[0] != rows)
+        or (width is not None and embeddings.shape[1] != width)
+    ):
+        raise ValueError(
+            f"{name} must have shape {expected} (one embedding per sample), got shape "
+            f"{tuple(embeddings.shape)}"
+        )
+    if not embeddings.dtype.is_floating_point:
+        raise ValueError(f"{name} must be floating point, got dtype {embeddings.dtype}")
+    return embeddings.shape[0], embeddings.shape[1]
+
+
+__all__ += ["embedding_batch"]
