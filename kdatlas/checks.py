@@ -26,7 +26,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
 
@@ -76,7 +76,30 @@ def notebook_problems(kb: KnowledgeBase) -> list[Problem]:
                         f"notebook '{leaf.notebook}' does not exist",
                     )
                 )
+            for j, implementation in enumerate(leaf.implementations):
+                if implementation.notebook is None:
+                    continue
+                loc = ("leaves", i, "implementations", j, "notebook")
+                if reason := _further_notebook_problem(
+                    kb.root, area, leaf, implementation.notebook
+                ):
+                    problems.append(located(kb, area.id, loc, reason))
     return problems
+
+
+def _further_notebook_problem(root: Path, area: Area, leaf: Leaf, notebook: str) -> str | None:
+    """A further notebook of a leaf is ``docs/notebooks/<area>/<leaf>-<topic>.py`` and exists."""
+    if notebook_path_problem(notebook) is not None:
+        return None  # taxonomy_text_problems reports it
+    path = PurePosixPath(notebook)
+    expected = f"docs/notebooks/{area.id}/{leaf.id}-<topic>.py"
+    if path.parent != PurePosixPath("docs/notebooks", area.id) or not (
+        path.suffix == ".py" and path.stem.startswith(f"{leaf.id}-") and path.stem != f"{leaf.id}-"
+    ):
+        return f"notebook '{notebook}': a leaf's further notebook is {expected}"
+    if not (root / notebook).is_file():
+        return f"notebook '{notebook}' does not exist"
+    return None
 
 
 def leaf_folder(area_id: str, leaf_id: str) -> Path:
@@ -130,17 +153,20 @@ def _notebook_reference_problem(notebook_text: str, implementation: Implementati
     for name in (class_name, module_name):
         if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", notebook_text):
             return None
+    which = (
+        f"notebook {implementation.notebook}" if implementation.notebook else "the leaf's notebook"
+    )
     return (
-        f"the leaf's notebook does not use implementation '{implementation.id}' "
+        f"{which} does not use implementation '{implementation.id}' "
         f"(neither {class_name} nor {module_name} appears in it)"
     )
 
 
-def _notebook_text(root: Path, leaf: Leaf) -> str | None:
-    if leaf.notebook is None or notebook_path_problem(leaf.notebook) is not None:
+def _notebook_text(root: Path, notebook: str | None) -> str | None:
+    if notebook is None or notebook_path_problem(notebook) is not None:
         return None
     try:
-        return (root / leaf.notebook).read_text(encoding="utf-8")
+        return (root / notebook).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None  # notebook_problems reports a missing notebook
 
@@ -154,10 +180,15 @@ def implementation_file_problems(kb: KnowledgeBase) -> list[Problem]:
     problems: list[Problem] = []
     for area in kb.areas:
         for i, leaf in enumerate(area.leaves):
-            notebook_text = _notebook_text(kb.root, leaf)
+            leaf_notebook_text = _notebook_text(kb.root, leaf.notebook)
             for j, implementation in enumerate(leaf.implementations):
                 loc = ("leaves", i, "implementations", j, "object")
                 reasons = _layout_problems(kb.root, area, leaf, implementation)
+                notebook_text = (
+                    _notebook_text(kb.root, implementation.notebook)
+                    if implementation.notebook
+                    else leaf_notebook_text
+                )
                 if notebook_text is not None:
                     reasons.append(_notebook_reference_problem(notebook_text, implementation))
                 problems += [located(kb, area.id, loc, r) for r in reasons if r]

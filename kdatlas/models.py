@@ -167,6 +167,12 @@ class Implementation(Strict):
         description="What the leaf's notebook showed of it, in one line with its figures "
         "(the leaf page shows it beside the implementation).",
     )
+    notebook: str | None = Field(
+        default=None,
+        description="Path of a further notebook of the leaf that runs this implementation, "
+        "from the repository root, where the leaf's own notebook would run past its 30 s "
+        "budget (docs/notebooks/<area>/<leaf>-<topic>.py); by default the leaf's notebook.",
+    )
     authors_code: AuthorsCode | NoReleasedCode | None = Field(
         default=None,
         description="The authors' released code this implementation is compared with by "

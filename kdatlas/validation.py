@@ -347,6 +347,11 @@ def taxonomy_text_problems(kb: KnowledgeBase) -> list[Problem]:
                 check_text(area.id, (*base, "topics", j, "summary"), topic.summary)
             for j, implementation in enumerate(leaf.implementations):
                 check_text(area.id, (*base, "implementations", j, "title"), implementation.title)
+                if implementation.notebook is not None and (
+                    reason := notebook_path_problem(implementation.notebook)
+                ):
+                    loc = (*base, "implementations", j, "notebook")
+                    problems.append(located(kb, area.id, loc, reason))
                 if implementation.finding is not None:
                     where = (*base, "implementations", j, "finding")
                     check_text(area.id, where, implementation.finding)

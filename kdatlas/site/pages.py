@@ -202,6 +202,21 @@ class Generator:
             return None
         return self.notebooks.get((area.id, leaf.id))
 
+    def notebooks_of(self, area: Area, leaf: Leaf) -> list[tuple[Notebook, list[Implementation]]]:
+        """The leaf's notebook, then its further ones, each with the implementations it runs."""
+        found: dict[str, tuple[Notebook, list[Implementation]]] = {}
+        main = self.notebook_of(area, leaf)
+        if main is not None:
+            found[main.page] = (main, [])
+        for implementation in leaf.implementations:
+            notebook = main
+            if implementation.notebook:
+                path = Path(implementation.notebook)
+                notebook = self.notebooks.get((path.parts[-2], path.stem))
+            if notebook is not None:
+                found.setdefault(notebook.page, (notebook, []))[1].append(implementation)
+        return list(found.values())
+
     def area_source(self, area: Area) -> Path | None:
         """The YAML file an area and its leaves are written in."""
         return self.kb.area_paths.get(area.id)
@@ -481,12 +496,19 @@ class Generator:
         lines += self.implementations_section(page, leaf)
         own = {implementation.id for implementation in leaf.implementations}
         reported = leaf_reported_lines(
-            self.kb, reported_rows(self.kb, own), self.implementation_link(page), self.paper_link(page)
+            self.kb,
+            reported_rows(self.kb, own),
+            self.implementation_link(page),
+            self.paper_link(page),
         )
         lines += [line.replace("BENCHMARKS", _relative(page, "benchmarks.md")) for line in reported]
-        notebook = self.notebook_of(area, leaf)
-        lines += ["## Notebook", ""]
-        if notebook:
+        notebooks = self.notebooks_of(area, leaf)
+        lines += ["## Notebooks" if len(notebooks) > 1 else "## Notebook", ""]
+        for number, (notebook, runs) in enumerate(notebooks):
+            if len(notebooks) > 1:
+                names = ", ".join(md_text(i.title) for i in runs)
+                heading = f"**{notebook.source.stem}**" + (f" runs {names}." if names else "")
+                lines += ([""] if number else []) + [heading, ""]
             lines.append(
                 f"[Open the executed notebook]({_relative(page, notebook.page)}) · "
                 f"[download its source]({_relative(page, notebook.download)}) (jupytext percent format)"
@@ -499,7 +521,7 @@ class Generator:
                     "",
                 ]
                 lines += [f"    {line}" if line else "" for line in findings]
-        else:
+        if not notebooks:
             lines.append("No notebook yet.")
         lines += ["", "## Papers", ""]
         anchored: set[str] = set()
@@ -589,7 +611,9 @@ class Generator:
 
     def paper_link(self, page: str) -> Callable[[str], str | None]:
         """From ``page``: the link of a bib key to its row on the papers page (None if unknown)."""
-        return lambda key: f"{_relative(page, 'papers/index.md')}#{key}" if key in self.papers else None
+        return lambda key: (
+            f"{_relative(page, 'papers/index.md')}#{key}" if key in self.papers else None
+        )
 
     def implementation_row(self, page: str, implementation: Implementation, note: str = "") -> str:
         module, _, name = implementation.object.partition(":")
@@ -823,7 +847,8 @@ class Generator:
         lines = [
             "# Notebooks",
             "",
-            "One executable notebook per leaf (jupytext percent format): it runs the leaf's "
+            "One executable notebook per leaf, or more where one would run too long (jupytext "
+            "percent format): it runs the leaf's "
             "reference implementations on a problem small enough for a laptop's CPU (under 30 s "
             "on two cores), draws what is transferred and ends with what we saw. Download the "
             "source and run it with `jupytext --to notebook --execute`, or open it in Jupyter "
@@ -833,16 +858,14 @@ class Generator:
             "| --- | --- | --- |",
         ]
         for area, leaf in self.kb.leaves():
-            notebook = self.notebook_of(area, leaf)
-            if notebook is None:
-                continue
-            names = ", ".join(md_text(i.title) for i in leaf.implementations) or "-"
-            lines.append(
-                f"| [{md_text(area.title)} › {md_text(leaf.title)}]"
-                f"({_relative(page, self.leaf_page(area, leaf))}) | {names} "
-                f"| [open]({_relative(page, notebook.page)}) · "
-                f"[source]({_relative(page, notebook.download)}) |"
-            )
+            for notebook, runs in self.notebooks_of(area, leaf):
+                names = ", ".join(md_text(i.title) for i in runs) or "-"
+                lines.append(
+                    f"| [{md_text(area.title)} › {md_text(leaf.title)}]"
+                    f"({_relative(page, self.leaf_page(area, leaf))}) | {names} "
+                    f"| [open]({_relative(page, notebook.page)}) · "
+                    f"[source]({_relative(page, notebook.download)}) |"
+                )
         self.site.add(page, front_matter("Notebooks") + "\n".join(lines) + "\n")
 
     def api_pages(self) -> None:
@@ -918,9 +941,7 @@ class Generator:
         for path in sorted(results.glob("compare-*.json")):
             if not path.stem.endswith("-quick"):  # the CI-sized check is not a result
                 lines += comparison_lines(_read_json(path), self.implementation_link(page))
-        lines += reported_lines(
-            self.kb, self.implementation_link(page), self.paper_link(page)
-        )
+        lines += reported_lines(self.kb, self.implementation_link(page), self.paper_link(page))
         losses = _read_json(results / "losses.json")
         for device, record in sorted(losses.items()):
             lines += _loss_tables(device, record)

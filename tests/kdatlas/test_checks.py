@@ -98,6 +98,59 @@ def test_the_notebook_may_name_the_class_or_the_module(fixture_kb, run_cli, note
     assert result.exit_code == 0, result.output
 
 
+FURTHER = "docs/notebooks/sources/logit-calibration.py"
+
+
+def _run_kd_in_a_further_notebook(kb, path: str = FURTHER, text: str | None = None) -> None:
+    """The leaf's notebook stops naming KDLoss; ``kd`` names a further notebook instead."""
+    if text is not None:
+        kb.write(path, text)
+    kb.replace(
+        "taxonomy/sources.yaml",
+        "        object: reference_impls.sources.logit.losses:KDLoss\n",
+        f"        object: reference_impls.sources.logit.losses:KDLoss\n        notebook: {path}\n",
+    )
+    kb.write("docs/notebooks/sources/logit.py", "# %%\nprint('the leaf notebook')\n")
+
+
+def test_an_implementation_may_run_in_a_further_notebook_of_its_leaf(fixture_kb, run_cli):
+    _run_kd_in_a_further_notebook(
+        fixture_kb, text=fixture_kb.read("docs/notebooks/sources/logit.py")
+    )
+    result = run_cli(fixture_kb.root, "check", "--no-imports")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "expected"),
+    [
+        (
+            FURTHER,
+            None,
+            f"taxonomy/sources.yaml:26: error: notebook '{FURTHER}' does not exist",
+        ),
+        (
+            "docs/notebooks/sources/feature-extra.py",
+            "# %%\nKDLoss\n",
+            "taxonomy/sources.yaml:26: error: notebook 'docs/notebooks/sources/feature-extra.py': "
+            "a leaf's further notebook is docs/notebooks/sources/logit-<topic>.py",
+        ),
+        (
+            FURTHER,
+            "# %%\nprint('nothing')\n",
+            f"taxonomy/sources.yaml:25: error: notebook {FURTHER} does not use implementation "
+            "'kd' (neither KDLoss nor reference_impls.sources.logit.losses appears in it)",
+        ),
+    ],
+    ids=["missing", "named-for-another-leaf", "does-not-use-it"],
+)
+def test_a_further_notebook_is_checked_like_the_leafs(fixture_kb, run_cli, path, text, expected):
+    _run_kd_in_a_further_notebook(fixture_kb, path, text)
+    result = run_cli(fixture_kb.root, "check", "--no-imports")
+    assert expected in result.output.splitlines(), result.output
+    assert result.exit_code == 1
+
+
 def test_leaf_folder_is_the_leaf_id_as_a_package_name():
     assert leaf_folder("sources", "logit") == Path("reference_impls/sources/logit")
     assert leaf_folder("algorithms", "multi-teacher") == Path(

@@ -426,3 +426,26 @@ def test_how_to_call_reads_the_declaration_and_signature_without_importing():
     assert "def forward(x, y) -> dict" in procedure
     assert how_to_call("pkg.m", "Missing", HOW_TO_CALL_SOURCE) == ""
     assert how_to_call("pkg.m", "PairLoss", "class (:") == ""  # a syntax error: nothing shown
+
+
+def test_a_leaf_with_a_further_notebook_links_both_with_what_each_runs(tmp_path):
+    from kdatlas.loader import load
+    from kdatlas.site.pages import generate
+    from tests.kdatlas.conftest import write_fixture
+
+    kb = write_fixture(tmp_path / "kb")
+    further = "docs/notebooks/sources/logit-calibration.py"
+    kb.write(further, "# %%\nfrom reference_impls.sources.logit.losses import KDLoss\n")
+    kb.replace(
+        "taxonomy/sources.yaml",
+        "losses:KDLoss\n",
+        f"losses:KDLoss\n        notebook: {further}\n",
+    )
+    site = generate(load(kb.root), kb.root, notebook_renderer=lambda notebook: b"{}")
+    leaf = site.files["sources/logit.md"]
+    assert "## Notebooks" in leaf
+    assert "**logit**\n" in leaf  # the leaf's own notebook now runs none of them
+    assert "**logit-calibration** runs KD &#40;Hinton et al&#46;&#44; 2015&#41;." in leaf
+    assert "(../notebooks/sources/logit-calibration.ipynb)" in leaf
+    index = site.files["notebooks/index.md"]
+    assert "2015&#41; | [open](sources/logit-calibration.ipynb)" in index
