@@ -5,6 +5,7 @@
     python -m benchmarks.compare --methods kd dkd at  # some methods (taxonomy ids)
     python -m benchmarks.compare --quick              # one seed, two epochs: the CI check
     python -m benchmarks.compare --torchrun 2         # each job data-parallel on 2 processes
+    python -m benchmarks.compare --update --methods takd  # re-run some methods in the results
 
 The methods are the taxonomy's implementations that train a classifier on the digits
 pair (losses inside ``OfflineDistiller``, procedures as they are, multi-stage
@@ -26,6 +27,11 @@ run resumes where it stopped (jobs already there with the same settings are not 
 again); the JSON written at the end holds the provenance (commit, machine, torch,
 device, seeds, date), the settings, every run and the summary. Only rank 0 of a
 torchrun job writes.
+
+After a change to some methods, ``--update --methods ...`` re-runs only those (every
+task and seed of the results file, at its settings) and replaces their runs; the
+results' provenance keeps the original pass and lists each update (methods, commit,
+date, wall time) under ``updates``, which the Benchmarks page shows.
 """
 
 from __future__ import annotations
@@ -587,6 +593,44 @@ def _one_job_main(args: argparse.Namespace) -> None:
     os._exit(0)  # gloo's shutdown sometimes aborts after a finished run (environment notes)
 
 
+def update(
+    out: Path, methods: list[Method], not_run: dict[str, str], args: argparse.Namespace
+) -> int:
+    """Re-run ``args.methods`` on the tasks and seeds of ``out`` and replace their runs."""
+    if not args.methods:
+        raise SystemExit("--update needs --methods: the taxonomy ids to run again")
+    if not out.is_file():
+        raise SystemExit(f"--update: {out} does not exist; run without --update first")
+    record = json.loads(out.read_text(encoding="utf-8"))
+    meta, settings = record["provenance"], Settings(**record["settings"])
+    again = [m for m in methods if m.id in args.methods]
+    every = [m for m in methods_of_taxonomy()[0] if m.id in record["methods"] or m in again]
+    jobs = plan(again, sorted(record["tasks"]), meta["seeds"], settings)
+    started = time.perf_counter()
+    fresh = run_all(
+        jobs,
+        out.with_name(out.stem + "-update.json"),
+        parallel=args.jobs,
+        world=args.torchrun,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    kept = [run for run in record["runs"] if run["method"] not in args.methods]
+    meta.setdefault("updates", []).append(
+        {
+            "methods": sorted(args.methods),
+            "commit": git_commit(),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "runs": len(fresh),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+    write_results(out, kept + fresh, not_run, every, settings, meta)
+    out.with_name(out.stem + "-update.partial.jsonl").unlink(missing_ok=True)
+    print(f"{len(fresh)} runs of {', '.join(sorted(args.methods))} replaced in {out}")
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
@@ -598,6 +642,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one seed, 2 epochs: the CI check")
     parser.add_argument(
         "--out", type=Path, help="default: benchmarks/results/compare-<device>.json"
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="re-run only --methods and replace their runs in the existing --out file",
     )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--one-job", help=argparse.SUPPRESS)
@@ -624,6 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = (
         args.out or RESULTS / f"compare-{device.split(':')[0]}{'-quick' if args.quick else ''}.json"
     )
+    if args.update:
+        return update(out, methods, not_run, args)
     jobs = plan(methods, args.tasks, seeds, settings)
     meta = provenance(device, seeds, args.jobs, args.torchrun)  # the code that runs: now
     earlier = _read_partial(out.with_suffix(".partial.jsonl"), settings)

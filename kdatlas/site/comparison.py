@@ -174,6 +174,14 @@ def comparison_lines(record: Mapping[str, Any], implementation_link: Link) -> li
         ),
         "",
     ]
+    for update in meta.get("updates", []):
+        lines += [
+            f"Re-run since, after a change to them: {', '.join(md_text(str(m)) for m in update.get('methods', []))} "
+            f"({update.get('runs', '?')} runs) at commit `{md_text(str(update.get('commit', '?'))[:12])}`, "
+            f"{md_text(str(update.get('date', '?')))}, {update.get('wall_seconds', '?')} s; "
+            "their rows replace those of the pass above.",
+            "",
+        ]
     notes = {
         method: info.get("note")
         for method, info in record.get("methods", {}).items()
@@ -245,7 +253,11 @@ def _method(result: Any, implementation_link: Link, paper_link: Link) -> str:
     cited = f"[{md_text(result.paper)}]({paper})" if paper else md_text(result.paper)
     link = implementation_link(result.implementation) if result.implementation else None
     if result.implementation:
-        shown = f"[{md_text(result.implementation)}]({link})" if link else md_text(result.implementation)
+        shown = (
+            f"[{md_text(result.implementation)}]({link})"
+            if link
+            else md_text(result.implementation)
+        )
         name = f"{shown} ({cited})"
     else:
         name = cited
@@ -320,8 +332,12 @@ def reported_lines(
             baseline = reported.baselines.get(setting_id)
             if baseline is not None and any(row["file"] == file_id for row in here):
                 source = _source_link(reported.source)
-                lines.append(f"| *teacher* ({md_text(setting.teacher)}) | {baseline.teacher} | {source} |")
-                lines.append(f"| *student* ({md_text(setting.student)}) | {baseline.student} | {source} |")
+                lines.append(
+                    f"| *teacher* ({md_text(setting.teacher)}) | {baseline.teacher} | {source} |"
+                )
+                lines.append(
+                    f"| *student* ({md_text(setting.student)}) | {baseline.student} | {source} |"
+                )
         for row in sorted(here, key=lambda r: -r["result"].value):
             result = row["result"]
             name = _method(result, implementation_link, paper_link)

@@ -106,6 +106,36 @@ def test_an_interrupted_run_resumes_from_the_jobs_it_wrote(tmp_path):
     assert not partial.exists()  # a finished run leaves nothing to resume
 
 
+def test_an_update_reruns_only_the_named_methods_and_records_it(tmp_path):
+    out = tmp_path / "updated.json"
+    arguments = ["--quick", "--methods", "kd", "dkd", "--tasks", "digits", "--no-progress"]
+    compare.main([*arguments, "--out", str(out), "--device", "cpu"])
+    before = json.loads(out.read_text())
+    for run in before["runs"]:
+        if run["method"] in ("kd", "cross-entropy"):
+            run["accuracy"] = 0.123  # values no run gives: kept ones stay, re-run ones change
+    out.write_text(json.dumps(before))
+    compare.main(["--update", "--methods", "kd", "--out", str(out), "--no-progress"])
+    after = json.loads(out.read_text())
+    by_method = {run["method"]: run for run in after["runs"]}
+    assert set(by_method) == {"cross-entropy", "kd", "dkd"} and len(after["runs"]) == 3
+    assert by_method["cross-entropy"]["accuracy"] == 0.123  # not named: kept
+    assert by_method["kd"]["accuracy"] != 0.123  # named: run again
+    assert by_method["dkd"] == next(r for r in before["runs"] if r["method"] == "dkd")
+    assert after["provenance"]["commit"] == before["provenance"]["commit"]
+    (update,) = after["provenance"]["updates"]
+    assert update["methods"] == ["kd"] and update["runs"] == 1
+    assert after["summary"]["digits"]["kd"]["accuracy_mean"] == by_method["kd"]["accuracy"]
+    assert not list(tmp_path.glob("*.partial.jsonl"))
+
+
+def test_an_update_needs_methods_and_an_existing_file(tmp_path):
+    with pytest.raises(SystemExit, match="--methods"):
+        compare.main(["--update", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="does not exist"):
+        compare.main(["--update", "--methods", "kd", "--out", str(tmp_path / "x.json")])
+
+
 def test_a_job_runs_data_parallel_under_torchrun(tmp_path):
     out = tmp_path / "torchrun.json"
     arguments = ["--quick", "--methods", "kd", "--tasks", "digits", "--torchrun", "2"]
