@@ -649,6 +649,44 @@ def _takd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
 # ------------------------------------------------------------------------ Schemes: online
 
 
+_TENSORFLOW_OPS = SimpleNamespace(
+    # The four TensorFlow 1.x ops DML's kl_loss_compute calls (TensorFlow is not installed
+    # here), as TensorFlow documents them: softmax over the last axis, the natural log,
+    # the sum over an axis, the mean over every element.
+    nn=SimpleNamespace(softmax=lambda logits: torch.softmax(logits, dim=-1)),
+    log=torch.log,
+    reduce_sum=lambda x, axis: x.sum(dim=axis),
+    reduce_mean=lambda x: x.mean(),
+)
+
+
+@register("dml", logit_pair_and_target, ("student_logits", "teacher_logits"))
+def _dml(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.schemes.online.dml import DML
+
+    # a cohort of two (their --num_networks=2); "teacher_logits" are the second student's
+    ours = DML([_Columns(0, CLASSES), _Columns(CLASSES, 2 * CLASSES)])
+    official.kl_loss_compute.__globals__["tf"] = _TENSORFLOW_OPS
+
+    def mine(x: dict) -> torch.Tensor:
+        both = torch.cat([x["student_logits"], x["teacher_logits"]], dim=1)
+        return ours(both, x["target"])["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # train_models.py _tower_loss: each network's softmax cross-entropy (label_smoothing
+        # 0.0, the flag's default) plus kl_loss_compute(own logits, peer's logits); each
+        # network's train op updates its own variables only, so the peer's side is constant
+        cohort = [x["student_logits"], x["teacher_logits"]]
+        total = torch.zeros((), dtype=dtype)
+        for i, own in enumerate(cohort):
+            peer = cohort[1 - i].detach()
+            total = total + F.cross_entropy(own, x["target"])
+            total = total + official.kl_loss_compute(own, peer)
+        return total
+
+    return losses(mine, theirs)
+
+
 def _one_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
     return {
         **{f"branch_{i}": logits(generator) for i in range(3)},
