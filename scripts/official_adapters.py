@@ -649,15 +649,48 @@ def _takd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
 # ------------------------------------------------------------------------ Schemes: online
 
 
-_TENSORFLOW_OPS = SimpleNamespace(
-    # The four TensorFlow 1.x ops DML's kl_loss_compute calls (TensorFlow is not installed
-    # here), as TensorFlow documents them: softmax over the last axis, the natural log,
-    # the sum over an axis, the mean over every element.
-    nn=SimpleNamespace(softmax=lambda logits: torch.softmax(logits, dim=-1)),
-    log=torch.log,
-    reduce_sum=lambda x, axis: x.sum(dim=axis),
-    reduce_mean=lambda x: x.mean(),
-)
+class _TensorFlow:
+    """The TensorFlow 1.x ops the DML and fewer-frames authors' code calls (TensorFlow is not
+    installable here), written in torch as TensorFlow documents them. Their functions and
+    statements run as written with ``tf`` bound to this; graph book-keeping (summaries,
+    collections, control dependencies) does nothing."""
+
+    class distributions:
+        class Categorical:
+            def __init__(self, probs: torch.Tensor) -> None:
+                self.logits = torch.log(probs)  # tf: logits = log(probs)
+
+        @staticmethod
+        def kl_divergence(a: Any, b: Any) -> torch.Tensor:
+            # tf.distributions' _kl_categorical_categorical
+            log_a, log_b = a.logits.log_softmax(dim=-1), b.logits.log_softmax(dim=-1)
+            return (log_a.exp() * (log_a - log_b)).sum(dim=-1)
+
+    class GraphKeys:
+        TRAINABLE_VARIABLES = UPDATE_OPS = "graph collection"
+
+    nn = SimpleNamespace(softmax=lambda logits: torch.softmax(logits, dim=-1))
+    summary = SimpleNamespace(scalar=lambda *args, **kwargs: None)
+    losses = SimpleNamespace(get_regularization_losses=lambda scope=None: [])
+    log, square, subtract, identity = torch.log, torch.square, torch.subtract, torch.clone
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    @staticmethod
+    def reduce_sum(x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        return x.sum() if axis is None else x.sum(dim=axis)
+
+    @staticmethod
+    def reduce_mean(x: torch.Tensor) -> torch.Tensor:
+        return x.mean()
+
+    def constant(self, value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=self.dtype)
+
+    @staticmethod
+    def get_collection(*_args: object) -> list:
+        return []
 
 
 @register("dml", logit_pair_and_target, ("student_logits", "teacher_logits"))
@@ -666,7 +699,7 @@ def _dml(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
 
     # a cohort of two (their --num_networks=2); "teacher_logits" are the second student's
     ours = DML([_Columns(0, CLASSES), _Columns(CLASSES, 2 * CLASSES)])
-    official.kl_loss_compute.__globals__["tf"] = _TENSORFLOW_OPS
+    official.kl_loss_compute.__globals__["tf"] = _TensorFlow(dtype)
 
     def mine(x: dict) -> torch.Tensor:
         both = torch.cat([x["student_logits"], x["teacher_logits"]], dim=1)
@@ -1696,6 +1729,75 @@ def _dmd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
     )
 
 
+# ------------------------------------------------------------------ Modalities: video
+
+FF_WIDTH, FF_CLASSES = 1024, 100  # their hierarchical LSTM's state width; classes as elsewhere
+
+
+class _VideoColumns(nn.Module):
+    """A stand-in video model: the clip carries its representation and logits side by side."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__()
+        self.start, self.embedding_dim = start, FF_WIDTH
+
+    def forward(self, clips: torch.Tensor) -> Any:
+        from reference_impls.common.models import ModelOutput
+
+        middle = self.start + FF_WIDTH
+        return ModelOutput(
+            logits=clips[:, middle : middle + FF_CLASSES], embedding=clips[:, self.start : middle]
+        )
+
+
+def _fewer_frames_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def state() -> torch.Tensor:  # an LSTM state: tanh-bounded
+        return torch.randn(BATCH, FF_WIDTH, generator=generator, dtype=torch.float64).tanh()
+
+    return {
+        "student_state": state(),
+        "student_logits": logits(generator),
+        "teacher_state": state(),
+        "teacher_logits": logits(generator),
+        "target": labels(generator),
+    }
+
+
+@register("fewer-frames", _fewer_frames_inputs, ("student_state", "student_logits"))
+def _fewer_frames(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.modalities.video.fewer_frames import FewerFramesDistillation
+
+    width = FF_WIDTH + FF_CLASSES
+    ours = FewerFramesDistillation(_VideoColumns(0), _VideoColumns(width))
+
+    def mine(x: dict) -> torch.Tensor:
+        student = torch.cat([x["student_state"], x["student_logits"]], dim=1)
+        teacher = torch.cat([x["teacher_state"], x["teacher_logits"]], dim=1)
+        return ours(torch.cat([student, teacher], dim=1), x["target"])["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        # code_student_uniform/train.py build_graph, lines 359-406, as written
+        def label_loss(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            # the single-label softmax cross-entropy in place of YouTube-8M's per-class BCE
+            return F.nll_loss(torch.log(probabilities), labels)
+
+        scope = official.fewer_frames_student_loss(
+            tf=_TensorFlow(dtype),
+            print=lambda *args: None,  # their shape printouts
+            teacher_state=x["teacher_state"].detach(),
+            student_state=x["student_state"],
+            student_results={"predictions": torch.softmax(x["student_logits"], dim=-1)},
+            predictions=torch.softmax(x["teacher_logits"].detach(), dim=-1),
+            labels_batch=x["target"],
+            label_loss_fn=SimpleNamespace(calculate_loss=label_loss),
+            regularization_penalty=0.0,  # weight decay is the optimiser's, on both sides
+            FLAGS=SimpleNamespace(batch_size=BATCH),
+        )
+        return scope["total_student_loss"]
+
+    return losses(mine, theirs)
+
+
 # ------------------------------------------------------------------ Modalities: speech
 
 # DistilHuBERT at a reduced scale: HuBERT Base's 768 features halved, 3 heads, 2 s of 20 ms frames
@@ -1933,6 +2035,66 @@ def _compress(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return theirs(x["teacher_embedding"], x["student_embedding"], x["student_key_embedding"])
 
     return losses(mine, their_call)
+
+
+class _Jax:
+    """The jax and jax.numpy functions BYOL's loss statements and ``regression_loss`` call
+    (jax is not installed here), written in torch as JAX documents them."""
+
+    lax = SimpleNamespace(stop_gradient=torch.Tensor.detach, rsqrt=torch.rsqrt)
+    square, maximum, mean = torch.square, torch.clamp_min, torch.mean
+
+    @staticmethod
+    def sum(x: torch.Tensor, axis: int | None = None, keepdims: bool = False) -> torch.Tensor:
+        return x.sum() if axis is None else x.sum(dim=axis, keepdim=keepdims)
+
+
+BYOL_WIDTH = 256  # their projection and prediction width
+
+
+def _byol_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def rows() -> torch.Tensor:
+        return torch.randn(BATCH, BYOL_WIDTH, generator=generator, dtype=torch.float64)
+
+    return {name: rows() for name in ("prediction_1", "prediction_2", "target_1", "target_2")}
+
+
+@register(
+    "byol",
+    _byol_inputs,
+    ("prediction_1", "prediction_2"),
+    also=("byol/utils/helpers.py:regression_loss",),
+)
+def _byol(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.self_supervised.byol import BYOLLoss
+
+    # the loss BYOL.forward adds over both view orders; our predictor set aside (identity):
+    # the predictions are the inputs on both sides
+    loss = BYOLLoss(BYOL_WIDTH, BYOL_WIDTH)
+    loss.predictor = nn.Identity()
+    official.regression_loss.__globals__.update(jax=_Jax, jnp=_Jax)
+
+    def mine(x: dict) -> torch.Tensor:
+        return loss(x["prediction_1"], x["target_2"]) + loss(x["prediction_2"], x["target_1"])
+
+    def theirs(x: dict) -> torch.Tensor:
+        # byol_experiment.py loss_fn, lines 243-250, as written
+        scope = official.loss_fn(
+            jax=_Jax,
+            jnp=_Jax,
+            helpers=SimpleNamespace(regression_loss=official.regression_loss),
+            online_network_out={
+                "prediction_view1": x["prediction_1"],
+                "prediction_view2": x["prediction_2"],
+            },
+            target_network_out={
+                "projection_view1": x["target_1"],
+                "projection_view2": x["target_2"],
+            },
+        )
+        return scope["repr_loss"]
+
+    return losses(mine, theirs)
 
 
 # ---------------------------------------------------------------------- Modalities: text
