@@ -1,11 +1,13 @@
 r"""Text shipped with Python, character-level tiny causal language models, and their teacher.
 
 **The data.** :func:`load_docstrings` collects the docstrings of a fixed list of standard
-library modules (:data:`MODULES`: each module's, and those of its public classes and
-functions, read with ``inspect.getdoc``), splits them into paragraphs at blank lines,
+library modules (:data:`MODULES`: each module's, and those of the public classes and
+functions each module defines itself, read by a fresh isolated interpreter running
+:mod:`reference_impls.common.stdlib_docstrings`, so that a Jupyter kernel and a test
+process read the same text), splits them into paragraphs at blank lines,
 joins each paragraph's lines with single spaces and keeps the paragraphs of at least 24
 printable ASCII characters (doctest lines ``>>>`` left out), each once. Python 3.11 gives
-2,443 paragraphs of 61 modules (109,283 characters after truncation). The paragraphs are shuffled
+2,313 paragraphs of 61 modules (105,821 characters after truncation). The paragraphs are shuffled
 with a generator seeded by ``seed`` and split 90/10 into training and test paragraphs; a
 paragraph is encoded as ``<bos>`` followed by its characters, truncated to ``max_length``
 tokens and right-padded with ``<pad>``:
@@ -18,8 +20,8 @@ $$
 with the boolean attention mask $m$ (True at a real position). The vocabulary is
 ``<pad>`` (0), ``<bos>`` (1) and the 95 printable ASCII characters (2 ... 96): $V = 97$.
 Nothing is downloaded; the docstrings differ between Python versions, so the corpus's
-hash (:attr:`TextCorpus.digest`) enters the teacher cache's key. Building it took 0.2 s
-(measured on the shared 2-core machine, under load).
+hash (:attr:`TextCorpus.digest`) enters the teacher cache's key. Building it took 0.5 s, the fresh
+interpreter included (measured on the shared 2-core machine, under load).
 
 **The models.** :class:`TinyCausalLM` is a pre-norm decoder-only transformer: token and
 learned position embeddings, ``layers`` blocks of causal multi-head self-attention and a
@@ -47,38 +49,31 @@ same for the masked-LM teacher (133 s at load 12).
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import importlib
-import inspect
+import json
 import math
 import re
-import warnings
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_impls.common import stdlib_docstrings
 from reference_impls.common.models import ModelOutput
+from reference_impls.common.stdlib_docstrings import MODULES
 from reference_impls.common.validation import at_least, positive
 
 PAD, BOS = 0, 1
 ALPHABET = "".join(chr(code) for code in range(32, 127))
 VOCAB_SIZE = 2 + len(ALPHABET)
 MAX_LENGTH = 48
-
-MODULES: tuple[str, ...] = (
-    "builtins", "string", "textwrap", "json", "collections", "functools", "itertools",
-    "heapq", "bisect", "random", "statistics", "fractions", "pathlib", "os.path", "re",
-    "math", "datetime", "calendar", "difflib", "shlex", "argparse", "logging", "typing",
-    "dataclasses", "enum", "abc", "contextlib", "copy", "pprint", "csv", "zipfile",
-    "tarfile", "urllib.parse", "html", "socket", "threading", "queue", "subprocess",
-    "tempfile", "shutil", "glob", "fnmatch", "inspect", "ast", "io", "pickle", "struct",
-    "decimal", "operator", "weakref", "codecs", "base64", "hashlib", "secrets", "uuid",
-    "time", "configparser", "timeit", "tokenize", "keyword", "warnings",
-)  # fmt: skip
 
 
 def encode(text: str) -> list[int]:
@@ -96,25 +91,25 @@ def decode(tokens: torch.Tensor | list[int]) -> str:
 
 
 def _paragraphs() -> list[str]:
-    docs: list[str] = []
-    with warnings.catch_warnings():  # typing.io, typing.re: deprecated aliases
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for name in MODULES:
-            module = importlib.import_module(name)
-            public = [getattr(module, a) for a in sorted(dir(module)) if a[0] != "_"]
-            for obj in [module, *public]:
-                if inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isroutine(obj):
-                    doc = inspect.getdoc(obj)
-                    if doc:
-                        docs.append(doc)
     paragraphs = []
-    for doc in dict.fromkeys(docs):
+    for doc in _docstrings():
         for paragraph in re.split(r"\n\s*\n", doc):
             paragraph = " ".join(paragraph.split())
             printable = all(c in ALPHABET for c in paragraph)
             if len(paragraph) >= 24 and printable and not paragraph.startswith(">>>"):
                 paragraphs.append(paragraph)
     return list(dict.fromkeys(paragraphs))
+
+
+@functools.cache
+def _docstrings() -> tuple[str, ...]:
+    """The docstrings of :data:`MODULES`, read by a fresh isolated interpreter
+    (:mod:`reference_impls.common.stdlib_docstrings`): the same in every process."""
+    script = Path(stdlib_docstrings.__file__)
+    output = subprocess.run(
+        [sys.executable, "-I", str(script)], capture_output=True, text=True, check=True
+    ).stdout
+    return tuple(json.loads(output))
 
 
 @dataclass(frozen=True)

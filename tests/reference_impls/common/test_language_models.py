@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import threading
+
 import pytest
 import torch
 
+from reference_impls.common import language_models
 from reference_impls.common.language_models import (
     BOS,
     PAD,
@@ -35,6 +39,34 @@ def test_the_corpus_is_deterministic_split_and_padded_on_the_right():
     assert (lengths >= 25).all()  # <bos> + at least 24 characters
     total = first.train_tokens.shape[0] + first.test_tokens.shape[0]
     assert first.train_tokens.shape[0] == int(0.9 * total)  # paragraphs split once, 90/10
+
+
+def test_the_corpus_does_not_depend_on_what_the_process_imported(monkeypatch):
+    import builtins
+
+    before = language_models._paragraphs()
+    # what a Jupyter kernel does (IPython's names in builtins, input replaced, more stdlib
+    # submodules imported) and what pytest does to threading.excepthook
+    monkeypatch.setattr(builtins, "display", pytest.approx, raising=False)
+    monkeypatch.setattr(builtins, "input", pytest.approx)
+    monkeypatch.setattr(threading, "excepthook", pytest.approx)
+    importlib.import_module("json.tool")
+    importlib.import_module("logging.handlers")
+    language_models._docstrings.cache_clear()
+    assert language_models._paragraphs() == before
+    assert "Read a string from standard input. The trailing newline is stripped." in before
+
+
+def test_the_docstrings_are_each_module_s_own():
+    import json
+
+    from reference_impls.common.stdlib_docstrings import documented
+
+    own = documented(json)
+    assert own[0] is json and json.dumps in own
+    assert json.decoder not in own  # a submodule
+    assert json.JSONDecoder not in own  # defined in json.decoder, re-exported
+    assert language_models.MODULES[0] == "builtins" and len(language_models.MODULES) == 61
 
 
 def test_encoding_round_trips_and_rejects_other_characters():
