@@ -2647,3 +2647,88 @@ def _clip_kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
             parameters(theirs.cross_logit_scale, theirs.visual_proj, theirs.text_proj),
         ),
     )
+
+
+# ---- applications/llm: MiniLLM policy gradient
+
+POLICY_SHAPE = (4, 8, 32, 2000)  # batch, prompt tokens, response tokens, vocabulary
+
+
+def _minillm_policy_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A scored rollout as their sampler stores it (no padding): the student's response
+    logits, the teacher's, the sampled ids, the log-probabilities at sampling time (the
+    current ones perturbed, so that some ratios leave the clip range), the rewards
+    (log p - log q) / 0.5 and the weights q / (0.8 q + 0.2 p)."""
+    batch, prompt, response, vocab = POLICY_SHAPE
+    student = 2 * torch.randn(batch, response, vocab, generator=generator, dtype=torch.float64)
+    teacher = 4 * torch.randn(batch, response, vocab, generator=generator, dtype=torch.float64)
+    ids = torch.randint(0, vocab, (batch, response), generator=generator)
+    log_q = F.log_softmax(student, -1).gather(-1, ids[..., None])[..., 0]
+    log_p = F.log_softmax(teacher, -1).gather(-1, ids[..., None])[..., 0]
+    old = log_q + 0.3 * torch.randn(batch, response, generator=generator, dtype=torch.float64)
+    mixed = torch.logaddexp(old + torch.tensor(0.8).log(), log_p + torch.tensor(0.2).log())
+    return {
+        "student_logits": student,
+        "teacher_logits": teacher,
+        "prompt": torch.randint(0, vocab, (batch, prompt), generator=generator),
+        "response": ids,
+        "old_logprobs": old,
+        "rewards": ((log_p - old) / 0.5).clamp(-100, 100),
+        "weights": (old - mixed).exp(),
+    }
+
+
+class _GivenLogits(nn.Module):
+    """A stand-in student whose logits at the response positions are the inputs'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.response_logits = torch.empty(0)
+
+    def forward(self, tokens: torch.Tensor) -> SimpleNamespace:
+        batch, _, vocab = self.response_logits.shape
+        before = self.response_logits.new_zeros(batch, POLICY_SHAPE[1] - 1, vocab)
+        after = self.response_logits.new_zeros(batch, 1, vocab)
+        return SimpleNamespace(logits=torch.cat([before, self.response_logits, after], 1))
+
+
+# get_log_probs comes with Loss (losses.py imports it from .utils)
+@register("minillm-policy", _minillm_policy_inputs, ("student_logits",))
+def _minillm_policy(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.minillm_policy import MiniLLM, Rollout
+
+    student = _GivenLogits()
+    ours = MiniLLM(student, nn.Identity())  # defaults: gamma 0.95, cliprange 0.2
+
+    def our_loss(x: dict) -> torch.Tensor:
+        student.response_logits = x["student_logits"]
+        rollout = Rollout(
+            tokens=torch.cat([x["prompt"], x["response"]], 1),
+            mask=torch.ones_like(x["response"], dtype=torch.bool),
+            old_logprobs=x["old_logprobs"],
+            rewards=x["rewards"],
+            weights=x["weights"],
+            teacher_logits=x["teacher_logits"],
+        )
+        terms = ours.policy_loss(rollout)
+        return terms["pg"] + terms["single_step"]
+
+    def their_loss(x: dict) -> torch.Tensor:
+        # Loss.ppo_loss's training terms (its logging needs torch.distributed): the
+        # response log-probabilities (get_log_probs), _get_advantages_and_returns,
+        # _pg_loss, plus _reg_loss under --single-step-reg; the teacher's logits through a
+        # stand-in trainer
+        trainer = SimpleNamespace(
+            compute_logits_and_log_probs=lambda *args, **kwargs: x["teacher_logits"]
+        )
+        args = SimpleNamespace(model_parallel=False, gamma=0.95, cliprange=0.2)
+        loss = official.Loss(args, trainer)
+        mask = torch.ones(x["response"].shape, dtype=torch.long)
+        logits = x["student_logits"]
+        logprobs = official.get_log_probs(logits, x["response"], mask)
+        advantages = loss._get_advantages_and_returns(x["rewards"], mask.shape[1], mask)
+        pg = loss._pg_loss(logprobs, x["old_logprobs"], advantages, mask, x["weights"])
+        inf_mask = torch.zeros(logits.shape, dtype=torch.bool)
+        return pg + loss._reg_loss(None, None, mask, logits, inf_mask, {})
+
+    return losses(our_loss, their_loss)

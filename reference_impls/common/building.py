@@ -865,6 +865,11 @@ RECIPES: dict[str, Recipe] = {
         why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
         example=_token_logits,
     ),
+    "reference_impls.applications.llm.minillm_policy:MiniLLM": Recipe(
+        why="policy-gradient distillation of a causal LM: character sequences and their mask",
+        build=_language_model_procedure("MiniLLM"),
+        example=_character_sequences,
+    ),
     "reference_impls.applications.llm.on_policy:GKD": Recipe(
         why="on-policy distillation of a causal LM: character sequences and their padding mask",
         build=_language_model_procedure("GKD"),

@@ -3,6 +3,7 @@
 from reference_impls.applications.llm.distilbert import DistilBERTLoss
 from reference_impls.applications.llm.gkd import GKDLoss
 from reference_impls.applications.llm.minillm import MiniLLMReverseKLLoss
+from reference_impls.applications.llm.minillm_policy import MiniLLM
 from reference_impls.applications.llm.on_policy import GKD
 from reference_impls.applications.llm.sequence_kd import SequenceLevelKD
 from reference_impls.applications.llm.skew_kl import SkewKLLoss
@@ -14,6 +15,7 @@ __all__ = [
     "GKD",
     "DistilBERTLoss",
     "GKDLoss",
+    "MiniLLM",
     "MiniLLMReverseKLLoss",
     "SequenceLevelKD",
     "SkewKLLoss",
