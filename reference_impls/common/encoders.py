@@ -17,8 +17,8 @@ Building it took 0.9 s (2,000 training and 500 test sentences, measured on the s
 **The models.** :func:`tiny_bert` builds a post-norm BERT (GELU, learned positions,
 [CLS] pooler with tanh, linear classifier) with dropout 0 (the runs are short and
 deterministic); :func:`teacher_bert` has 4 layers of width 64 with 4 heads (feed-forward
-128, 139k parameters), :func:`student_bert` 2 layers of the same width and heads (the
-Patient KD and DistilBERT set-up: half the layers; 72k parameters); ``student_bert(dim=32)``
+128, 143k parameters), :func:`student_bert` 2 layers of the same width and heads (the
+Patient KD and DistilBERT set-up: half the layers; 76k parameters); ``student_bert(dim=32)``
 is a narrow one (TinyBERT's projection then maps 32 to 64). :func:`bert_outputs` runs a
 model and returns :class:`BertOutputs`: the logits, the hidden states after the
 embeddings and after each layer (Hugging Face's ``output_hidden_states`` order), and, per
@@ -29,8 +29,8 @@ outputs of each layer's ``query``, ``key`` and ``value`` projections.
 
 **Training and the teacher cache.** :func:`fit_bert` trains a model on the task (Adam,
 cosine schedule: :func:`reference_impls.common.text.fit`) with a loss of the batch;
-:func:`sentiment_bert_teacher` trains the teacher once (20 epochs, lr 2e-3; 40 s on the
-shared 2-core machine under load) and caches it with
+:func:`sentiment_bert_teacher` trains the teacher once (20 epochs, lr 2e-3: about 24 s of
+CPU time, 60-90 s of wall time on the shared 2-core machine at load 7-8) and caches it with
 :func:`reference_impls.common.experiment.cached_model`.
 """
 
