@@ -2732,3 +2732,158 @@ def _minillm_policy(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         return pg + loss._reg_loss(None, None, mask, logits, inf_mask, {})
 
     return losses(our_loss, their_loss)
+
+
+# ---- applications/llm: BERT compression (TinyBERT, MiniLM, Patient KD)
+
+# TinyBERT-4 (4 layers, width 312, 12 heads) from BERT-base (12 layers, width 768, 12 heads)
+# on a short batch; no padding, where their mean over all entries and ours over the real
+# (query, key) pairs agree (the declared deviation); their additive mask (-10000) is left out
+TINYBERT_SHAPE = (4, 32)  # batch, tokens
+TINYBERT_STUDENT, TINYBERT_TEACHER, TINYBERT_HEADS = (4, 312), (12, 768), 12
+
+
+def _tinybert_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Hidden states (embeddings first) and attention scores of a student and a teacher."""
+    batch, length = TINYBERT_SHAPE
+    tensors = {}
+    for side, (layers, width) in (("s", TINYBERT_STUDENT), ("t", TINYBERT_TEACHER)):
+        for index in range(layers + 1):
+            tensors[f"{side}_hidden_{index:02d}"] = torch.randn(
+                batch, length, width, generator=generator, dtype=torch.float64
+            )
+        for index in range(layers):
+            tensors[f"{side}_scores_{index:02d}"] = 3 * torch.randn(
+                batch, TINYBERT_HEADS, length, length, generator=generator, dtype=torch.float64
+            )
+    return tensors
+
+
+def _tinybert_lists(x: dict, side: str, what: str) -> list[torch.Tensor]:
+    return [x[k] for k in sorted(x) if k.startswith(f"{side}_{what}_")]
+
+
+@register(
+    "tinybert",
+    _tinybert_inputs,
+    tuple(f"s_hidden_{i:02d}" for i in range(TINYBERT_STUDENT[0] + 1))
+    + tuple(f"s_scores_{i:02d}" for i in range(TINYBERT_STUDENT[0])),
+)
+def _tinybert(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.tinybert import TinyBERTLoss
+
+    ours = TinyBERTLoss(TINYBERT_STUDENT[1], TINYBERT_TEACHER[1]).to(dtype)
+    # their student's fit_dense (modeling.py: nn.Linear(hidden_size, fit_size)), applied to
+    # every hidden state before the loop, as TinyBertForSequenceClassification.forward does
+    fit_dense = nn.Linear(*ours.projection.weight.shape[::-1]).to(dtype)
+    copy_into(fit_dense, ours.projection)
+    mask = torch.ones(TINYBERT_SHAPE, dtype=torch.bool)
+
+    def ours_call(x: dict) -> torch.Tensor:
+        return ours(
+            _tinybert_lists(x, "s", "hidden"),
+            _tinybert_lists(x, "t", "hidden"),
+            _tinybert_lists(x, "s", "scores"),
+            _tinybert_lists(x, "t", "scores"),
+            mask,
+        )
+
+    def theirs(x: dict) -> torch.Tensor:
+        scope = official.intermediate_layer_loss(
+            student_atts=_tinybert_lists(x, "s", "scores"),
+            teacher_atts=_tinybert_lists(x, "t", "scores"),
+            student_reps=[fit_dense(h) for h in _tinybert_lists(x, "s", "hidden")],
+            teacher_reps=_tinybert_lists(x, "t", "hidden"),
+            loss_mse=nn.MSELoss(),
+            att_loss=0.0,
+            rep_loss=0.0,
+            device="cpu",
+        )
+        return scope["loss"]
+
+    return Pair(
+        ours=Side(ours_call, dict(ours.named_parameters())),
+        theirs=Side(theirs, {f"projection.{k}": v for k, v in fit_dense.named_parameters()}),
+    )
+
+
+def _sentence_pair_logits(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Classifier logits of a GLUE batch: 32 sentences, 3 classes (MNLI)."""
+    return {
+        "student_logits": 2 * torch.randn(32, 3, generator=generator, dtype=torch.float64),
+        "teacher_logits": 4 * torch.randn(32, 3, generator=generator, dtype=torch.float64),
+    }
+
+
+@register("tinybert-prediction", _sentence_pair_logits, ("student_logits",))
+def _tinybert_prediction(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.tinybert import TinyBERTPredictionLoss
+
+    temperature = 1.0  # task_distill.py's --temperature default
+
+    def theirs(x: dict) -> torch.Tensor:
+        soft_cross_entropy = official.soft_cross_entropy()["soft_cross_entropy"]
+        # line 969: cls_loss = soft_cross_entropy(student_logits / T, teacher_logits / T)
+        return soft_cross_entropy(
+            x["student_logits"] / temperature, x["teacher_logits"] / temperature
+        )
+
+    ours = TinyBERTPredictionLoss(temperature=temperature)
+    return losses(lambda x: ours(x["student_logits"], x["teacher_logits"]), theirs)
+
+
+# Patient KD: a 6-layer student of BERT-base (12 layers, width 768) on an RTE-like batch
+PKD_BATCH, PKD_LENGTH, PKD_WIDTH, PKD_CLASSES = 32, 16, 768, 2
+
+
+def _patient_kd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = {
+        "student_logits": 2
+        * torch.randn(PKD_BATCH, PKD_CLASSES, generator=generator, dtype=torch.float64),
+        "teacher_logits": 4
+        * torch.randn(PKD_BATCH, PKD_CLASSES, generator=generator, dtype=torch.float64),
+        "target": torch.randint(0, PKD_CLASSES, (PKD_BATCH,), generator=generator),
+    }
+    for side, layers in (("s", 6), ("t", 12)):
+        for index in range(layers + 1):
+            tensors[f"{side}_hidden_{index:02d}"] = torch.randn(
+                PKD_BATCH, PKD_LENGTH, PKD_WIDTH, generator=generator, dtype=torch.float64
+            )
+    return tensors
+
+
+@register(
+    "patient-kd",
+    _patient_kd_inputs,
+    ("student_logits", *(f"s_hidden_{i:02d}" for i in range(1, 6))),
+    also=("distillation_loss",),
+)
+def _patient_kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.patient_kd import PatientKDLoss
+
+    ours = PatientKDLoss(alpha=0.7, temperature=10.0, beta=500.0, strategy="skip", normalize=True)
+
+    def theirs(x: dict) -> torch.Tensor:
+        # NLI_KD_training.py lines 256-274 at get_predefine_argv's kd.cls command: the student's
+        # patience is the [CLS] state of every layer but the last (its encoder returns
+        # full_output[i][:, 0]); the teacher's that of --fc_layer_idx 1,3,5,7,9 (0-based
+        # encoder layers: hidden states 2, 4, 6, 8, 10)
+        student_hidden = _tinybert_lists(x, "s", "hidden")[1:]
+        teacher_hidden = _tinybert_lists(x, "t", "hidden")[1:]
+        student_patience = torch.stack([h[:, 0] for h in student_hidden[:-1]]).transpose(0, 1)
+        teacher_patience = torch.stack([teacher_hidden[i][:, 0] for i in (1, 3, 5, 7, 9)], 1)
+        loss_dl, _, _ = official.distillation_loss(
+            x["student_logits"], x["target"], x["teacher_logits"], T=10.0, alpha=0.7
+        )
+        return loss_dl + 500.0 * official.patience_loss(teacher_patience, student_patience, True)
+
+    return losses(
+        lambda x: ours(
+            x["student_logits"],
+            x["teacher_logits"],
+            _tinybert_lists(x, "s", "hidden"),
+            _tinybert_lists(x, "t", "hidden"),
+            x["target"],
+        ),
+        theirs,
+    )

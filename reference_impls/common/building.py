@@ -497,6 +497,79 @@ def _masked_lm_outputs(seed: int) -> Example:
     return Example(arguments, student=(0, 2), teacher=(1, 3))
 
 
+def _bert_internals(seed: int) -> dict[str, Any]:
+    """A 2-layer student (width 16) and a 4-layer teacher (width 24) BERT, 4 heads, on
+    ``[3, 10]`` tokens with two padded rows: hidden states (embeddings first), attention
+    scores, last-layer values, [CLS]-first logits and labels."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 7:], mask[2, 4:] = False, False
+
+    def draw(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return scale * torch.randn(*shape, generator=generator)
+
+    return {
+        "student_hidden": [draw(3, 10, 16) for _ in range(3)],
+        "teacher_hidden": [draw(3, 10, 24) for _ in range(5)],
+        "student_scores": [draw(3, 4, 10, 10, scale=2.0) for _ in range(2)],
+        "teacher_scores": [draw(3, 4, 10, 10, scale=3.0) for _ in range(4)],
+        "student_values": draw(3, 4, 10, 4),
+        "teacher_values": draw(3, 4, 10, 6),
+        "student_logits": draw(3, 5, scale=2.0),
+        "teacher_logits": draw(3, 5, scale=4.0),
+        "target": torch.randint(0, 5, (3,), generator=generator),
+        "mask": mask,
+    }
+
+
+def _tinybert_layers(seed: int) -> Example:
+    """TinyBERT's inputs: hidden states, attention scores and the mask (:func:`_bert_internals`)."""
+    x = _bert_internals(seed)
+    arguments = (
+        x["student_hidden"],
+        x["teacher_hidden"],
+        x["student_scores"],
+        x["teacher_scores"],
+        x["mask"],
+    )
+    return Example(arguments, student=(0, 2), teacher=(1, 3))
+
+
+def _minilm_last_layer(seed: int) -> Example:
+    """MiniLM's inputs: the last layer's scores and values, and the mask."""
+    x = _bert_internals(seed)
+    arguments = (
+        x["student_scores"][-1],
+        x["teacher_scores"][-1],
+        x["student_values"],
+        x["teacher_values"],
+        x["mask"],
+    )
+    return Example(arguments, student=(0, 2), teacher=(1, 3))
+
+
+def _patient_kd_layers(seed: int) -> Example:
+    """Patient KD's inputs: logits, hidden states of one width (the teacher's, 24), labels."""
+    x = _bert_internals(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    student_hidden = [torch.randn(3, 10, 24, generator=generator) for _ in range(3)]
+    arguments = (
+        x["student_logits"],
+        x["teacher_logits"],
+        student_hidden,
+        x["teacher_hidden"],
+        x["target"],
+    )
+    return Example(arguments, student=(0, 2), teacher=(1, 3))
+
+
+def _tinybert_loss(context: BuildContext) -> nn.Module:
+    """TinyBERT's loss for :func:`_tinybert_layers`' widths (16 to 24)."""
+    from reference_impls.applications.llm.tinybert import TinyBERTLoss
+
+    return TinyBERTLoss(16, 24)
+
+
 def _character_sequences(seed: int) -> Example:
     """A procedure's batch: 4 right-padded character sequences ``[4, 24]`` and their mask."""
     from reference_impls.common.language_models import BOS, PAD, VOCAB_SIZE
@@ -870,10 +943,18 @@ RECIPES: dict[str, Recipe] = {
         build=_language_model_procedure("MiniLLM"),
         example=_character_sequences,
     ),
+    "reference_impls.applications.llm.minilm:MiniLMLoss": Recipe(
+        why="last-layer BERT internals: [B, h, T, T] attention scores, [B, h, T, d] values, a mask",
+        example=_minilm_last_layer,
+    ),
     "reference_impls.applications.llm.on_policy:GKD": Recipe(
         why="on-policy distillation of a causal LM: character sequences and their padding mask",
         build=_language_model_procedure("GKD"),
         example=_character_sequences,
+    ),
+    "reference_impls.applications.llm.patient_kd:PatientKDLoss": Recipe(
+        why="BERT hidden states: lists of [B, T, D] per layer, [CLS] first; logits and labels",
+        example=_patient_kd_layers,
     ),
     "reference_impls.applications.llm.sequence_kd:SequenceLevelKD": Recipe(
         why="it trains a causal LM on its teacher's decoded continuations of character prompts",
@@ -887,6 +968,11 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.applications.llm.skew_reverse_kl:SkewReverseKLLoss": Recipe(
         why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",
         example=_token_logits,
+    ),
+    "reference_impls.applications.llm.tinybert:TinyBERTLoss": Recipe(
+        why="BERT internals: lists of [B, T, D] hidden states and [B, h, T, T] scores, a mask",
+        build=_tinybert_loss,
+        example=_tinybert_layers,
     ),
     "reference_impls.applications.llm.word_level:WordLevelKDLoss": Recipe(
         why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",

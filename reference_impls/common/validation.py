@@ -585,3 +585,84 @@ def embedding_batch(
 
 
 __all__ += ["embedding_batch"]
+
+
+# ----------------------------------------------------------------------------- BERT internals
+
+
+def attention_mask_2d(name: str, mask: torch.Tensor) -> tuple[int, int]:
+    """An integer or boolean attention mask ``[B, T]`` (True or 1 at a real token); returns ``(B, T)``."""
+    if mask.dim() != 2 or mask.is_floating_point() or mask.is_complex():
+        raise ValueError(
+            f"{name} must be an integer or boolean tensor of shape [B, T] (True or 1 at a real "
+            f"token), got shape {list(mask.shape)} and dtype {mask.dtype}"
+        )
+    return mask.shape[0], mask.shape[1]
+
+
+def bert_tensor(name: str, tensor: torch.Tensor, batch: int, length: int, what: str) -> None:
+    """One floating tensor of a BERT: ``what`` is ``"hidden"`` (``[B, T, D]``), ``"scores"``
+    (``[B, h, T, T]``) or ``"values"`` (``[B, h, T, d]``), for the mask's ``B`` and ``T``."""
+    if what == "hidden":
+        ok, expected = tensor.dim() == 3 and tensor.shape[:2] == (batch, length), "[B, T, D]"
+    elif what == "scores":
+        ok = tensor.dim() == 4 and tensor.shape[0] == batch and tensor.shape[2:] == (length, length)
+        expected = "[B, h, T, T]"
+    else:
+        ok, expected = (
+            tensor.dim() == 4 and (tensor.shape[0], tensor.shape[2]) == (batch, length),
+            "[B, h, T, d]",
+        )
+    if not ok or not tensor.dtype.is_floating_point:
+        raise ValueError(
+            f"{name} must be a floating tensor of shape {expected} with B = {batch} and "
+            f"T = {length} (those of attention_mask), got shape {list(tensor.shape)} and "
+            f"dtype {tensor.dtype}"
+        )
+
+
+def bert_layer_mapping(student_layers: int, teacher_layers: int) -> int:
+    """$k = N / M$ of the uniform layer mapping $g(m) = m k$ ($N$ a multiple of $M \\ge 1$)."""
+    if student_layers < 1 or teacher_layers % student_layers:
+        raise ValueError(
+            f"the teacher's {teacher_layers} layers must be a multiple of the student's "
+            f"{student_layers} (the uniform layer mapping g(m) = m * N / M)"
+        )
+    return teacher_layers // student_layers
+
+
+def bert_states(
+    student_hidden: Sequence[torch.Tensor],
+    teacher_hidden: Sequence[torch.Tensor],
+    student_scores: Sequence[torch.Tensor],
+    teacher_scores: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Hidden states (``L + 1`` tensors ``[B, T, D]``, embeddings first) and attention scores
+    (``L`` tensors ``[B, h, T, T]``) of a student and a teacher BERT with the same heads;
+    returns the mask as booleans."""
+    batch, length = attention_mask_2d("attention_mask", attention_mask)
+    for side, hidden, scores in (
+        ("student", student_hidden, student_scores),
+        ("teacher", teacher_hidden, teacher_scores),
+    ):
+        if len(scores) < 1 or len(hidden) != len(scores) + 1:
+            raise ValueError(
+                f"{side}_hidden must hold one more tensor than {side}_scores (the embedding "
+                f"output, then one per layer), got {len(hidden)} and {len(scores)}"
+            )
+        for index, tensor in enumerate(hidden):
+            bert_tensor(f"{side}_hidden[{index}]", tensor, batch, length, "hidden")
+            if tensor.shape[-1] != hidden[0].shape[-1]:
+                raise ValueError(f"{side}_hidden must share one width, got {list(tensor.shape)}")
+        for index, tensor in enumerate(scores):
+            bert_tensor(f"{side}_scores[{index}]", tensor, batch, length, "scores")
+            if tensor.shape[1] != teacher_scores[0].shape[1]:
+                raise ValueError(
+                    f"{side}_scores[{index}] has {tensor.shape[1]} heads but the teacher's have "
+                    f"{teacher_scores[0].shape[1]}: the attention maps are compared head by head"
+                )
+    return attention_mask.bool()
+
+
+__all__ += ["attention_mask_2d", "bert_layer_mapping", "bert_states", "bert_tensor"]
