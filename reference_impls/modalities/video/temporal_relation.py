@@ -150,6 +150,7 @@ class TemporalRelationDistillation(ClipDistillation):
         student_dim: int | None = None,
         teacher_dim: int | None = None,
     ) -> None:
+        # the weights in the order the loss adds their terms (the same float rounding)
         super().__init__(
             student,
             teacher,
