@@ -20,32 +20,31 @@ AREA_IDS = ("sources", "schemes", "algorithms", "modalities", "applications")
 SURVEYS_ID = "surveys"  # taxonomy/surveys.yaml: the survey followed and the lists beside it
 
 
-def _slug(value: str) -> str:
-    if not SLUG.match(value):
-        raise ValueError(f"{value!r} is not a slug (lowercase letters, digits and single hyphens)")
-    return value
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
 
-
-def _bib_key(value: str) -> str:
-    if not BIB_KEY.match(value):
-        raise ValueError(f"{value!r} is not a valid BibTeX key")
-    return value
-
-
-def _object_path(value: str) -> str:
-    if not OBJECT_PATH.match(value):
-        raise ValueError(f"{value!r} is not an import path of the form 'package.module:Class'")
-    return value
+    return AfterValidator(check)
 
 
 # The patterns are repeated in the JSON Schema (json_schema_extra) so editors flag bad values
 # while typing; validation itself stays in the validators, for their clearer messages.
-Slug = Annotated[str, AfterValidator(_slug), Field(json_schema_extra={"pattern": SLUG.pattern})]
+Slug = Annotated[
+    str,
+    _matching(SLUG, "a slug (lowercase letters, digits and single hyphens)"),
+    Field(json_schema_extra={"pattern": SLUG.pattern}),
+]
 BibKey = Annotated[
-    str, AfterValidator(_bib_key), Field(json_schema_extra={"pattern": BIB_KEY.pattern})
+    str,
+    _matching(BIB_KEY, "a valid BibTeX key"),
+    Field(json_schema_extra={"pattern": BIB_KEY.pattern}),
 ]
 ObjectPath = Annotated[
-    str, AfterValidator(_object_path), Field(json_schema_extra={"pattern": OBJECT_PATH.pattern})
+    str,
+    _matching(OBJECT_PATH, "an import path of the form 'package.module:Class'"),
+    Field(json_schema_extra={"pattern": OBJECT_PATH.pattern}),
 ]
 Summary = Annotated[str, Field(min_length=20, max_length=1500)]
 Title = Annotated[str, Field(min_length=1, max_length=200)]
@@ -61,15 +60,6 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 REPO_FILE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\.py$")
 SYMBOL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 LINES = re.compile(r"^[1-9][0-9]*-[1-9][0-9]*$")
-
-
-def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
-
-    return AfterValidator(check)
 
 
 GitHubRepository = Annotated[
@@ -256,12 +246,6 @@ PROVENANCE_BY = re.compile(r"^(manual|kdatlas enrich \((openalex|crossref|arxiv)
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _field_name(value: str) -> str:
-    if not FIELD_NAME.match(value):
-        raise ValueError(f"{value!r} is not a bib field name (lowercase letters, digits, - and _)")
-    return value
-
-
 def _http_source(value: str) -> str:
     if not HTTP_SOURCE.match(value):
         raise ValueError(f"source must be an http(s) URL a person can open, found {value!r}")
@@ -289,7 +273,9 @@ def _iso_date(value: object) -> object:
 
 
 FieldName = Annotated[
-    str, AfterValidator(_field_name), Field(json_schema_extra={"pattern": FIELD_NAME.pattern})
+    str,
+    _matching(FIELD_NAME, "a bib field name (lowercase letters, digits, - and _)"),
+    Field(json_schema_extra={"pattern": FIELD_NAME.pattern}),
 ]
 HttpSource = Annotated[
     str, AfterValidator(_http_source), Field(json_schema_extra={"pattern": HTTP_SOURCE.pattern})

@@ -313,6 +313,15 @@ def _embedding_dim(backbone: nn.Module) -> int:
     return width
 
 
+def embedding_of(output: ModelOutput | torch.Tensor) -> torch.Tensor:
+    """The pooled ``embedding`` of a model's ``ModelOutput`` (a plain tensor is one already)."""
+    if isinstance(output, ModelOutput):
+        if output.embedding is None:
+            raise ValueError("the model's ModelOutput has no embedding")
+        return output.embedding
+    return output
+
+
 def dino_network(
     backbone: nn.Module | None = None, out_dim: int = 256, use_bn: bool = False
 ) -> SSLNetwork:
@@ -433,6 +442,7 @@ __all__ = [
     "cosine_schedule",
     "dino_network",
     "embed",
+    "embedding_of",
     "knn_accuracy",
     "linear_probe_accuracy",
     "probe",

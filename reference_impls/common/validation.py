@@ -438,28 +438,51 @@ def noise_levels(name: str, sigma: torch.Tensor, batch: int, low: float, high: f
 __all__ += ["noise_levels"]
 
 
-def sequence_mask(name: str, mask: torch.Tensor, shape: Sequence[int]) -> None:
-    """A boolean padding mask ``[B, T]`` (True = a real frame or token), at least one real per row.
+def sequence_mask(
+    name: str,
+    mask: torch.Tensor,
+    shape: Sequence[int | str],
+    *,
+    real: str = "position",
+    group: str = "sequence",
+) -> None:
+    """A boolean padding mask ``[B, T]`` (True = a real position), at least one real per row.
 
-    Masks are prefixes in practice, but only the shape, the dtype and the non-empty
-    rows are required here.
+    The one mask check of the sequence leaves (speech frames, video clips, tokens):
+    ``shape`` gives the sizes the mask must have, a string (``"B"``) leaving that axis
+    free; ``real`` and ``group`` name a position and a row in the errors (``"frame"`` and
+    ``"clip"`` for video). Masks are prefixes in practice, but only the shape, the dtype
+    and the non-empty rows are required here.
     """
     import torch
 
-    expected = tuple(int(size) for size in shape)
-    if tuple(mask.shape) != expected or mask.dtype != torch.bool:
+    expected = [size if isinstance(size, str) else int(size) for size in shape]
+    if not _has_shape(mask, expected) or mask.dtype != torch.bool:
         raise ValueError(
-            f"{name} must be a boolean mask of shape {list(expected)} ([B, T], True = a real "
-            f"position), got shape {tuple(mask.shape)} and dtype {mask.dtype}"
+            f"{name} must be a boolean mask of shape [{', '.join(map(str, expected))}] ([B, T], "
+            f"True = a real {real}), got shape {tuple(mask.shape)} and dtype {mask.dtype}"
         )
-    if mask.numel() == 0 or not bool(mask.any(dim=-1).all()):
+    if mask.numel() == 0:
         raise ValueError(
-            f"{name} marks an empty sequence (a row with no real position, or no rows): every "
-            "sequence needs at least one real frame"
+            f"{name} is empty (shape {tuple(mask.shape)}): an empty sequence has nothing to "
+            f"compare; give at least one {group} of one real {real}"
+        )
+    empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"{name} must mark at least one real {real} in every {group}; {group}s {empty} are "
+            "empty (an empty sequence has nothing to compare)"
         )
 
 
 __all__.append("sequence_mask")
+
+
+def _has_shape(tensor: torch.Tensor, shape: Sequence[int | str]) -> bool:
+    """Whether ``tensor`` has ``shape``, where a string entry (``"B"``) matches any size."""
+    return tensor.dim() == len(shape) and all(
+        isinstance(size, str) or got == size for got, size in zip(tensor.shape, shape, strict=True)
+    )
 
 
 def frame_mask(
@@ -468,27 +491,20 @@ def frame_mask(
     """A boolean frame mask ``[B, T]`` (True = a real frame), at least one real frame per clip.
 
     ``batch`` and ``frames``, when given, are the ``B`` and ``T`` it must have (those of
-    the clips it goes with).
+    the clips it goes with). :func:`sequence_mask` with the video leaf's wording for a
+    wrong shape or dtype.
     """
     import torch
 
-    shape = tuple(mask.shape)
-    expected = f"[{'B' if batch is None else batch}, {'T' if frames is None else frames}]"
-    if (
-        mask.dim() != 2
-        or (batch is not None and shape[0] != batch)
-        or (frames is not None and shape[1] != frames)
-    ):
+    shape = ("B" if batch is None else batch, "T" if frames is None else frames)
+    if not _has_shape(mask, shape):
         raise ValueError(
-            f"{name} must have shape {expected} (one entry per frame of each clip), got shape {shape}"
+            f"{name} must have shape [{shape[0]}, {shape[1]}] (one entry per frame of each "
+            f"clip), got shape {tuple(mask.shape)}"
         )
     if mask.dtype != torch.bool:
         raise ValueError(f"{name} must be boolean (True = a real frame), got dtype {mask.dtype}")
-    if shape[1] == 0 or not bool(mask.any(1).all()):
-        empty = (~mask.any(1)).nonzero().flatten().tolist() if shape[1] else "all"
-        raise ValueError(
-            f"{name} must mark at least one real frame in every clip; clips {empty} are empty"
-        )
+    sequence_mask(name, mask, shape, real="frame", group="clip")
 
 
 __all__ += ["frame_mask"]

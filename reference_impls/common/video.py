@@ -64,12 +64,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reference_impls.common.data import DataSplit
+from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.losses import at_least_float32
 from reference_impls.common.models import ModelOutput
-from reference_impls.common.validation import at_least, frame_mask, in_unit_interval, non_negative
+from reference_impls.common.training import freeze
+from reference_impls.common.validation import (
+    at_least,
+    class_indices,
+    frame_mask,
+    in_unit_interval,
+    loss_weights,
+    non_negative,
+)
 
 DIGIT_SIZE = 8
 DIRECTIONS = ("right", "left")
@@ -504,9 +514,76 @@ def image_student(num_classes: int = 10, canvas: int = 16) -> FrameClassifier:
     return FrameClassifier((8, 16), 32, num_classes, canvas)
 
 
+# ----------------------------------------------------------------------------- procedures
+class ClipDistillation(DistillationProcedure):
+    """What the video procedures share: a frozen clip teacher, the labels, weighted terms.
+
+    A method subclasses it, passes its weights to ``__init__`` (``label_weight`` for the
+    cross-entropy and ``<term>_weight`` for each term, in the order the loss adds them)
+    and writes :meth:`distillation_terms`, its paper's terms by name. :meth:`forward` runs
+    the teacher on the packed clips under ``no_grad`` and the student with gradients,
+    checks the labels, and returns the weighted sum with each term detached::
+
+        {"loss": sum of weight * term, "ce": ce, "<term>": term, ...}
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, **weights: float) -> None:
+        super().__init__()
+        loss_weights(**weights)
+        self.student = student
+        self.teacher = freeze(teacher)
+        self._terms = tuple(name.removesuffix("_weight") for name in weights)
+        for name, weight in weights.items():
+            setattr(self, name, weight)
+
+    def train(self, mode: bool = True) -> ClipDistillation:
+        super().train(mode)
+        self.teacher.eval()  # the frozen teacher's batch-norm statistics never move
+        return self
+
+    def distillation_terms(
+        self, student: VideoOutput, teacher: VideoOutput
+    ) -> dict[str, torch.Tensor]:
+        """The method's terms, ``{"<term>": value}`` (one per ``<term>_weight``)."""
+        raise NotImplementedError
+
+    def forward(self, clips: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            teacher = self.teacher(clips)
+        student = self.student(clips)
+        class_indices(target, student.logits)
+        terms = self.distillation_terms(student, teacher)
+        terms["label"] = F.cross_entropy(at_least_float32(student.logits), target)
+        weighted = [getattr(self, f"{term}_weight") * terms[term] for term in self._terms]
+        total = sum(weighted[1:], weighted[0])  # added in the method's order
+        ce = terms.pop("label")
+        return {"loss": total, "ce": ce.detach()} | {
+            name: value.detach() for name, value in terms.items()
+        }
+
+
+def model_width(model: nn.Module, name: str, given: int | None, what: str = "dim") -> int:
+    """``given``, else ``model``'s embedding width (``embedding_dim``) or, for ``what="channels"``,
+    its last map width (``channels[-1]``); ``name`` (``"student"``) names it in the error."""
+    if given is not None:
+        return int(given)
+    if what == "channels":
+        channels = getattr(model, "channels", None)
+        value = channels[-1] if isinstance(channels, tuple | list) and channels else None
+    else:
+        value = getattr(model, "embedding_dim", None)
+    if not isinstance(value, int):
+        raise ValueError(
+            f"{name}_{what} is required: the {name} ({type(model).__name__}) does not say it "
+            f"({'`channels`' if what == 'channels' else '`embedding_dim`'})"
+        )
+    return value
+
+
 __all__ = [
     "DIRECTIONS",
     "ClipClassifier",
+    "ClipDistillation",
     "FrameClassifier",
     "FrameEncoder",
     "MovingDigits",
@@ -516,6 +593,7 @@ __all__ = [
     "gather_frames",
     "image_student",
     "load_moving_digits",
+    "model_width",
     "pack_clips",
     "unpack_clips",
     "video_teacher",

@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.applications.foundation_models._clip_inputs import clip_pair, logit_scale
+from reference_impls.applications.foundation_models._clip_inputs import clip_inputs
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import at_least_float32, softened_kl
 from reference_impls.common.validation import at_least, loss_weights
@@ -120,15 +120,10 @@ class CLIPKDLoss(DistillationLoss):
         teacher_logit_scale: torch.Tensor | float,
     ) -> dict[str, torch.Tensor]:
         """The unweighted ``fd``, ``icl`` and ``ckd`` terms."""
-        rows, _ = clip_pair(student_image, student_text, "student", width=self.student_dim)
-        teacher_rows, _ = clip_pair(teacher_image, teacher_text, "teacher", width=self.teacher_dim)
-        if teacher_rows != rows:
-            raise ValueError(
-                f"student and teacher embeddings must pair the same {rows} samples, got "
-                f"{rows} and {teacher_rows} rows"
-            )
-        student_scale = logit_scale("student_logit_scale", student_logit_scale, student_image)
-        teacher_scale = logit_scale("teacher_logit_scale", teacher_logit_scale, student_image)
+        rows, student_scale, teacher_scale = clip_inputs(
+            student_image, teacher_image, student_text, teacher_text,
+            student_logit_scale, teacher_logit_scale, self.student_dim, self.teacher_dim,
+        )  # fmt: skip
         projected_image = at_least_float32(self.image_projection(student_image))
         projected_text = at_least_float32(self.text_projection(student_text))
         with torch.autocast(device_type=student_image.device.type, enabled=False):

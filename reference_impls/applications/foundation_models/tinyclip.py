@@ -48,7 +48,7 @@ from typing import ClassVar
 
 import torch
 
-from reference_impls.applications.foundation_models._clip_inputs import clip_pair, logit_scale
+from reference_impls.applications.foundation_models._clip_inputs import clip_inputs
 from reference_impls.common.interfaces import DistillationLoss
 from reference_impls.common.losses import at_least_float32, softened_log_probs
 from reference_impls.common.validation import non_negative
@@ -92,15 +92,10 @@ class AffinityMimickingLoss(DistillationLoss):
         teacher_logit_scale: torch.Tensor | float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The image-to-text and text-to-image soft cross-entropies (unweighted, batch means)."""
-        rows, _ = clip_pair(student_image, student_text, "student")
-        teacher_rows, _ = clip_pair(teacher_image, teacher_text, "teacher")
-        if teacher_rows != rows:
-            raise ValueError(
-                f"student and teacher embeddings must pair the same {rows} samples, got "
-                f"{rows} and {teacher_rows} rows"
-            )
-        student_scale = logit_scale("student_logit_scale", student_logit_scale, student_image)
-        teacher_scale = logit_scale("teacher_logit_scale", teacher_logit_scale, student_image)
+        _, student_scale, teacher_scale = clip_inputs(
+            student_image, teacher_image, student_text, teacher_text,
+            student_logit_scale, teacher_logit_scale,
+        )  # fmt: skip
         with torch.autocast(device_type=student_image.device.type, enabled=False):
             student_logits = affinities(
                 student_image, student_text, at_least_float32(student_scale)

@@ -50,10 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.common.augmentations import ViewSettings, augment
+from reference_impls.common.augmentations import ViewSettings, augment, embedding_of
 from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.losses import at_least_float32, kl_divergence
-from reference_impls.common.models import ModelOutput
 from reference_impls.common.validation import at_least, in_unit_interval, positive
 
 
@@ -81,14 +80,6 @@ class MemoryBank(nn.Module):
         positions = (int(self.ptr) + torch.arange(len(keys), device=keys.device)) % self.size
         self.memory[positions] = keys.to(self.memory.dtype)
         self.ptr.fill_((int(self.ptr) + len(keys)) % self.size)
-
-
-def _embedding(output: ModelOutput | torch.Tensor) -> torch.Tensor:
-    if isinstance(output, ModelOutput):
-        if output.embedding is None:
-            raise ValueError("the model's ModelOutput has no embedding")
-        return output.embedding
-    return output
 
 
 class CompRess(DistillationProcedure):
@@ -170,7 +161,7 @@ class CompRess(DistillationProcedure):
         self.teacher.eval()
         self.student_key.train(self.training)  # their set_bn_train: batch statistics
         with torch.no_grad():
-            teacher_embedding = _embedding(self.teacher(views))
-            key_embedding = _embedding(self.student_key(views))
-        loss = self.loss(_embedding(self.student(views)), teacher_embedding, key_embedding)
+            teacher_embedding = embedding_of(self.teacher(views))
+            key_embedding = embedding_of(self.student_key(views))
+        loss = self.loss(embedding_of(self.student(views)), teacher_embedding, key_embedding)
         return {"loss": loss, "compress": loss.detach()}

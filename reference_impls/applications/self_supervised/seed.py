@@ -48,10 +48,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.common.augmentations import ViewSettings, augment
+from reference_impls.common.augmentations import ViewSettings, augment, embedding_of
 from reference_impls.common.interfaces import DistillationLoss, DistillationProcedure
 from reference_impls.common.losses import at_least_float32
-from reference_impls.common.models import ModelOutput
 from reference_impls.common.validation import at_least, positive
 
 
@@ -172,14 +171,6 @@ class SEEDLoss(DistillationLoss):
         )
 
 
-def _embedding(output: ModelOutput | torch.Tensor) -> torch.Tensor:
-    if isinstance(output, ModelOutput):
-        if output.embedding is None:
-            raise ValueError("the model's ModelOutput has no embedding")
-        return output.embedding
-    return output
-
-
 class SEED(DistillationProcedure):
     """SEED training of ``student`` from a frozen self-supervised ``teacher``; labels unused.
 
@@ -214,6 +205,6 @@ class SEED(DistillationProcedure):
         views = augment(x, self.view)
         self.teacher.eval()  # their key encoder is kept in eval mode (frozen batch norm)
         with torch.no_grad():
-            teacher_embedding = _embedding(self.teacher(views))
-        loss = self.loss(_embedding(self.student(views)), teacher_embedding)
+            teacher_embedding = embedding_of(self.teacher(views))
+        loss = self.loss(embedding_of(self.student(views)), teacher_embedding)
         return {"loss": loss, "seed": loss.detach()}

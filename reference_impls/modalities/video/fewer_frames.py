@@ -63,13 +63,11 @@ returns the total and the three terms.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.losses import at_least_float32, kl_divergence, softened_log_probs
-from reference_impls.common.training import freeze
-from reference_impls.common.validation import class_indices, logit_pair, loss_weights, one_of
+from reference_impls.common.validation import logit_pair, one_of
+from reference_impls.common.video import ClipDistillation, VideoOutput, model_width
 
 
 def _representations(student: torch.Tensor, teacher: torch.Tensor) -> None:
@@ -108,7 +106,7 @@ def prediction_loss(
     )
 
 
-class FewerFramesDistillation(DistillationProcedure):
+class FewerFramesDistillation(ClipDistillation):
     """Train a few-frame student on the labels and on an all-frame teacher's representation and predictions.
 
     Args:
@@ -137,49 +135,33 @@ class FewerFramesDistillation(DistillationProcedure):
         student_dim: int | None = None,
         teacher_dim: int | None = None,
     ) -> None:
-        super().__init__()
-        loss_weights(
+        # the weights in the order the loss adds their terms (the same float rounding)
+        super().__init__(
+            student,
+            teacher,
             representation_weight=representation_weight,
             prediction_weight=prediction_weight,
             label_weight=label_weight,
         )
-        self.student = student
-        self.teacher = freeze(teacher)
-        self.representation_weight = representation_weight
-        self.prediction_weight = prediction_weight
-        self.label_weight = label_weight
         self.prediction_reduction = one_of(
             "prediction_reduction", prediction_reduction, ("sum", "mean")
         )
-        student_dim = _width(student, "student", student_dim)
-        teacher_dim = _width(teacher, "teacher", teacher_dim)
+        student_dim = model_width(student, "student", student_dim)
+        teacher_dim = model_width(teacher, "teacher", teacher_dim)
         self.connector: nn.Module = (
             nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim)
         )
 
-    def train(self, mode: bool = True) -> FewerFramesDistillation:
-        super().train(mode)
-        self.teacher.eval()  # the frozen teacher's batch-norm statistics never move
-        return self
-
-    def forward(self, clips: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            teacher = self.teacher(clips)
-        student = self.student(clips)
-        class_indices(target, student.logits)
-        representation = representation_loss(self.connector(student.embedding), teacher.embedding)
-        prediction = prediction_loss(student.logits, teacher.logits, self.prediction_reduction)
-        ce = F.cross_entropy(at_least_float32(student.logits), target)
-        total = (
-            self.representation_weight * representation
-            + self.prediction_weight * prediction
-            + self.label_weight * ce
-        )
+    def distillation_terms(
+        self, student: VideoOutput, teacher: VideoOutput
+    ) -> dict[str, torch.Tensor]:
         return {
-            "loss": total,
-            "ce": ce.detach(),
-            "representation": representation.detach(),
-            "prediction": prediction.detach(),
+            "representation": representation_loss(
+                self.connector(student.embedding), teacher.embedding
+            ),
+            "prediction": prediction_loss(
+                student.logits, teacher.logits, self.prediction_reduction
+            ),
         }
 
     def extra_repr(self) -> str:
@@ -188,16 +170,3 @@ class FewerFramesDistillation(DistillationProcedure):
             f"prediction_weight={self.prediction_weight}, label_weight={self.label_weight}, "
             f"prediction_reduction={self.prediction_reduction!r}"
         )
-
-
-def _width(model: nn.Module, name: str, given: int | None) -> int:
-    """The width of ``model``'s representation: ``given``, else its ``embedding_dim``."""
-    if given is not None:
-        return int(given)
-    width = getattr(model, "embedding_dim", None)
-    if not isinstance(width, int):
-        raise ValueError(
-            f"{name}_dim is required: the {name} ({type(model).__name__}) has no integer "
-            "`embedding_dim` to read the width of its representation from"
-        )
-    return width

@@ -67,11 +67,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.losses import at_least_float32
-from reference_impls.common.training import freeze
-from reference_impls.common.validation import class_indices, frame_mask, loss_weights
-from reference_impls.common.video import gather_frames
+from reference_impls.common.validation import frame_mask
+from reference_impls.common.video import ClipDistillation, VideoOutput, gather_frames, model_width
 
 
 def _frames(name: str, frames: torch.Tensor, mask: torch.Tensor) -> None:
@@ -128,7 +126,7 @@ def temporal_relation_loss(
     return ((student - teacher).pow(2).sum((1, 2)) / real**2).mean()
 
 
-class TemporalRelationDistillation(DistillationProcedure):
+class TemporalRelationDistillation(ClipDistillation):
     """A few-frame student trained on labels, the teacher's frame embeddings and their temporal relations.
 
     Args:
@@ -152,41 +150,29 @@ class TemporalRelationDistillation(DistillationProcedure):
         student_dim: int | None = None,
         teacher_dim: int | None = None,
     ) -> None:
-        super().__init__()
-        loss_weights(
-            frame_weight=frame_weight, relation_weight=relation_weight, label_weight=label_weight
+        # the weights in the order the loss adds their terms (the same float rounding)
+        super().__init__(
+            student,
+            teacher,
+            label_weight=label_weight,
+            frame_weight=frame_weight,
+            relation_weight=relation_weight,
         )
-        self.student = student
-        self.teacher = freeze(teacher)
-        self.frame_weight = frame_weight
-        self.relation_weight = relation_weight
-        self.label_weight = label_weight
-        student_dim = _width(student, "student", student_dim)
-        teacher_dim = _width(teacher, "teacher", teacher_dim)
+        student_dim = model_width(student, "student", student_dim)
+        teacher_dim = model_width(teacher, "teacher", teacher_dim)
         self.regressor = nn.Linear(student_dim, teacher_dim)  # FitNets' hint regressor
 
-    def train(self, mode: bool = True) -> TemporalRelationDistillation:
-        super().train(mode)
-        self.teacher.eval()
-        return self
-
-    def forward(self, clips: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            teacher = self.teacher(clips)
-        student = self.student(clips)
-        class_indices(target, student.logits)
+    def distillation_terms(
+        self, student: VideoOutput, teacher: VideoOutput
+    ) -> dict[str, torch.Tensor]:
         # the teacher's (context-aware) embeddings of the very frames the student read
         teacher_frames = gather_frames(teacher.frame_embeddings, student.frame_index)
         mask = student.mask & gather_frames(teacher.mask, student.frame_index)
-        frame = frame_hint_loss(self.regressor(student.frame_embeddings), teacher_frames, mask)
-        relation = temporal_relation_loss(student.frame_embeddings, teacher_frames, mask)
-        ce = F.cross_entropy(at_least_float32(student.logits), target)
-        total = self.label_weight * ce + self.frame_weight * frame + self.relation_weight * relation
         return {
-            "loss": total,
-            "ce": ce.detach(),
-            "frame": frame.detach(),
-            "relation": relation.detach(),
+            "frame": frame_hint_loss(
+                self.regressor(student.frame_embeddings), teacher_frames, mask
+            ),
+            "relation": temporal_relation_loss(student.frame_embeddings, teacher_frames, mask),
         }
 
     def extra_repr(self) -> str:
@@ -194,15 +180,3 @@ class TemporalRelationDistillation(DistillationProcedure):
             f"frame_weight={self.frame_weight}, relation_weight={self.relation_weight}, "
             f"label_weight={self.label_weight}"
         )
-
-
-def _width(model: nn.Module, name: str, given: int | None) -> int:
-    if given is not None:
-        return int(given)
-    width = getattr(model, "embedding_dim", None)
-    if not isinstance(width, int):
-        raise ValueError(
-            f"{name}_dim is required: the {name} ({type(model).__name__}) has no integer "
-            "`embedding_dim`"
-        )
-    return width

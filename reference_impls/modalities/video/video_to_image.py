@@ -57,14 +57,11 @@ Deviations, and what we could not check:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.common.interfaces import DistillationProcedure
 from reference_impls.common.losses import at_least_float32
-from reference_impls.common.training import freeze
-from reference_impls.common.validation import class_indices, loss_weights, one_of, positive
-from reference_impls.common.video import gather_frames
+from reference_impls.common.validation import one_of, positive
+from reference_impls.common.video import ClipDistillation, VideoOutput, gather_frames, model_width
 
 
 def gaussian_foreground(centres: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
@@ -112,7 +109,7 @@ def target_guided_feature_loss(
     return ((foreground * error).sum((1, 2)) / foreground.sum((1, 2))).mean()
 
 
-class VideoToImageDistillation(DistillationProcedure):
+class VideoToImageDistillation(ClipDistillation):
     """An image student (one key frame) taught by a clip teacher's fused key-frame features and embedding.
 
     Args:
@@ -145,39 +142,31 @@ class VideoToImageDistillation(DistillationProcedure):
         student_dim: int | None = None,
         teacher_dim: int | None = None,
     ) -> None:
-        super().__init__()
-        loss_weights(
-            feature_weight=feature_weight, query_weight=query_weight, label_weight=label_weight
+        # the weights in the order the loss adds their terms (the same float rounding)
+        super().__init__(
+            student,
+            teacher,
+            label_weight=label_weight,
+            feature_weight=feature_weight,
+            query_weight=query_weight,
         )
-        self.student = student
-        self.teacher = freeze(teacher)
-        self.feature_weight = feature_weight
-        self.query_weight = query_weight
-        self.label_weight = label_weight
         self.sigma = positive("sigma", sigma)
         self.foreground = one_of("foreground", foreground, ("gaussian", "uniform"))
-        student_channels = _size(student, "student", "channels", student_channels)
-        teacher_channels = _size(teacher, "teacher", "channels", teacher_channels)
+        student_channels = model_width(student, "student", student_channels, "channels")
+        teacher_channels = model_width(teacher, "teacher", teacher_channels, "channels")
         self.adapter: nn.Module = (
             nn.Identity()
             if student_channels == teacher_channels
             else nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
         )
         self.projector = nn.Linear(
-            _size(student, "student", "dim", student_dim),
-            _size(teacher, "teacher", "dim", teacher_dim),
+            model_width(student, "student", student_dim),
+            model_width(teacher, "teacher", teacher_dim),
         )
 
-    def train(self, mode: bool = True) -> VideoToImageDistillation:
-        super().train(mode)
-        self.teacher.eval()
-        return self
-
-    def forward(self, clips: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            teacher = self.teacher(clips)
-        student = self.student(clips)
-        class_indices(target, student.logits)
+    def distillation_terms(
+        self, student: VideoOutput, teacher: VideoOutput
+    ) -> dict[str, torch.Tensor]:
         key = student.frame_index  # [B, 1]: the frame the image student read
         teacher_map = gather_frames(teacher.frame_maps, key)[:, 0]
         teacher_query = gather_frames(teacher.frame_embeddings, key)[:, 0]
@@ -188,18 +177,12 @@ class VideoToImageDistillation(DistillationProcedure):
             )
         else:
             mask = teacher_map.new_ones(teacher_map.shape[0], *teacher_map.shape[2:]).float()
-        feature = target_guided_feature_loss(student_map, teacher_map, mask)
         query_error = at_least_float32(self.projector(student.embedding)) - at_least_float32(
             teacher_query
         )
-        query = query_error.pow(2).sum(1).mean()
-        ce = F.cross_entropy(at_least_float32(student.logits), target)
-        total = self.label_weight * ce + self.feature_weight * feature + self.query_weight * query
         return {
-            "loss": total,
-            "ce": ce.detach(),
-            "feature": feature.detach(),
-            "query": query.detach(),
+            "feature": target_guided_feature_loss(student_map, teacher_map, mask),
+            "query": query_error.pow(2).sum(1).mean(),
         }
 
     def extra_repr(self) -> str:
@@ -207,20 +190,3 @@ class VideoToImageDistillation(DistillationProcedure):
             f"feature_weight={self.feature_weight}, query_weight={self.query_weight}, "
             f"label_weight={self.label_weight}, sigma={self.sigma}, foreground={self.foreground!r}"
         )
-
-
-def _size(model: nn.Module, name: str, what: str, given: int | None) -> int:
-    """A model's map width (``channels[-1]``) or embedding width (``embedding_dim``), unless given."""
-    if given is not None:
-        return int(given)
-    if what == "channels":
-        channels = getattr(model, "channels", None)
-        value = channels[-1] if isinstance(channels, tuple | list) and channels else None
-    else:
-        value = getattr(model, "embedding_dim", None)
-    if not isinstance(value, int):
-        raise ValueError(
-            f"{name}_{what} is required: the {name} ({type(model).__name__}) does not say it "
-            f"({'`channels`' if what == 'channels' else '`embedding_dim`'})"
-        )
-    return value

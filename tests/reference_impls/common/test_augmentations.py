@@ -111,3 +111,14 @@ def test_bad_settings_are_named():
         MultiCrop(global_crops=0)
     with pytest.raises(ValueError, match=r"images must be a floating-point batch"):
         augment(torch.zeros(8, 8))
+
+
+def test_embedding_of_reads_a_model_outputs_embedding_or_passes_a_tensor():
+    from reference_impls.common.augmentations import embedding_of
+    from reference_impls.common.models import ModelOutput
+
+    embedding = torch.randn(3, 4)
+    assert embedding_of(ModelOutput(torch.zeros(3, 2), embedding=embedding)) is embedding
+    assert embedding_of(embedding) is embedding
+    with pytest.raises(ValueError, match="has no embedding"):
+        embedding_of(ModelOutput(torch.zeros(3, 2)))

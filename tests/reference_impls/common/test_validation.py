@@ -59,3 +59,31 @@ def test_accepted_values_are_returned():
 def test_refused_values_name_the_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_the_shared_mask_check_names_the_argument_shape_and_empty_rows():
+    import torch
+
+    from reference_impls.common.validation import frame_mask, sequence_mask
+
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    sequence_mask("mask", mask, (2, 3))
+    sequence_mask("mask", mask, ("B", 3))  # a string leaves that axis free
+    with pytest.raises(ValueError, match=r"mask must be a boolean mask of shape \[B, 4\]"):
+        sequence_mask("mask", mask, ("B", 4))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3\) and dtype torch.int64"):
+        sequence_mask("mask", mask.long(), (2, 3))
+    empty = mask.clone()
+    empty[1] = False
+    with pytest.raises(ValueError, match=r"in every sequence; sequences \[1\] are empty"):
+        sequence_mask("mask", empty, (2, 3))
+    with pytest.raises(ValueError, match=r"mask is empty \(shape \(0, 3\)\)"):
+        sequence_mask("mask", mask[:0], (0, 3))
+    # the video wording: its own shape and dtype errors, the shared check's empty rows
+    frame_mask("mask", mask, frames=3)
+    with pytest.raises(ValueError, match=r"mask must have shape \[B, 4\]"):
+        frame_mask("mask", mask, frames=4)
+    with pytest.raises(ValueError, match="mask must be boolean"):
+        frame_mask("mask", mask.float())
+    with pytest.raises(ValueError, match=r"real frame in every clip; clips \[1\] are empty"):
+        frame_mask("mask", empty, 2, 3)

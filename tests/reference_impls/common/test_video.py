@@ -132,3 +132,39 @@ def test_bad_input_names_the_argument(small):
         load_moving_digits(speed=2.0)
     with pytest.raises(ValueError, match="digits must be between 1 and 10"):
         load_moving_digits(digits=11)
+
+
+def test_the_shared_procedure_adds_the_weighted_terms_in_the_methods_order(small):
+    import torch.nn.functional as F
+
+    from reference_impls.common.video import ClipDistillation, model_width
+
+    class Embedding(ClipDistillation):
+        def __init__(self, student, teacher, hint_weight=0.5, label_weight=2.0):
+            super().__init__(student, teacher, hint_weight=hint_weight, label_weight=label_weight)
+
+        def distillation_terms(self, student, teacher):
+            return {"hint": (student.embedding - teacher.embedding).pow(2).mean()}
+
+    torch.manual_seed(0)
+    student, teacher = video_teacher(), video_teacher()
+    procedure = Embedding(student, teacher)
+    clips, target = pack_clips(small.clips_train[:4], small.mask_train[:4]), small.y_train[:4]
+    out = procedure.train()(clips, target)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert list(out) == ["loss", "ce", "hint"] and not out["hint"].requires_grad
+    with torch.no_grad():
+        s, t = student(clips), teacher(clips)
+    hint = (s.embedding - t.embedding).pow(2).mean()
+    torch.testing.assert_close(out["hint"], hint)
+    torch.testing.assert_close(out["ce"], F.cross_entropy(s.logits, target))
+    torch.testing.assert_close(out["loss"].detach(), 0.5 * hint + 2.0 * out["ce"])
+    with pytest.raises(ValueError, match="hint_weight and label_weight must not all be zero"):
+        Embedding(student, teacher, 0.0, 0.0)
+    with pytest.raises(ValueError, match="target"):
+        procedure(clips, target[:3])
+    assert model_width(student, "student", None) == student.embedding_dim
+    assert model_width(student, "student", None, "channels") == student.channels[-1]
+    assert model_width(student, "student", 7) == 7
+    with pytest.raises(ValueError, match="student_dim is required"):
+        model_width(torch.nn.Linear(2, 2), "student", None)

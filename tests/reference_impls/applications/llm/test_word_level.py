@@ -14,14 +14,6 @@ from reference_impls.applications.llm import (
     SkewReverseKLLoss,
     WordLevelKDLoss,
 )
-from reference_impls.common.language_models import (
-    LMDistiller,
-    fit_language_model,
-    load_docstrings,
-    student_lm,
-    teacher_lm,
-    token_kl,
-)
 
 LOSSES = [WordLevelKDLoss, MiniLLMReverseKLLoss, GKDLoss, SkewKLLoss, SkewReverseKLLoss]
 
@@ -108,29 +100,8 @@ def test_half_precision_is_computed_in_float32_and_float64_kept(loss_class):
     assert half.item() == pytest.approx(exact.item(), rel=0.05)
 
 
-def test_a_distilled_student_moves_toward_the_teacher_more_than_one_trained_on_the_data():
-    torch.manual_seed(0)
-    teacher = teacher_lm()
-    with torch.no_grad():
-        teacher.head.weight.mul_(8)  # a peaked, data-independent "language"
-    corpus = load_docstrings().train_subset(64)
-    test = corpus.test_tokens[:32], corpus.test_mask[:32]
-    kls = {}
-    for name in ("data alone", "word-level KD"):
-        torch.manual_seed(1)
-        student = student_lm()
-        distiller = LMDistiller(student, teacher, WordLevelKDLoss(), ce_weight=0.0)
-        if name == "data alone":
-            fit_language_model(student, corpus, steps=40, batch_size=16, lr=1e-2)
-        else:
-            fit_language_model(
-                student,
-                corpus,
-                lambda tokens, mask, rows, d=distiller: d(tokens, mask)["loss"],
-                steps=40,
-                batch_size=16,
-                lr=1e-2,
-                parameters=student.parameters(),
-            )
-        kls[name] = float(token_kl(student, teacher, *test).sum() / test[1][:, 1:].sum())
-    assert kls["word-level KD"] < 0.7 * kls["data alone"], kls
+def test_a_distilled_student_moves_toward_the_teacher_more_than_one_trained_on_the_data(
+    distillation_run,
+):
+    kls = distillation_run(WordLevelKDLoss)
+    assert kls["distilled"] < 0.7 * kls["data alone"], kls
