@@ -468,11 +468,17 @@ class CentreNet(nn.Module):
         self.heatmap, self.size, self.offset = head(num_classes), head(2), head(2)
         nn.init.constant_(self.heatmap[-1].bias, -2.19)  # CenterNet: start at p = 0.1
 
-    def forward(self, x: torch.Tensor) -> CentreOutput:
+    def backbone(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stages' outputs alone (a frozen teacher's maps, without the heads' cost)."""
         features, out = [], x
         for stage in self.stages:
             out = stage(out)
             features.append(out)
+        return features
+
+    def forward(self, x: torch.Tensor) -> CentreOutput:
+        features = self.backbone(x)
+        out = features[-1]
         return CentreOutput(self.heatmap(out), self.size(out), self.offset(out), features)
 
 
@@ -581,10 +587,10 @@ class DistilledCentreNet(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         student = self.student(x)
         with torch.no_grad():
-            teacher = self.teacher(x)
+            teacher_map = self.teacher.backbone(x)[-1]
         terms = centre_net_loss(student, y)
         distill = self.distillation(
-            student.features[-1], teacher.features[-1], boxes_of(y), tuple(x.shape[-2:])
+            student.features[-1], teacher_map, boxes_of(y), tuple(x.shape[-2:])
         )
         return {**terms, "loss": terms["loss"] + distill, "distill": distill.detach()}
 
