@@ -73,14 +73,15 @@ def box_masks(
     pixels of an image of ``image_size`` (height, width), on a map of ``map_size``.
 
     Foreground: $1/(H_r W_r)$ inside box $r$ (the largest value where boxes overlap),
-    0 elsewhere; background: 1 where the foreground is 0, divided by their count."""
+    0 elsewhere; background: 1 where the foreground is 0, divided by their count.
+    Built on the CPU in float64 (boxes are few; some devices have no float64)."""
     (image_h, image_w), (h, w) = image_size, map_size
-    device = boxes[0].device if len(boxes) else torch.device("cpu")
+    device = torch.device("cpu")
     rows = torch.arange(h, device=device)[None, :, None]
     cols = torch.arange(w, device=device)[None, None, :]
     foreground = []
     for image_boxes in boxes:
-        scaled = image_boxes.detach().double()
+        scaled = image_boxes.detach().to(device, torch.float64)
         left = torch.floor(scaled[:, 0] / image_w * w).long()
         right = torch.ceil(scaled[:, 2] / image_w * w).long()
         top = torch.floor(scaled[:, 1] / image_h * h).long()
@@ -225,8 +226,8 @@ class FGDLoss(DistillationLoss):
         teacher = at_least_float32(teacher_map.detach())
         batch = student.shape[0]
         foreground, background = box_masks(boxes, image_size, tuple(student.shape[-2:]))
-        foreground = foreground.to(student.dtype)[:, None]
-        background = background.to(student.dtype)[:, None]
+        foreground = foreground.to(student.device, student.dtype)[:, None]
+        background = background.to(student.device, student.dtype)[:, None]
         spatial_t, channel_t = attention_maps(teacher, self.temperature)
         spatial_s, channel_s = attention_maps(student, self.temperature)
         weight = spatial_t[:, None] * channel_t[:, :, None, None]  # [B, C, H, W]

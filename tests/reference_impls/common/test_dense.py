@@ -140,3 +140,18 @@ def test_the_detector_maps_and_its_loss():
     assert output.features[-1].shape == (4, 16, 16, 16)
     terms = centre_net_loss(output, data.y_train)
     assert set(terms) == {"loss", "heatmap", "size", "offset"} and torch.isfinite(terms["loss"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_digits": 0}, "max_digits"),
+        ({"scales": (2, 8)}, "scales"),
+        ({"scales": (8, 40)}, "scales"),
+    ],
+)
+def test_bad_box_settings_are_named(options, message):
+    from reference_impls.common.dense import load_digit_boxes
+
+    with pytest.raises(ValueError, match=message):
+        load_digit_boxes(n_train=2, n_test=1, **options)
