@@ -2887,3 +2887,84 @@ def _patient_kd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
         ),
         theirs,
     )
+
+
+# ---- applications/visual-recognition: FGD
+# One FPN level of a RetinaNet on a 400 x 608 image (stride 8: a 50 x 76 map); the student's
+# map narrower (128 channels) than the teacher's (256), so that the align convolution is
+# compared too; three to six boxes per image. Their FeatureLoss holds the align
+# convolution and the two GcBlocks: ours are moved at random (so that no gradient is zero by
+# the zero initialisation) and copied into theirs by name.
+FGD_IMAGE, FGD_MAP, FGD_BOXES = (400, 608), (50, 76), 4
+
+
+def _fgd_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def boxes() -> torch.Tensor:
+        height, width = FGD_IMAGE
+        corners = torch.rand(2, FGD_BOXES, 2, 2, generator=generator, dtype=torch.float64)
+        scale = torch.tensor([width, height], dtype=torch.float64)
+        low, high = corners.min(2).values * scale, corners.max(2).values * scale
+        return torch.cat([low, high], -1)  # [B, n, 4] x1, y1, x2, y2
+
+    return {
+        "student_map": torch.randn(2, 128, *FGD_MAP, generator=generator, dtype=torch.float64),
+        "teacher_map": torch.randn(2, 256, *FGD_MAP, generator=generator, dtype=torch.float64),
+        "boxes": boxes(),
+    }
+
+
+_FGD_THEIR_NAMES = {
+    "student_context.mask": "conv_mask_s",
+    "teacher_context.mask": "conv_mask_t",
+    "student_context.transform": "channel_add_conv_s",
+    "teacher_context.transform": "channel_add_conv_t",
+}
+
+
+def _fgd_their_name(name: str) -> str:
+    for ours, theirs in _FGD_THEIR_NAMES.items():
+        if name.startswith(ours + "."):
+            return theirs + name.removeprefix(ours)
+    return name
+
+
+@register("fgd", _fgd_inputs, ("student_map",))
+def _fgd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.visual_recognition.fgd import FGDLoss
+
+    def kaiming_init(module: nn.Module, mode: str = "fan_out", **_: Any) -> None:
+        nn.init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+        nn.init.zeros_(module.bias)
+
+    def constant_init(module: nn.Module, val: float, bias: float = 0.0) -> None:
+        nn.init.constant_(module.weight, val)
+        nn.init.constant_(module.bias, bias)
+
+    # mmcv.cnn's initialisers (mmcv is not installed); every parameter is overwritten below
+    official.FeatureLoss.reset_parameters.__globals__.update(
+        kaiming_init=kaiming_init, constant_init=constant_init
+    )
+    weights = {"alpha_fgd": 0.001, "beta_fgd": 0.0005, "gamma_fgd": 0.0005, "lambda_fgd": 0.000005}
+    ours = FGDLoss(128, 256).double()  # RetinaNet configs: temp 0.5 and the weights above
+    theirs = official.FeatureLoss(128, 256, "loss_fgd_fpn_1", temp=0.5, **weights).to(dtype)
+    with torch.no_grad():  # drawn in float64, so that both precisions start equal
+        for parameter in ours.parameters():
+            parameter.copy_(0.05 * torch.randn_like(parameter) + parameter)
+    ours.to(dtype)
+    theirs.load_state_dict({_fgd_their_name(k): v for k, v in ours.state_dict().items()})
+    metas = [{"img_shape": (*FGD_IMAGE, 3)}] * 2
+    their_parameters = dict(theirs.named_parameters())
+    # the context convolutions' biases get a zero gradient in exact arithmetic (a softmax
+    # over locations does not see a constant), whose relative error would compare noise
+    compared = [n for n, _ in ours.named_parameters() if not n.endswith("mask.bias")]
+
+    return Pair(
+        ours=Side(
+            lambda x: ours(x["student_map"], x["teacher_map"], list(x["boxes"]), FGD_IMAGE),
+            {n: p for n, p in ours.named_parameters() if n in compared},
+        ),
+        theirs=Side(
+            lambda x: theirs(x["student_map"], x["teacher_map"].detach(), list(x["boxes"]), metas),
+            {n: their_parameters[_fgd_their_name(n)] for n in compared},
+        ),
+    )

@@ -381,6 +381,26 @@ def _skd_example(seed: int) -> Example:
     )
 
 
+def _fgd(context: BuildContext) -> nn.Module:
+    """FGD for the example's maps: 8 student channels aligned to the teacher's 16."""
+    from reference_impls.applications.visual_recognition.fgd import FGDLoss
+
+    return FGDLoss(8, 16)
+
+
+def _fgd_example(seed: int) -> Example:
+    """Feature maps ``[2, 8, 6, 6]`` (student) and ``[2, 16, 6, 6]`` (teacher) of 24 x 24
+    images, with one and two boxes (x1, y1, x2, y2, pixels) and the image size."""
+    generator = torch.Generator().manual_seed(seed)
+    student_map = torch.randn(2, 8, 6, 6, generator=generator)
+    teacher_map = torch.randn(2, 16, 6, 6, generator=generator)
+    boxes = [
+        torch.tensor([[2.0, 3.0, 10.0, 12.0]]),
+        torch.tensor([[0.0, 0.0, 8.0, 8.0], [12.5, 9.0, 24.0, 20.0]]),
+    ]
+    return Example((student_map, teacher_map, boxes, (24, 24)))
+
+
 def _heatmaps_example(seed: int) -> Example:
     """Keypoint heatmaps ``[2, 10, 12, 12]``: the student's, the teacher's, the ground truth."""
     generator = torch.Generator().manual_seed(seed)
@@ -847,6 +867,17 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.applications.visual_recognition.cwd:CWDLoss": Recipe(
         why="it reads dense (per-pixel) logits [B, C, H, W] of a segmentation network",
         example=_dense_logits_example,
+    ),
+    "reference_impls.applications.visual_recognition.fgd:FGDLoss": Recipe(
+        why="it reads one feature map per detector and the images' boxes (detection)",
+        build=_fgd,
+        no_gradient={
+            f"{side}_context.{layer}": "the GcBlock's last convolution starts at zero (the "
+            "authors' last_zero_init), so the layers before it get no gradient on the first step"
+            for side in ("student", "teacher")
+            for layer in ("mask", "transform.0", "transform.1")
+        },
+        example=_fgd_example,
     ),
     "reference_impls.applications.visual_recognition.fpd:FPDLoss": Recipe(
         why="it reads keypoint heatmaps [B, K, H, W] and the ground-truth heatmaps",

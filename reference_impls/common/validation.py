@@ -682,3 +682,40 @@ def bert_states(
 
 
 __all__ += ["attention_mask_2d", "bert_layer_mapping", "bert_states", "bert_tensor"]
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def detection_boxes(
+    name: str, boxes: Sequence[torch.Tensor], batch: int, image_size: Sequence[int]
+) -> None:
+    """One ``[n, 4]`` tensor of boxes ``(x1, y1, x2, y2)`` per image, inside the image of
+    ``image_size`` (height, width), with ``x1 <= x2`` and ``y1 <= y2``."""
+    if len(image_size) != 2 or min(image_size) <= 0:
+        raise ValueError(
+            f"image_size must be (height, width), both positive, got {tuple(image_size)}"
+        )
+    if hasattr(boxes, "shape") or len(boxes) != batch:  # a padded tensor is refused too
+        got = f"shape {tuple(boxes.shape)}" if hasattr(boxes, "shape") else f"{len(boxes)} entries"
+        raise ValueError(
+            f"{name} must be a sequence of {batch} tensors [n, 4] (one per image), got {got}"
+        )
+    height, width = image_size
+    for index, image_boxes in enumerate(boxes):
+        if image_boxes.dim() != 2 or image_boxes.shape[1] != 4:
+            raise ValueError(
+                f"{name}[{index}] must have shape [n, 4] (x1, y1, x2, y2), got {tuple(image_boxes.shape)}"
+            )
+        if not len(image_boxes):
+            continue
+        x1, y1, x2, y2 = image_boxes.unbind(1)
+        if bool((x1 > x2).any() or (y1 > y2).any()):
+            raise ValueError(
+                f"{name}[{index}] has a box with x1 > x2 or y1 > y2: {image_boxes.tolist()}"
+            )
+        if bool((x1 < 0).any() or (y1 < 0).any() or (x2 > width).any() or (y2 > height).any()):
+            raise ValueError(
+                f"{name}[{index}] has a box outside the image (height {height}, width {width}): "
+                f"{image_boxes.tolist()}"
+            )
