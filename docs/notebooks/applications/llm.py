@@ -36,15 +36,15 @@
 # decoded once. Every model is measured on the 232 held-out paragraphs. A last section
 # distils a masked-LM encoder the DistilBERT way.
 #
-# **Runtime.** 27 s of CPU time in the kernel (it uses one thread), with both teachers read
-# from the cache (MiniLLM's procedure takes about 7 s of it). Measured on a 2-core CPU
-# shared with other jobs (load average 7-8), where the kernel's wall time was 75 s; on an
-# idle machine the wall time should be close to the CPU time plus the kernel's start (not
-# measured). Training the teachers the first time (400 steps each) took 64 s of wall time
-# at load 2-4 for the causal one, and 114 s and 133 s for the causal and masked-LM ones at
-# load 12; both in a kernel at load 7 (52 s of CPU time in all): 150 s. Seeded; runs on
-# the CPU. The corpus is read by a fresh interpreter, so a kernel and the tests train and
-# cache the same teacher.
+# **Runtime.** 23 s of CPU time in the kernel (it uses one thread), with both teachers read
+# from the cache (MiniLLM's procedure takes about 7 s of it); 30 s of wall time in the
+# kernel, 36 s with its start, on a 2-core CPU shared with other jobs (load average 4-5).
+# The first run, which trained the masked-LM teacher too (the causal one had been cached
+# by the tests), took 86 s of wall time (45 s of CPU time). Earlier, training the teachers
+# (400 steps each) took 64 s of wall time at load 2-4 for the causal one, and 114 s and
+# 133 s for the causal and masked-LM ones at load 12. Seeded; runs on the CPU. The corpus
+# is read by a fresh interpreter, so a kernel and the tests train and cache the same
+# teacher.
 
 # %%
 import matplotlib.pyplot as plt
