@@ -1,16 +1,16 @@
 r"""Generated arithmetic word problems with written steps, and their chain-of-thought teacher.
 
-Nothing is downloaded: the problems are drawn from a seed (3,000 of them in about 0.1 s on
-the shared 2-core machine, under load).
+Nothing is downloaded: the problems are drawn from a seed (2,500 of them in 0.5 s on the
+shared 2-core machine, load average about 7).
 
 **The task** (:func:`load_word_problems`). A problem is a short story about a count,
 
-    ``ann has 3 coins , buys 4 , gives 2 . how many ?``
+    ``ann has 3 coins , buys 3 , gives 2 . how many ?``
 
-a start value $v_0 \in \{1, \dots, 9\}$ followed by 2 or 3 steps, each a verb and an
-amount $a_k \in \{1, \dots, 5\}$. Three verbs add (``buys``, ``finds``, ``gets``) and three
-subtract (``gives``, ``loses``, ``eats``); a verb is drawn among those that keep the count
-in $[0, 20]$. Its worked steps (the *rationale*) write each operation out and its
+a start value $v_0 \in \{1, \dots, 9\}$ followed by 2 steps (2 to ``max_steps``), each a
+verb and an amount $a_k \in \{1, \dots, \texttt{max\_amount}\}$ (3 by default). Three
+verbs add (``buys``, ``finds``, ``gets``) and three subtract (``gives``, ``loses``,
+``eats``); a verb is drawn among those that keep the count in $[0, 20]$. Its worked steps (the *rationale*) write each operation out and its
 *label* is the final count:
 
 $$
@@ -23,18 +23,19 @@ rationale spells both out, which is what distilling step-by-step (``hsieh2023dis
 exploits. Source ids (:data:`SOURCE_VOCAB`): 0 is padding, 1 and 2 the task prefixes
 ``[label]`` and ``[rationale]``. Target ids (:data:`TARGET_VOCAB`): 0 padding, 1 ``<s>``,
 2 ``</s>``, the numbers 0 ... 20, ``+ - = ,`` and ``so``. A target row is ``<s> ... </s>``
-then padding: the label's ``<s> 5 </s>``, the rationale's ``<s> 3 + 4 = 7 , 7 - 2 = 5 </s>``
-and the teacher's chain of thought ``<s> 3 + 4 = 7 , 7 - 2 = 5 so 5 </s>`` (the rationale,
+then padding: the label's ``<s> 4 </s>``, the rationale's ``<s> 3 + 3 = 6 , 6 - 2 = 4 </s>``
+and the teacher's chain of thought ``<s> 3 + 3 = 6 , 6 - 2 = 4 so 4 </s>`` (the rationale,
 then ``so`` and the answer, as an LLM prompted with chain-of-thought answers).
 
 **The models.** :class:`~reference_impls.common.text.Seq2SeqTransformer`: the teacher
 :func:`reasoning_teacher_model` (width 64, 4 heads, 2 + 2 layers) and the student
 :func:`reasoning_student` (width 32, 2 heads, one layer each). :func:`reasoning_teacher`
-trains the teacher on the chains of thought of the training problems (1,500 steps of 64,
-Adam at lr 2e-3 with a cosine schedule; measured in the notebook's record) and caches it
+trains the teacher on the chains of thought of the training problems (1,000 steps of 64,
+Adam at lr 2e-3 with a cosine schedule: 190 s of wall time, 65 s of CPU time, at load 7;
+it then answers all 500 test problems of the notebook's data right) and caches it
 with :func:`reference_impls.common.experiment.cached_model`; :func:`teacher_outputs`
-decodes it greedily and splits each output into the rationale and the label, as the
-paper parses its LLM's answers.
+decodes it greedily and :func:`split_chains` splits each output into the rationale and
+the label, as the paper parses its LLM's answers.
 """
 
 from __future__ import annotations
@@ -217,16 +218,13 @@ def reasoning_student() -> Seq2SeqTransformer:
     return Seq2SeqTransformer(len(SOURCE_VOCAB), len(TARGET_VOCAB), 32, 2, 1, 1, 64)
 
 
-@torch.no_grad()
-def teacher_outputs(
-    teacher: Seq2SeqTransformer, src: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's greedy chains of thought split into (label targets, rationale targets).
+def split_chains(decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded chains of thought ``[B, L]`` (``rationale so y </s>``) as (label targets,
+    rationale targets).
 
     The rationale is what comes before ``so``, the label the token after it; an output
-    without ``so`` (or without a number after it) gets its last token as the label.
+    without ``so`` (or without a token after it) gets its last token as the label.
     """
-    decoded = greedy_decode(teacher, src, max_length=30)
     labels, rationales = [], []
     for row in decoded:
         tokens = strip(row)
@@ -238,6 +236,15 @@ def teacher_outputs(
         labels.append(after[:1] or (number_id(0),))
         rationales.append(rationale or (number_id(0),))
     return pad_targets(labels), pad_targets(rationales)
+
+
+@torch.no_grad()
+def teacher_outputs(
+    teacher: Seq2SeqTransformer, src: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's greedy chains of thought split into (label targets, rationale targets),
+    as the paper parses its LLM's answers (:func:`split_chains`)."""
+    return split_chains(greedy_decode(teacher, src, max_length=30))
 
 
 @torch.no_grad()
@@ -292,6 +299,7 @@ __all__ = [
     "reasoning_teacher",
     "reasoning_teacher_model",
     "source_words",
+    "split_chains",
     "target_words",
     "teacher_outputs",
     "with_prefix",
