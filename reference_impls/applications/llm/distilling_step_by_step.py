@@ -20,7 +20,7 @@ $\ell$ the token cross-entropy of the decoded sequence. $y_i$ is the data's labe
 Authors' code: https://github.com/google-research/distilling-step-by-step (commit
 ``ef944263c9dd``), ``model_utils.py``: ``TaskPrefixDataCollator`` (one batch holds a
 ``pred`` and an ``expl`` sub-batch of the same examples) and ``TaskPrefixTrainer.compute_loss``
-(lines 49-52: the model run on each sub-batch, ``loss = alpha * pred_outputs.loss +
+(lines 50-53: the model run on each sub-batch, ``loss = alpha * pred_outputs.loss +
 (1. - alpha) * expl_outputs.loss``); ``run.py`` defaults ``--alpha 0.5``,
 ``--label_type gt``, ``--model_type task_prefix``, ``--max_input_length 1024``, targets
 truncated to 256 tokens, ``--lr 5e-5`` AdamW, batch 64, 10,000 steps, T5-v1.1-base. Each
@@ -29,9 +29,9 @@ that are not ``-100`` (the collator pads labels with ``-100``; the target ends w
 ``</s>``), so each task is averaged over its own tokens before the two are mixed.
 
 Where the code differs from the paper (we follow the code): (1) the paper writes
-$\mathcal{L}_{\text{label}} + \lambda\mathcal{L}_{\text{rationale}}$ with $\lambda = 1$; the code's
-convex $\alpha = 0.5$ is half of it (the same direction; with Adam the same steps up to
-its $\epsilon$). (2) The prefixes are the words ``"predict: "`` and ``"explain: "`` (the
+$\mathcal{L}_{\text{label}} + \lambda\,\mathcal{L}_{\text{rationale}}$ (its Eq. 3); the
+code's convex mix at $\alpha = 0.5$ is that loss at $\lambda = 1$, halved (the same
+direction; with Adam the same steps up to its $\epsilon$). (2) The prefixes are the words ``"predict: "`` and ``"explain: "`` (the
 paper's "[label]" and "[rationale]"); here they are one source token each,
 :data:`~reference_impls.common.reasoning.LABEL_PREFIX` and ``RATIONALE_PREFIX``. (3) The
 average over tokens is per task and per batch (the ``-100`` convention), not per sentence.
