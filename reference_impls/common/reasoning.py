@@ -10,8 +10,8 @@ shared 2-core machine, load average about 7).
 a start value $v_0 \in \{1, \dots, 9\}$ followed by 2 steps (2 to ``max_steps``), each a
 verb and an amount $a_k \in \{1, \dots, \texttt{max\_amount}\}$ (3 by default). Three
 verbs add (``buys``, ``finds``, ``gets``) and three subtract (``gives``, ``loses``,
-``eats``); a verb is drawn among those that keep the count in $[0, 20]$. Its worked steps (the *rationale*) write each operation out and its
-*label* is the final count:
+``eats``); a verb is drawn among those that keep the count in $[0, 20]$. Its worked
+steps (the *rationale*) write each operation out and its *label* is the final count:
 
 $$
 r = \big(v_0 \pm a_1 = v_1\ ,\ v_1 \pm a_2 = v_2\ ,\ \dots\big), \qquad

@@ -27,19 +27,23 @@
 # Teacher: a seq2seq transformer (width 64, 2 + 2 layers) trained on the chains of thought
 # of 2,000 problems ("... so 9") and cached; its greedy outputs on the training problems
 # are split into a rationale and a label. Students: a transformer of width 32 with one
-# encoder and one decoder layer, trained on the first 100, 300 or 1,000 problems for the
-# same 120 Adam steps of 32 (lr 0.01, cosine), one seed: (a) on the true labels (standard
-# fine-tuning), (b) on the teacher's labels (standard distillation), (c) step-by-step on
-# the teacher's labels and rationales (α = 0.5, the authors' code's default). Each is
-# scored on 500 unseen problems by the first token it writes after `[label]`.
+# encoder and one decoder layer, trained on the first 100, 300 or 1,000 problems for
+# about the same number of Adam steps of 32 (whole epochs: 120, 120 and 128 steps; lr
+# 0.01, cosine), one seed: (a) on the true labels (standard fine-tuning), (b) on the
+# teacher's labels (standard distillation), (c) step-by-step on the teacher's labels and
+# rationales (α = 0.5, the authors' code's default; their code pairs the rationales with
+# the true labels by default, the paper reports both). Each is scored on 500 unseen
+# problems by the first token it writes after `[label]`.
 #
-# **Runtime.** 21 s of CPU time in the kernel (it uses one thread), with the teacher read
-# from the cache; measured on a 2-core CPU shared with about seven other jobs (load
-# average 7-8), where the wall time was 34-37 s. The first run, which trains the teacher
-# (1,000 steps), took 152 s of wall time (79 s of CPU time) at the same load. Seeded;
-# runs on the CPU.
+# **Runtime.** 18-21 s of CPU time in the kernel (it uses one thread), with the teacher
+# read from the cache; measured on a 2-core CPU shared with about seven other jobs (load
+# average 5-8), where the wall time was 25-37 s. The first run, which trains the teacher
+# (1,000 steps), took 97-152 s of wall time (73-79 s of CPU time) at the same load.
+# Seeded; runs on the CPU.
 
 # %%
+import math
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -111,7 +115,7 @@ for n in SIZES:
         procedure = DistillingStepByStep(student, alpha=alpha)
         targets = stack_targets(labels[:n], teacher_rationales[:n])
         fit(procedure, problems.src_train[:n], targets,
-            epochs=STEPS * BATCH // n, lr=LR, batch_size=BATCH, seed=0)  # fmt: skip
+            epochs=round(STEPS / math.ceil(n / BATCH)), lr=LR, batch_size=BATCH, seed=0)  # fmt: skip
         accuracy[name].append(answer_accuracy(student, problems.src_test, problems.answer_test))
         trained[name, n] = procedure
 print(f"{'test accuracy':24s}" + "".join(f"{n:>8d}" for n in SIZES) + "   problems")
@@ -169,17 +173,18 @@ exp.report_runtime()
 #   test problems and 999 of the 1,000 training problems the students use, writing
 #   well-formed steps ("8 - 1 = 7 , 7 + 2 = 9 so 9").
 # - **Labels alone taught the students nothing beyond the most common answer.** Trained on
-#   the true labels (a) or the teacher's (b) for 120 steps, the students scored 0.134 at
-#   100, 300 and 1,000 problems: the share of test problems whose answer is 5, and the
-#   students of 300 problems answered 5 to all 500 of them.
+#   the true labels (a) or the teacher's (b), the students scored 0.134 with 100 and 300
+#   problems, the share of test problems whose answer is 5 (the students of 300 problems
+#   answered 5 to all 500 of them), and 0.100 with 1,000.
 # - **Rationales helped.** With the teacher's rationales as a second task (c), the
-#   students scored 0.202, 0.196 and 0.208 with the same steps, and gave 6 different
-#   answers (5 in 147 of 500 problems): above the label-only students at every size, but
-#   far below the teacher. Each step of (c) runs the student twice, once per task.
-# - **More problems did not help at this budget.** With the number of steps fixed, none of
-#   the three students improved from 100 to 1,000 problems (one seed each; the differences
-#   within a row are a few problems out of 500).
+#   students scored 0.186, 0.196 and 0.218 with the same steps, above the label-only
+#   students at every size but far below the teacher; the one of 300 problems gave 6
+#   different answers (5 in 147 of the 500 problems). Each step of (c) runs the student
+#   twice, once per task.
+# - **More problems helped little at this budget.** With the number of steps fixed, only
+#   the step-by-step student improved from 100 to 1,000 problems, by 0.032 (16 of the 500
+#   test problems, one seed); the label-only students did not improve.
 # - **The student's own rationales have the right form, not the right arithmetic.** Asked
 #   with `[rationale]`, the step-by-step student of 300 problems wrote two steps of the
-#   shape "a ± b = c , c ± d = e" with wrong numbers ("9 + 2 = 7 , 7 + 1 = 9" for 8, eats 1,
+#   form "a ± b = c , d ± e = f" with wrong numbers ("9 + 2 = 7 , 7 + 1 = 9" for 8, eats 1,
 #   finds 2, whose answer 9 it did give).

@@ -1,4 +1,4 @@
-r"""Distilling step-by-step: a small model learns the label and the teacher's rationale, as two tasks.
+r"""Distilling step-by-step: a student learns the label and the teacher's rationale as two tasks.
 
 Citation: ``hsieh2023distilling`` (Hsieh et al., Findings of ACL 2023), Section 3.2. A large
 model prompted with chain-of-thought writes a rationale $\hat r_i$ and a label $\hat y_i$
@@ -31,10 +31,11 @@ that are not ``-100`` (the collator pads labels with ``-100``; the target ends w
 Where the code differs from the paper (we follow the code): (1) the paper writes
 $\mathcal{L}_{\text{label}} + \lambda\,\mathcal{L}_{\text{rationale}}$ (its Eq. 3); the
 code's convex mix at $\alpha = 0.5$ is that loss at $\lambda = 1$, halved (the same
-direction; with Adam the same steps up to its $\epsilon$). (2) The prefixes are the words ``"predict: "`` and ``"explain: "`` (the
-paper's "[label]" and "[rationale]"); here they are one source token each,
-:data:`~reference_impls.common.reasoning.LABEL_PREFIX` and ``RATIONALE_PREFIX``. (3) The
-average over tokens is per task and per batch (the ``-100`` convention), not per sentence.
+direction; with Adam the same steps up to its $\epsilon$). (2) The prefixes are the words
+``"predict: "`` and ``"explain: "`` (the paper's "[label]" and "[rationale]"); here they
+are one source token each, :data:`~reference_impls.common.reasoning.LABEL_PREFIX` and
+``RATIONALE_PREFIX``. (3) The average over tokens is per task and per batch (the ``-100``
+convention), not per sentence.
 
 Deviations: the student is the tiny encoder-decoder
 :func:`~reference_impls.common.reasoning.reasoning_student` (T5 in the paper), the teacher
@@ -123,7 +124,7 @@ class DistillingStepByStep(DistillationProcedure):
     def predict(
         self, src: torch.Tensor, max_length: int = 1, rationale: bool = False
     ) -> torch.Tensor:
-        """The student's greedy output for the label task (or, with ``rationale``, the rationale task)."""
+        """The student's greedy output for the label task (``rationale=True``: the rationale's)."""
         prefix = self.rationale_prefix if rationale else self.label_prefix
         return greedy_decode(self.student, with_prefix(src, prefix), max_length)
 
