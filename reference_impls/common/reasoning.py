@@ -40,6 +40,9 @@ the label, as the paper parses its LLM's answers.
 
 from __future__ import annotations
 
+import hashlib
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +59,7 @@ from reference_impls.common.text import (
     greedy_decode,
     strip,
 )
-from reference_impls.common.validation import at_least
+from reference_impls.common.validation import at_least, one_of
 
 MAX_VALUE = 20
 ADD_VERBS = ("buys", "finds", "gets")
@@ -97,6 +100,7 @@ class WordProblems:
 
     def chain_of_thought(self, split: str = "train") -> torch.Tensor:
         """``<s> rationale so y </s>`` rows: what the teacher is trained to write."""
+        one_of("split", split, ("train", "test"))
         rationale = self.rationale_train if split == "train" else self.rationale_test
         answer = self.answer_train if split == "train" else self.answer_test
         rows = [(*strip(r), SO, number_id(int(a))) for r, a in zip(rationale, answer, strict=True)]
@@ -132,6 +136,7 @@ def pad_targets(rows: list[tuple[int, ...]]) -> torch.Tensor:
 
 
 def source_words(ids: torch.Tensor) -> str:
+    """A source row as words (padding left out)."""
     return " ".join(SOURCE_VOCAB[int(i)] for i in ids if int(i) != PAD)
 
 
@@ -261,8 +266,6 @@ def reasoning_teacher(
 
     The record holds the fraction of test problems whose decoded answer is right.
     """
-    import math
-    import time
 
     def train(model: Seq2SeqTransformer) -> dict:
         start = time.perf_counter()
@@ -275,8 +278,11 @@ def reasoning_teacher(
         accuracy = (labels[:, 1] == data.label_test[:, 1]).float().mean().item()
         return {"loss": curve, "test_accuracy": accuracy, "seconds": time.perf_counter() - start}
 
+    digest = hashlib.sha256()
+    for tensor in (data.src_train, data.rationale_train, data.answer_train, data.src_test):
+        digest.update(tensor.numpy().tobytes())
     settings = {
-        "data": [int(data.src_train.sum()), int(data.rationale_train.sum()), len(data.src_train)],
+        "data": digest.hexdigest(),
         "steps": steps,
         "lr": 2e-3,
     }
