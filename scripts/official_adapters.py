@@ -2968,3 +2968,78 @@ def _fgd(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
             {n: their_parameters[_fgd_their_name(n)] for n in compared},
         ),
     )
+
+
+# ---- applications/llm: distilling step-by-step
+
+STEP_BATCH, STEP_LABEL, STEP_RATIONALE, STEP_VOCAB = 16, 4, 48, 2000  # T5-like targets
+
+
+def _step_by_step_inputs(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A task-prefix batch: the student's logits for the label and the rationale targets
+    (as T5 computes them, one position per target token), target ids with padding at the
+    end of some rows (the collator's -100 on their side, 0 on ours)."""
+    tensors = {}
+    for task, length in (("label", STEP_LABEL), ("rationale", STEP_RATIONALE)):
+        shape = (STEP_BATCH, length, STEP_VOCAB)
+        tensors[f"{task}_logits"] = 2 * torch.randn(
+            *shape, generator=generator, dtype=torch.float64
+        )
+        ids = torch.randint(3, STEP_VOCAB, (STEP_BATCH, length), generator=generator)
+        lengths = torch.randint(1, length + 1, (STEP_BATCH,), generator=generator)
+        lengths[0] = length
+        tensors[f"{task}_ids"] = ids.masked_fill(torch.arange(length) >= lengths[:, None], 0)
+    return tensors
+
+
+@register("distilling-step-by-step", _step_by_step_inputs, ("label_logits", "rationale_logits"))
+def _distilling_step_by_step(official: SimpleNamespace, dtype: torch.dtype) -> Pair:
+    from reference_impls.applications.llm.distilling_step_by_step import (
+        DistillingStepByStep,
+        stack_targets,
+    )
+    from reference_impls.common.reasoning import LABEL_PREFIX
+
+    pred = torch.zeros(STEP_BATCH, 3, dtype=torch.int64)  # "predict: " + input, tokenised
+    expl = torch.ones(STEP_BATCH, 3, dtype=torch.int64)  # "explain: " + input
+
+    def ours(x: dict) -> torch.Tensor:
+        width = max(STEP_LABEL, STEP_RATIONALE)
+
+        class Student(nn.Module):
+            """A stand-in for the seq2seq student: the given logits of the task its prefix names."""
+
+            def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> SimpleNamespace:
+                task = "label" if int(src[0, 0]) == LABEL_PREFIX else "rationale"
+                logits = x[f"{task}_logits"]
+                return SimpleNamespace(logits=F.pad(logits, (0, 0, 0, width - logits.shape[1])))
+
+        start = torch.ones(STEP_BATCH, 1, dtype=torch.int64)  # <s>, then the target tokens
+        targets = stack_targets(
+            torch.cat([start, x["label_ids"]], 1), torch.cat([start, x["rationale_ids"]], 1)
+        )
+        procedure = DistillingStepByStep(Student(), alpha=0.5)  # run.py --alpha 0.5
+        src = torch.full((STEP_BATCH, 3), 5, dtype=torch.int64)
+        return procedure(src, targets)["loss"]
+
+    def theirs(x: dict) -> torch.Tensor:
+        def t5(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+            # T5ForConditionalGeneration.forward's loss: CrossEntropyLoss(ignore_index=-100)
+            # over lm_logits.view(-1, V) and labels.view(-1)
+            logits = x["label_logits"] if input_ids is pred else x["rationale_logits"]
+            loss = nn.CrossEntropyLoss(ignore_index=-100)(
+                logits.reshape(-1, logits.size(-1)), labels.reshape(-1)
+            )
+            return SimpleNamespace(loss=loss)
+
+        def batch(ids: torch.Tensor, input_ids: torch.Tensor) -> dict:
+            # TaskPrefixDataCollator: DataCollatorForSeq2Seq pads the labels with -100
+            return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+                    "labels": ids.masked_fill(ids == 0, -100)}  # fmt: skip
+
+        inputs = {"pred": batch(x["label_ids"], pred), "expl": batch(x["rationale_ids"], expl)}
+        # model_utils.py TaskPrefixTrainer.compute_loss, lines 50-53, at run.py's alpha 0.5
+        scope = official.compute_loss(model=t5, inputs=inputs, self=SimpleNamespace(alpha=0.5))
+        return scope["loss"]
+
+    return losses(ours, theirs)

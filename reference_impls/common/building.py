@@ -613,6 +613,23 @@ def _language_model_procedure(class_name: str) -> Callable[[BuildContext], nn.Mo
     return build
 
 
+def _distilling_step_by_step(context: BuildContext) -> nn.Module:
+    """A tiny seq2seq student of the word problems (``reasoning_student``), untrained."""
+    from reference_impls.applications.llm import DistillingStepByStep
+    from reference_impls.common.reasoning import reasoning_student
+
+    return DistillingStepByStep(reasoning_student())
+
+
+def _word_problem_batch(seed: int) -> Example:
+    """A procedure's batch: 4 word problems ``[4, S]`` and their label and rationale targets."""
+    from reference_impls.applications.llm.distilling_step_by_step import stack_targets
+    from reference_impls.common.reasoning import load_word_problems
+
+    data = load_word_problems(seed=seed, num_train=4, num_test=1)
+    return Example((data.src_train, stack_targets(data.label_train, data.rationale_train)))
+
+
 # foundation models (applications/foundation-models): CLIP pairs and SAM-style image embeddings
 CLIP_DIMS = (16, 32)  # student, teacher embedding widths of the CLIP examples
 
@@ -960,6 +977,11 @@ RECIPES: dict[str, Recipe] = {
     "reference_impls.applications.llm.distilbert:DistilBERTLoss": Recipe(
         why="masked-LM outputs: [B, T, V] logits, [B, T, D] last hidden states, labels, a mask",
         example=_masked_lm_outputs,
+    ),
+    "reference_impls.applications.llm.distilling_step_by_step:DistillingStepByStep": Recipe(
+        why="it trains a seq2seq student on word problems: source ids, label and rationale targets",
+        build=_distilling_step_by_step,
+        example=_word_problem_batch,
     ),
     "reference_impls.applications.llm.gkd:GKDLoss": Recipe(
         why="a token-level loss: [B, T, V] logits of a causal LM, labels with -100, a mask",

@@ -1,6 +1,7 @@
 """Large language models: token-level losses (forward and reverse KL, generalized JSD, skew KLs), BERT compression (DistilBERT, TinyBERT, MiniLM, Patient KD) and procedures."""
 
 from reference_impls.applications.llm.distilbert import DistilBERTLoss
+from reference_impls.applications.llm.distilling_step_by_step import DistillingStepByStep
 from reference_impls.applications.llm.gkd import GKDLoss
 from reference_impls.applications.llm.minillm import MiniLLMReverseKLLoss
 from reference_impls.applications.llm.minillm_policy import MiniLLM
@@ -17,6 +18,7 @@ from reference_impls.applications.llm.word_level import WordLevelKDLoss
 __all__ = [
     "GKD",
     "DistilBERTLoss",
+    "DistillingStepByStep",
     "GKDLoss",
     "MiniLLM",
     "MiniLLMReverseKLLoss",
