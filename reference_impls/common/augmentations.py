@@ -111,7 +111,9 @@ def random_resized_crops(
     theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
     theta = theta.to(device=images.device, dtype=images.dtype)
     grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", align_corners=False)
+    # samples past the outermost pixel centres repeat the border (background), never zeros:
+    # the standardised background is not 0, and a crop must not darken its edges
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -35,11 +35,10 @@
 # keep the multi-crop training inside the time budget, so every view is 8x8 (local
 # views cover less of the digit at the same resolution).
 #
-# **Runtime.** 15 s of CPU time in the kernel with the teacher cached, 20 s for the
-# first run, which pre-trains the teacher (one thread). Measured on the shared 2-core
-# machine under a load average of about 14, where the wall time was 70 s (cached) and
-# 100 s (first run), kernel start included. Seeded; runs on CUDA when present (not timed
-# there).
+# **Runtime.** 12 s of CPU time in the kernel with the teacher cached (15 s of wall time),
+# 18 s for the first run, which pre-trains the teacher (24 s of wall time); one thread, on
+# the shared 2-core machine at a load average of about 3, kernel start not included.
+# Seeded; runs on CUDA when present (not timed there).
 
 # %%
 import matplotlib.pyplot as plt
@@ -262,21 +261,22 @@ exp.report_runtime()
 #
 # * The digits are easy for a frozen random network: the untrained student's embedding
 #   already gives 0.938 linear-probe and 0.928 k-NN accuracy. The DINO-pre-trained
-#   teacher reaches 0.987 and 0.976.
-# * **DINO from the teacher** gave the best student on both measures, 0.961 ± 0.003
-#   (linear) and 0.947 ± 0.004 (k-NN), against 0.942 ± 0.002 and 0.932 ± 0.008 for the
-#   same student trained by DINO alone for the same 6 epochs: about +2 points linear and
-#   +1.5 k-NN, still 2.5 to 3 points under the teacher.
-# * **CompRess** came second under the linear probe (0.955 ± 0.009) with a k-NN accuracy
-#   (0.935 ± 0.018) level with the runs alone, within its spread.
-# * **BYOL from the teacher** beat BYOL alone under the linear probe (0.949 ± 0.004
-#   against 0.941 ± 0.014, within the spread) but not under k-NN (0.913 ± 0.013 against
-#   0.943 ± 0.010).
+#   teacher reaches 0.989 and 0.976.
+# * **DINO from the teacher** gave the best student on both measures, 0.962 ± 0.004
+#   (linear) and 0.952 ± 0.010 (k-NN), against 0.945 ± 0.003 and 0.933 ± 0.009 for the
+#   same student trained by DINO alone for the same 6 epochs: about +2 points on both,
+#   still 2.5 points under the teacher.
+# * **CompRess** came second under the linear probe (0.959 ± 0.008) with a k-NN accuracy
+#   (0.939 ± 0.017) level with the runs alone (0.933-0.945), within its spread.
+# * **BYOL from the teacher** beat BYOL alone under the linear probe (0.951 ± 0.009
+#   against 0.940 ± 0.004) but not under k-NN (0.918 ± 0.016 against 0.945 ± 0.003),
+#   where it fell below the untrained network.
 # * **SEED** at the authors' temperatures (0.2 and 1e-4, which make it contrastive with
-#   the teacher's embedding as the positive) ended below the untrained network after 6
-#   epochs: 0.932 ± 0.010 linear, 0.896 ± 0.017 k-NN. This short a run says nothing about
-#   SEED after the paper's 200 epochs; here it is the one method that hurt on both.
-# * The two measures do not always move together (BYOL from the teacher), and with two
-#   seeds, differences of about one point are within the spread.
+#   the teacher's embedding as the positive) was level with the untrained network under
+#   the linear probe after 6 epochs (0.941 ± 0.017) and below it under k-NN
+#   (0.905 ± 0.017), the lowest. This short a run says nothing about SEED after the
+#   paper's 200 epochs.
+# * The two measures do not always move together (BYOL and SEED from the teacher), and
+#   with two seeds, differences of about one point are within the spread.
 # * In the principal components, the teacher's classes form separate clusters; the
 #   students' plots are for the eye, the probes above are the measure.
