@@ -268,7 +268,8 @@ def _print_stats_tables(figures: dict, list_missing: bool) -> None:
     summary.add_row("bib entries", str(figures["bib_entries"]))
     summary.add_row("leaves", str(figures["leaves"]))
     summary.add_row("implementations", str(figures["implementations"]))
-    summary.add_row("notebooks", str(figures["notebooks"]))
+    summary.add_row("notebooks (leaves with one)", str(figures["notebooks"]))
+    summary.add_row("further notebooks of a leaf", str(figures["further_notebooks"]))
     surveys = figures["surveys"]
     summary.add_row("survey followed", surveys["survey"] or "-")
     summary.add_row("papers its authors ask to cite", str(surveys["cite"]))

@@ -82,6 +82,13 @@ def compute_stats(kb: KnowledgeBase) -> dict[str, Any]:
         "years": dict(sorted(years.items())),
         "implementations": sum(1 for _ in kb.implementations()),
         "notebooks": sum(leaf["notebook"] for area in areas for leaf in area["leaves"]),
+        "further_notebooks": len(
+            {
+                i.notebook
+                for _a, _l, i in kb.implementations()
+                if i.notebook and (kb.root / i.notebook).is_file()
+            }
+        ),
         "leaves": sum(len(area["leaves"]) for area in areas),
         "surveys": _survey_stats(kb),
         "coverage": {

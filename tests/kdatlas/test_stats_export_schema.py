@@ -25,7 +25,7 @@ def test_stats_json_counts(fixture_kb, run_cli):
     assert figures["unique_papers"] == 4
     assert figures["bib_entries"] == 4
     assert figures["implementations"] == 1
-    assert figures["notebooks"] == 1
+    assert figures["notebooks"] == 1 and figures["further_notebooks"] == 0
     assert figures["leaves"] == 6
     assert figures["years"] == {"2015": 2, "2022": 1, "2024": 1}
     sources = figures["areas"][0]
