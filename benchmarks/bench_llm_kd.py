@@ -201,7 +201,8 @@ def main() -> None:
         "command": "python benchmarks/bench_llm_kd.py " + " ".join(sys.argv[1:]),
         "dtype": "float32",
         "hidden": args.hidden,
-        "chunk_size": args.chunk_size or "default (2**20 // V tokens; fused 2**22 // V)",
+        "chunk_size": args.chunk_size
+        or "default (2**20 // V tokens; fused 2**22 // V, at least 64)",
         "repeats": args.repeats,
         "memory": "VmHWM - VmRSS of a fresh subprocess, high-water mark reset after the inputs "
         "are built (/proc/self/clear_refs 5): the loss's extra resident memory, gradients included",

@@ -238,6 +238,150 @@ def pkt(loss: nn.Module, student: Tensor, teacher: Tensor) -> Tensor:
     return (p * torch.log((p + eps) / (q + eps))).mean()
 
 
+def ft(loss: nn.Module, student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """Kim et al. (their train_student.py and utils.FT): beta * L1(FT(F_s), FT(F_t)),
+    FT(x) = normalize(x.view(B, -1)); F_s the translator's output, F_t the frozen
+    paraphraser's encoding of the teacher's map (their ``nn.L1Loss``, p = 1; p = 2: MSE)."""
+    factor_s = loss.translator(student[loss.stage])
+    with torch.no_grad():
+        factor_t = loss.paraphraser.encoder(teacher[loss.stage])
+    unit_s = F.normalize(factor_s.view(factor_s.shape[0], -1))
+    unit_t = F.normalize(factor_t.view(factor_t.shape[0], -1))
+    distance = F.l1_loss if loss.p == 1 else F.mse_loss
+    return loss.beta * distance(unit_s, unit_t)
+
+
+def ab(loss: nn.Module, student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """Heo et al. (their criterion_alternative_L2): (s + mu)^2 where the teacher is off and
+    s > -mu, (s - mu)^2 where it is on and s <= mu; summed, stage weights 2^-(n-1-i),
+    scaled by beta / B."""
+    margin = loss.margin
+    total = 0.0
+    for weight, connector, i in zip(loss.layer_weights, loss.connectors, loss.stages, strict=True):
+        source, target = connector(student[i]), teacher[i]
+        penalty = (source + margin) ** 2 * ((source > -margin) & (target <= 0)).float() + (
+            source - margin
+        ) ** 2 * ((source <= margin) & (target > 0)).float()
+        total = total + weight * penalty.abs().sum()
+    return loss.beta * total / student[0].shape[0]
+
+
+def ofd(loss: nn.Module, student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """Heo et al. (their distiller.py, distillation_loss): partial L2 to max(t, margin),
+    stage k of K weighted 1 / 2^(K-k-1), alpha / B."""
+    count = len(loss.stages)
+    total = 0.0
+    for position, (stage, connector) in enumerate(zip(loss.stages, loss.connectors, strict=True)):
+        source = connector(student[stage])
+        target = torch.max(teacher[stage], loss.margin(position))
+        squared = F.mse_loss(source, target, reduction="none")
+        squared = squared * ((source > target) | (target > 0)).float()
+        total = total + squared.sum() / 2 ** (count - position - 1)
+    return loss.alpha * total / student[0].shape[0]
+
+
+def reviewkd(loss: nn.Module, student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """Chen et al. (their reviewkd.py: ABF.forward, ReviewKD.forward and hcl), on the
+    loss's fusion modules: student levels fused deep to shallow, HCL to the teacher's."""
+
+    def abf(fusion: nn.Module, x: Tensor, y: Tensor | None, out_size) -> tuple[Tensor, Tensor]:
+        n, _, h, w = x.shape
+        x = fusion.project(x)
+        if fusion.attention is not None:
+            y = F.interpolate(y, (h, w), mode="nearest")
+            z = fusion.attention(torch.cat([x, y], dim=1))
+            x = x * z[:, 0].view(n, 1, h, w) + y * z[:, 1].view(n, 1, h, w)
+        if x.shape[-2:] != out_size:
+            x = F.interpolate(x, out_size, mode="nearest")
+        return fusion.output(x), x
+
+    def hcl(fstudent: list[Tensor], fteacher: list[Tensor]) -> Tensor:
+        loss_all = 0.0
+        for fs, ft in zip(fstudent, fteacher, strict=True):
+            h = fs.shape[2]
+            level_loss = F.mse_loss(fs, ft, reduction="mean")
+            cnt, tot = 1.0, 1.0
+            for level in (4, 2, 1):
+                if level >= h:
+                    continue
+                cnt /= 2.0
+                pooled_s = F.adaptive_avg_pool2d(fs, (level, level))
+                pooled_t = F.adaptive_avg_pool2d(ft, (level, level))
+                level_loss = level_loss + F.mse_loss(pooled_s, pooled_t, reduction="mean") * cnt
+                tot += cnt
+            loss_all = loss_all + level_loss / tot
+        return loss_all
+
+    maps = list(student) if loss.student_preact else [F.relu(f) for f in student]
+    student_levels = [*maps, F.relu(student[-1]).mean((2, 3), keepdim=True)]
+    teacher_levels = [*teacher, F.relu(teacher[-1]).mean((2, 3), keepdim=True)]
+    results, residual = [], None
+    for level in reversed(range(len(loss.fusions))):
+        out_size = teacher_levels[level].shape[-2:]
+        output, residual = abf(loss.fusions[level], student_levels[level], residual, out_size)
+        results.insert(0, output)
+    return loss.warmup_factor * hcl(results, teacher_levels)
+
+
+def mgd(loss: nn.Module, student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """Yang et al. (their cls MGDLoss.get_dis_loss): align, mask with rand < lambda,
+    generate, MSE(sum) / N, times alpha. The mask is drawn from the same random stream
+    as ours (the benchmark seeds it before each call), on the features' device."""
+    total = 0.0
+    for position, stage in enumerate(loss.stages):
+        preds_s, preds_t = loss.align[position](student[stage]), teacher[stage]
+        n, c, h, w = preds_s.shape
+        shape = (n, c, 1, 1) if loss.mask == "channel" else (n, 1, h, w)
+        mat = torch.rand(shape, device=preds_s.device)
+        mat = torch.where(mat < loss.lambda_mgd, 0, 1)
+        new_fea = loss.generation[position](torch.mul(preds_s, mat))
+        total = total + F.mse_loss(new_fea, preds_t, reduction="sum") / n
+    return loss.alpha_mgd * total
+
+
+def irg(
+    loss: nn.Module,
+    student: list[Tensor],
+    teacher: list[Tensor],
+    student_logits: Tensor | None = None,
+    teacher_logits: Tensor | None = None,
+) -> Tensor:
+    """Liu et al. as Knowledge-Distillation-Zoo's IRG writes it (pdist by |a|^2 + |b|^2 -
+    2 a.b, diagonal zeroed, divided by the max), with the max a constant in the backward
+    pass as in the authors' Caffe layers (the Zoo lets it carry gradient)."""
+
+    def edges(e: Tensor, eps: float = 1e-12) -> Tensor:
+        e = e.view(e.shape[0], -1)
+        square = e.pow(2).sum(dim=1)
+        dist = (square.unsqueeze(0) + square.unsqueeze(1) - 2 * torch.mm(e, e.t())).clamp(min=eps)
+        dist = dist.clone()
+        dist[range(len(e)), range(len(e))] = 0
+        return dist / dist.max().detach()
+
+    def transformation(fm1: Tensor, fm2: Tensor, eps: float = 1e-12) -> Tensor:
+        if fm1.shape[2:] != fm2.shape[2:]:
+            fm1 = F.adaptive_avg_pool2d(fm1, fm2.shape[2:])
+        narrow, wide = sorted((fm1.shape[1], fm2.shape[1]))
+        if fm1.shape[1] == narrow and wide > narrow:  # the Zoo: (fm2[:, 0::2] + fm2[:, 1::2]) / 2
+            fm2 = fm2.view(fm2.shape[0], narrow, wide // narrow, *fm2.shape[2:]).mean(2)
+        dist = (fm1.flatten(1) - fm2.flatten(1)).pow(2).sum(-1).clamp(min=eps)
+        return dist / dist.max().detach()
+
+    pairs = [(student[i], teacher[i]) for i in loss.edge_stages]
+    if loss.embedding_edge:
+        pairs.append((student[-1].mean((2, 3)), teacher[-1].mean((2, 3))))
+    edge = sum(F.mse_loss(edges(s), edges(t)) for s, t in pairs) / len(pairs)
+    earlier, later = loss.transformation_stages
+    transfer = F.mse_loss(
+        transformation(student[earlier], student[later]),
+        transformation(teacher[earlier], teacher[later]),
+    )
+    total = loss.lambda_edge * edge + loss.lambda_transformation * transfer
+    if loss.lambda_vertex > 0:
+        total = total + loss.lambda_vertex * F.mse_loss(student_logits, teacher_logits)
+    return total
+
+
 PlainLoss = Callable[..., Tensor]
 
 #: implementation id (as in the taxonomy) -> its plain formulation
@@ -258,4 +402,10 @@ PLAIN: dict[str, PlainLoss] = {
     "rkd": rkd,
     "cc": cc,
     "pkt": pkt,
+    "ft": ft,
+    "ab": ab,
+    "ofd": ofd,
+    "reviewkd": reviewkd,
+    "mgd": mgd,
+    "irg": irg,
 }

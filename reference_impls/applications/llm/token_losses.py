@@ -60,6 +60,33 @@ Three forms with equal values and gradients (tests at small sizes):
   each chunk's logits, and accumulates the gradients of the student's hidden states and
   weight; the ``[N, V]`` logits of either model never exist.
 
+Chunk sizes. By default a chunk of the chunked loss holds about ``2**20`` elements
+(``2**20 // V`` tokens); a chunk of the fused loss ``2**22 // V`` tokens but at least 64
+(131 at $V = 32{,}000$, 64 at $V = 128{,}256$): its memory grows with the chunk's elements,
+its cost per chunk with the rows, since every chunk adds a rank-$n$ product to the
+$[V, H]$ weight gradient. Chosen from these measurements (``benchmarks/bench_llm_kd.py``:
+float32, $H = 256$, forward KL, one thread, median CPU time of 3 forward + backward calls,
+peak extra resident memory; a shared 2-core machine at load average 7-8), each against
+the LM heads applied in full followed by the naive loss:
+
+* $N = 1{,}024$, $V = 128{,}256$ (naive: 7.92 s, 3,507 MiB): 32 tokens, the former
+  default, before the in-place weight-gradient update below, 10.56 s (1.33x), 442 MiB
+  (0.13); with it, 65 tokens 5.42 s (0.68x), 479 MiB (0.14); 130 tokens 5.93 s (0.75x),
+  511 MiB (0.15); 261 tokens 5.16 s (0.65x) but 896 MiB (0.26, above a quarter).
+* $N = 2{,}048$, $V = 32{,}000$ (naive: 4.34 s, 1,750 MiB): 131 tokens 2.31 s (0.53x),
+  191 MiB (0.11); 262 tokens 2.30 s (0.53x), 287 MiB (0.16); before the in-place update,
+  524 tokens took 2.89 s at 477 MiB (0.27) and 1,048 tokens 2.60 s at 640 MiB (0.37).
+  At $N = 1{,}024$, 262 tokens held 319 MiB, 0.36 of the naive 875 MiB.
+
+Beyond about 64 rows the time no longer falls beyond this machine's spread while the
+memory grows (past a quarter of the naive peak at the smaller $N$). Most of the former
+1.33x was the weight gradient's update, once per chunk: ``weight_grad += logit_grad.T @
+hidden`` formed a $[V, H]$ product and added it (4.4 s of CPU time for the 32 chunks of 32
+tokens at $V = 128{,}256$, $H = 256$, in a separate measurement; 1.4 s in place with
+``addmm_``, 0.7 s for the 7 chunks of 130). The update is now ``addmm_`` where the logits'
+gradient has the accumulator's dtype (float32, float64); half-precision inputs keep the
+cast product, so their rounding is unchanged.
+
 Gradient in closed form. With $u_v = \partial D / \partial q_v$ (up to a constant in $v$),
 $\partial D/\partial z^s_v = q_v (u_v - \sum_w q_w u_w)/\tau$, where $u = -p/q$
 (forward KL: the gradient is $(q - p)/\tau$), $\log q - \log p$ (reverse),
@@ -310,12 +337,16 @@ def naive_token_kd_loss(
 # whose per-chunk matmuls and weight-gradient updates are inefficient on few rows
 CHUNK_ELEMENTS = 2**20
 FUSED_CHUNK_ELEMENTS = 2**22
+FUSED_MIN_ROWS = 64  # chosen from measurements: module docstring
 
 
-def _chunk_rows(chunk_size: int | None, vocab: int, elements: int = CHUNK_ELEMENTS) -> int:
-    """Tokens per chunk: as given, or so that one ``[n, V]`` chunk has ``elements`` elements."""
+def _chunk_rows(
+    chunk_size: int | None, vocab: int, elements: int = CHUNK_ELEMENTS, min_rows: int = 1
+) -> int:
+    """Tokens per chunk: as given, or so that one ``[n, V]`` chunk has ``elements`` elements
+    (at least ``min_rows``)."""
     if chunk_size is None:
-        return max(1, elements // vocab)
+        return max(min_rows, elements // vocab)
     return at_least("chunk_size", chunk_size, 1)
 
 
@@ -462,7 +493,11 @@ class _FusedLinearTokenKD(torch.autograd.Function):
             if hidden_gradient is not None:
                 hidden_gradient[chunk] = logit_gradient @ student_weight
             if weight_gradient is not None:
-                weight_gradient += (logit_gradient.T @ student_chunk).to(weight_gradient.dtype)
+                if weight_gradient.dtype == logit_gradient.dtype:
+                    # in place (BLAS beta = 1): no [V, H] product is formed and added per chunk
+                    weight_gradient.addmm_(logit_gradient.T, student_chunk)
+                else:  # half precision: each chunk's product rounded as autograd would
+                    weight_gradient += (logit_gradient.T @ student_chunk).to(weight_gradient.dtype)
         ctx.gradients = (
             hidden_gradient,
             weight_gradient.to(student_weight.dtype) if weight_gradient is not None else None,
@@ -510,7 +545,7 @@ def fused_linear_token_kd_loss(
         labels, attention_mask, divergence, beta, skew, temperature, ignore_index: as in
             :func:`naive_token_kd_loss`.
         chunk_size: tokens per chunk; one chunk's ``[chunk_size, V]`` logits exist at a time
-            (default ``2**22 // V``).
+            (default ``2**22 // V``, at least 64).
 
     Returns:
         Equal (up to rounding) to ``naive_token_kd_loss(student_hidden @ student_weight.T,
@@ -537,7 +572,9 @@ def fused_linear_token_kd_loss(
             "student_weight and teacher_weight must have the same vocabulary size V, got "
             f"{tuple(student_weight.shape)} and {tuple(teacher_weight.shape)}"
         )
-    chunk_size = _chunk_rows(chunk_size, student_weight.shape[0], FUSED_CHUNK_ELEMENTS)
+    chunk_size = _chunk_rows(
+        chunk_size, student_weight.shape[0], FUSED_CHUNK_ELEMENTS, FUSED_MIN_ROWS
+    )
     student = student_hidden.reshape(-1, student_hidden.shape[-1])
     teacher = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
     kept = kept_tokens(student.shape[0], labels, attention_mask, ignore_index, student.device)

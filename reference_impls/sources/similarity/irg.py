@@ -77,7 +77,8 @@ def edge_matrix(features: torch.Tensor) -> torch.Tensor:
     flat = features.flatten(1)
     squared_norms = flat.pow(2).sum(dim=1)
     # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b avoids a [B, B, D] tensor; clamp rounding below zero
-    distances = squared_norms.unsqueeze(0) + squared_norms.unsqueeze(1) - 2 * flat @ flat.t()
+    # 2 * (a @ b.T), not (2 * a) @ b.T: scale the [B, B] product, not the [B, D] features
+    distances = squared_norms.unsqueeze(0) + squared_norms.unsqueeze(1) - 2 * (flat @ flat.t())
     off_diagonal = 1.0 - torch.eye(len(flat), device=flat.device, dtype=flat.dtype)
     distances = distances.clamp_min(0.0) * off_diagonal
     # the authors' Caffe layer treats the maximum as a constant when back-propagating

@@ -253,3 +253,16 @@ def test_bad_inputs_are_reported_with_their_shapes() -> None:
         fused_linear_token_kd_loss(hidden, weight, teacher_hidden, teacher_weight[:-1])
     with pytest.raises(ValueError, match="same tokens"):
         fused_linear_token_kd_loss(hidden, weight, teacher_hidden[:-1], teacher_weight)
+
+
+def test_the_fused_default_chunk_is_bounded_in_elements_and_at_least_64_tokens() -> None:
+    from reference_impls.applications.llm.token_losses import (
+        FUSED_CHUNK_ELEMENTS,
+        FUSED_MIN_ROWS,
+        _chunk_rows,
+    )
+
+    # the measured choice (module docstring): 131 tokens at V = 32,000, 64 at V = 128,256
+    assert _chunk_rows(None, 32_000, FUSED_CHUNK_ELEMENTS, FUSED_MIN_ROWS) == 131
+    assert _chunk_rows(None, 128_256, FUSED_CHUNK_ELEMENTS, FUSED_MIN_ROWS) == 64
+    assert _chunk_rows(7, 128_256, FUSED_CHUNK_ELEMENTS, FUSED_MIN_ROWS) == 7  # as given

@@ -127,3 +127,48 @@ def test_initialisation_phase_transfers_activation_boundaries():
     distilled = _boundary_agreement(student, teacher, data)
     baseline_score = _boundary_agreement(baseline, teacher, data)
     assert distilled > baseline_score + 0.02
+
+
+def _two_branch_penalty(student: torch.Tensor, teacher: torch.Tensor, margin: float):
+    """The penalty as the equation reads (both branches, then a select): the guard of the
+    one-pass form in ``boundary_penalty``."""
+    too_low = (margin - student).clamp(min=0).pow(2)
+    too_high = (margin + student).clamp(min=0).pow(2)
+    return torch.where(teacher > 0, too_low, too_high).sum()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_pass_penalty_equals_the_two_branch_form_at_the_margins_and_extremes(dtype):
+    from reference_impls.sources.feature.ab import boundary_penalty
+
+    torch.manual_seed(0)
+    student = 3 * torch.randn(4, 6, 5, 5, dtype=dtype)
+    # exactly at +/- margin, at 0, and huge values on both sides of both teacher states
+    edge = torch.tensor([1.0, -1.0, 0.0, 1e18, -1e18, 1.0, -1.0, 0.0, 1e18, -1e18], dtype=dtype)
+    student.view(-1)[:10] = edge
+    teacher = torch.randn(4, 6, 5, 5, dtype=dtype)
+    teacher.view(-1)[:10] = torch.tensor([1.0] * 5 + [-1.0] * 5, dtype=dtype)
+    teacher.view(-1)[10] = 0.0  # a teacher exactly at 0 is off
+    ours, reference = student.clone().requires_grad_(), student.clone().requires_grad_()
+    value = boundary_penalty(ours, teacher, 1.0)
+    expected = _two_branch_penalty(reference, teacher, 1.0)
+    value.backward(), expected.backward()
+    assert torch.equal(value, expected)
+    assert torch.equal(ours.grad, reference.grad)
+
+
+def test_bf16_autocast_computes_the_penalty_in_float32(preacts):
+    student, teacher = preacts
+    loss = make_loss()
+    bf16_student = [s.bfloat16().float() for s in student]  # what bf16 features hold
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = loss(bf16_student, teacher)
+    assert cast.dtype == torch.float32
+    # the connectors ran in bf16 under autocast; the penalty on their outputs is float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        connected = loss.connect(bf16_student)
+    expected = sum(
+        w * _two_branch_penalty(c.float(), teacher[i], loss.margin)
+        for w, c, i in zip(loss.layer_weights, connected, loss.stages, strict=True)
+    )
+    torch.testing.assert_close(cast, loss.beta * expected / student[0].shape[0])

@@ -185,3 +185,37 @@ def test_training_moves_student_features_toward_the_teacher():
         distilled = linear_cka(student.eval()(data.x_test).preact_features[-1], teacher_last)
         undistilled = linear_cka(baseline.eval()(data.x_test).preact_features[-1], teacher_last)
     assert distilled > undistilled + 0.01
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_partial_l2_equals_the_squared_power_form_at_ties_and_extremes(dtype):
+    """``partial_l2`` is one mse_loss kernel each way; the guard is the equation's
+    ``(S - T)^2`` masked, bit for bit, values and gradients."""
+    torch.manual_seed(0)
+    source = 3 * torch.randn(4, 6, 5, 5, dtype=dtype)
+    target = torch.maximum(torch.randn(4, 6, 5, 5, dtype=dtype), torch.tensor(-0.5, dtype=dtype))
+    # ties S = T (both signs), S just above a negative T, T exactly 0, huge values
+    source.view(-1)[:6] = torch.tensor([-0.5, 0.7, -0.4999, 0.0, 1e18, -1e18], dtype=dtype)
+    target.view(-1)[:6] = torch.tensor([-0.5, 0.7, -0.5, 0.0, -0.5, 0.3], dtype=dtype)
+    ours, reference = source.clone().requires_grad_(), source.clone().requires_grad_()
+    value = partial_l2(ours, target)
+    counted = (reference > target) | (target > 0)
+    expected = ((reference - target) ** 2 * counted).sum()
+    value.backward(), expected.backward()
+    assert torch.equal(value, expected)
+    assert torch.equal(ours.grad, reference.grad)
+
+
+def test_bf16_autocast_computes_the_distance_in_float32(preacts):
+    student, teacher = preacts
+    loss = OFDLoss(STUDENT_CHANNELS, TEACHER_CHANNELS, fresh_margins())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(student, teacher)
+        pairs = zip(loss.stages, loss.connectors, strict=True)
+        connected = [regress(student[s]) for s, regress in pairs]
+    assert value.dtype == torch.float32
+    expected = sum(
+        partial_l2(c.float(), torch.maximum(teacher[s], loss.margin(p))) / 2 ** (2 - p)
+        for p, (s, c) in enumerate(zip(loss.stages, connected, strict=True))
+    )
+    torch.testing.assert_close(value, loss.alpha * expected / student[0].shape[0])

@@ -139,3 +139,29 @@ def test_training_moves_student_toward_teacher():
     train(OfflineDistiller(student, teacher, IRGLoss()), data, **kwargs)
     distilled = held_out_irg(student, teacher, data.x_test)
     assert distilled < 0.6 * held_out_irg(baseline, teacher, data.x_test)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e15, 1e-15])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_edge_matrix_scales_the_product_not_the_features_bit_for_bit(scale, dtype):
+    """``2 * (a @ a.T)`` replaced ``(2 * a) @ a.T`` (a [B, D] pass less each way): a power
+    of two commutes with rounding, so values and gradients are unchanged, also at large
+    and small magnitudes."""
+    from reference_impls.sources.similarity.irg import edge_matrix
+
+    def two_scaled_features(features: torch.Tensor) -> torch.Tensor:
+        flat = features.flatten(1)
+        squared = flat.pow(2).sum(dim=1)
+        distances = squared.unsqueeze(0) + squared.unsqueeze(1) - 2 * flat @ flat.t()
+        off_diagonal = 1.0 - torch.eye(len(flat), dtype=flat.dtype)
+        distances = distances.clamp_min(0.0) * off_diagonal
+        return distances / distances.max().detach().clamp_min(1e-12)
+
+    features = scale * torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    weights = torch.rand(6, 6, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    ours = features.to(dtype).requires_grad_()
+    reference = features.to(dtype).requires_grad_()
+    value, expected = edge_matrix(ours), two_scaled_features(reference)
+    (value * weights).sum().backward(), (expected * weights).sum().backward()
+    assert torch.equal(value, expected)
+    assert torch.equal(ours.grad, reference.grad)
