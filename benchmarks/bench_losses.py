@@ -424,15 +424,16 @@ NOTES: dict[str, str] = {
     "dkd": "at 256 x 100 a call takes about 1 ms and the ratio swings between runs (0.93 over "
     "300 alternated repeats in a scratch run, 1.13-1.18 over 15-21 here): ours launches a "
     "few more small kernels (logsumexp over the non-target classes, logaddexp) than the "
-    "masked softmax; at 256 x 1000 and 1024 x 1000, where the passes over [B, C] dominate, "
+    "masked softmax (1.08 on the idle machine); at 256 x 1000 and 1024 x 1000, where the "
+    "passes over [B, C] dominate, "
     "it is 0.5-0.8. We keep the log-space form: it stays exact when the teacher's p_t "
     "rounds to 1 in float32 (test_extreme_logits_match_the_log_space_reference), where "
     "log(1 - p_t) of the plain form is log 0",
     "normkd": "the same passes as the plain formulation plus a floor on each sample's "
-    "standard deviation (a [B, 1] clamp, so a constant row cannot divide by zero). At "
-    "256 x 100 (a ~1 ms call) the ratio is not stable: 1.23 and 7.42 in two full passes, "
-    "1.57 timing this loss alone, and 0.83 over 100 alternated pairs in a scratch loop, "
-    "where the two took the same CPU time (0.93 and 0.87 ms); 0.97-1.14 at the larger sizes",
+    "standard deviation (a [B, 1] clamp, so a constant row cannot divide by zero). On the "
+    "idle machine 0.98, 1.05 and 1.16 at the three sizes; on the loaded machine the ~1 ms "
+    "call at 256 x 100 measured 1.23 and 7.42 in two passes, and 0.83 over 100 alternated "
+    "pairs in a scratch loop, where the two took the same CPU time (0.93 and 0.87 ms)",
     "kd": "the same passes as the plain formulation (log_softmax on both sides, KL in log "
     "space); the small-size ratio is noise of a ~0.3 ms call on a loaded machine",
     "at": "after the rewrite (a square for p = 2 instead of abs then pow) the same passes as "
@@ -444,6 +445,9 @@ NOTES: dict[str, str] = {
     "normalise); run-to-run spread",
     "fsp": "the same passes as the plain formulation; run-to-run spread",
     "fitnets": "the same regressor and MSE as the plain formulation; run-to-run spread",
+    "mgd": "the same random mask (drawn from the same seed), generation block and MSE as "
+    "the plain formulation; 1.00 at the CIFAR size and 0.99 at the ImageNet-like size on "
+    "the idle machine is run-to-run spread",
     "dist": "the same passes as the plain formulation; the small-size ratio is noise of a "
     "~1.5 ms call",
     "ttm": "one log_softmax of the scaled teacher logits (the power transform in log space); "
@@ -455,17 +459,17 @@ NOTES: dict[str, str] = {
     "cc": "the same passes as the plain formulation; run-to-run spread",
     "ft": "the same translator, paraphraser encoder and normalised L1 distance as the plain "
     "formulation; the convolutions take nearly all of a call (about 110 s at the "
-    "ImageNet-like size, so one pair was timed): 0.98 at the CIFAR size",
+    "ImageNet-like size under load, so one pair was timed): 1.01-1.02 on the idle machine",
     "ofd": "after the rewrite (the partial L2 as one mse_loss kernel each way, as the "
     "plain formulation) the same operations as plain: in a scratch profile at the CIFAR "
-    "size ours took 413 ms of CPU time and plain 423 ms, op for op the same; 1.06-1.15 "
-    "here is 3 paired repeats (1 at the larger size) on a machine at load average 5-7",
+    "size ours took 413 ms of CPU time and plain 423 ms, op for op the same; 1.01-1.02 on "
+    "the idle machine, 1.06-1.15 at load average 5-7",
     "reviewkd": "the fusion modules and HCL are the plain formulation's operations on the "
-    "same modules (3x3 convolutions take nearly all of a call); a call takes 30-70 s here, "
-    "so one pair was timed, ours first (0.80 at the ImageNet-like size)",
+    "same modules (3x3 convolutions take nearly all of a call); few pairs are timed (a call "
+    "takes seconds), ours first: 1.01 on the idle machine, 0.80-1.47 under load",
     "irg": "after the rewrite (the edge matrix scales the [B, B] product by 2 instead of "
     "the [B, D] features, 1.62 before at the ImageNet-like size) the same operations as the "
-    "plain formulation, op for op in a scratch profile; 0.97 at the CIFAR size",
+    "plain formulation, op for op in a scratch profile; 0.99-1.01 on the idle machine",
 }
 
 #: losses whose memory grows as B^3: not run where that would not fit a shared machine
