@@ -47,10 +47,13 @@ a point of that grid.
 Deviation: they keep the best-validation checkpoint of each TA; we use the TA as it is
 at the end of its step.
 
-On small models: see the offline notebook (a ``teacher_cnn`` at about 0.99 test
-accuracy, an assistant ``TinyCNN((16, 32, 64))``, ``student_cnn`` on 100 labelled
-digits, 16 epochs per step, three seeds). TAKD is meant for large capacity gaps; our
-teacher is 15 times the student's size on a task both nearly solve, so the toy does
+On small models: the offline notebook (a ``teacher_cnn`` at about 0.99 test accuracy, an
+assistant ``TinyCNN((16, 32, 64))``, ``student_cnn`` on 100 labelled digits, 16 epochs per
+step, seeds 0, 1 and 2, tau = 5 and lambda = 0.5) measured the student at 0.880 +- 0.010 test
+accuracy through the assistant (itself 0.905 +- 0.009) and 0.883 +- 0.015 with the same chain
+and no assistant, against 0.889 +- 0.013 alone: at this lambda the authors' KD term (a tenth
+of Hinton's on 10 classes) is too weak to matter. TAKD is meant for large capacity gaps;
+our teacher is 15 times the student's size on a task both nearly solve, so the toy does
 not test the regime it was made for.
 """
 
