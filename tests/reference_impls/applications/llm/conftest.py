@@ -1,4 +1,5 @@
-"""The short distillation run the token-level loss tests of this folder share."""
+"""What the tests of this folder share: padded character batches, and the short distillation
+run of the token-level losses."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import torch
 from torch import nn
 
 from reference_impls.common.language_models import (
+    BOS,
+    PAD,
+    VOCAB_SIZE,
     LMDistiller,
     fit_language_model,
     load_docstrings,
@@ -51,3 +55,21 @@ def kl_to_teacher_after_training(make_loss: Callable[[], nn.Module]) -> dict[str
 def distillation_run() -> Callable[[Callable[[], nn.Module]], dict[str, float]]:
     """:func:`kl_to_teacher_after_training`, for the tests of this folder."""
     return kl_to_teacher_after_training
+
+
+def padded_character_batch(
+    rows: int, length: int = 24, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random character sequences ``[rows, length]`` after ``<bos>``, the second row padded
+    from position 20; and their mask (True at a real token)."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(2, VOCAB_SIZE, (rows, length), generator=generator)
+    tokens[:, 0] = BOS
+    tokens[1, 20:] = PAD
+    return tokens, tokens != PAD
+
+
+@pytest.fixture
+def character_batch() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`padded_character_batch`, for the tests of this folder."""
+    return padded_character_batch

@@ -16,8 +16,6 @@ from reference_impls.applications.llm.minillm_policy import (
     whiten,
 )
 from reference_impls.common.language_models import (
-    BOS,
-    PAD,
     VOCAB_SIZE,
     fit_language_model,
     generate,
@@ -25,14 +23,6 @@ from reference_impls.common.language_models import (
     student_lm,
     teacher_lm,
 )
-
-
-def _sequences(rows: int = 4, length: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(2, VOCAB_SIZE, (rows, length), generator=generator)
-    tokens[:, 0] = BOS
-    tokens[1, 20:] = PAD
-    return tokens, tokens != PAD
 
 
 def test_the_clipped_loss_of_a_two_token_response_by_hand():
@@ -91,10 +81,10 @@ def _models(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
     return student_lm(), teacher_lm()
 
 
-def test_a_rollout_holds_the_rewards_and_weights_of_teacher_mixed_samples():
+def test_a_rollout_holds_the_rewards_and_weights_of_teacher_mixed_samples(character_batch):
     student, teacher = _models()
     procedure = MiniLLM(student, teacher, prompt_length=8, max_new_tokens=6)
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(4)
     torch.manual_seed(1)
     rollout = procedure.rollout(tokens, mask)
     assert rollout.tokens.shape == (4, 14) and rollout.mask.shape == (4, 6)
@@ -116,11 +106,13 @@ def test_a_rollout_holds_the_rewards_and_weights_of_teacher_mixed_samples():
     assert torch.equal(plain.rollout(tokens, mask).weights, torch.ones(4, 6))
 
 
-def test_with_the_papers_returns_a_one_token_response_is_the_single_step_term_alone():
+def test_with_the_papers_returns_a_one_token_response_is_the_single_step_term_alone(
+    character_batch,
+):
     # the paper's long-term part uses R_{t+1}, empty for the last token: with one token the
     # gradient is the single-step term's, exactly (the code's R_t includes r_t, so not there)
     student, teacher = _models()
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(4)
     procedure = MiniLLM(
         student, teacher, prompt_length=8, max_new_tokens=1, pt_weight=0.0,
         include_current_reward=False,
@@ -137,9 +129,9 @@ def test_with_the_papers_returns_a_one_token_response_is_the_single_step_term_al
     assert code(tokens, mask, rollout)["pg"] != 0
 
 
-def test_padding_never_counts():
+def test_padding_never_counts(character_batch):
     student, teacher = _models()
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(4)
     procedure = MiniLLM(student, teacher, prompt_length=8, max_new_tokens=6)
     torch.manual_seed(1)
     rollout = procedure.rollout(tokens, mask)
@@ -170,24 +162,24 @@ def test_padding_never_counts():
     assert terms["pg"] == 0 and terms["single_step"] == 0
 
 
-def test_the_objective_reuses_each_rollout_for_ppo_epochs_steps(monkeypatch):
+def test_the_objective_reuses_each_rollout_for_ppo_epochs_steps(monkeypatch, character_batch):
     student, teacher = _models()
     procedure = MiniLLM(student, teacher, prompt_length=8, max_new_tokens=4, ppo_epochs=3)
     sampled = []
     original = procedure.rollout
     monkeypatch.setattr(procedure, "rollout", lambda *a: sampled.append(1) or original(*a))
     objective = procedure.objective()
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(4)
     for _ in range(7):
         objective(tokens, mask, torch.arange(4)).backward()
     assert len(sampled) == 3  # steps 1, 4 and 7
     assert all(p.grad is None for p in teacher.parameters())
 
 
-def test_bad_inputs_and_settings_are_clear_errors():
+def test_bad_inputs_and_settings_are_clear_errors(character_batch):
     student, teacher = _models()
     procedure = MiniLLM(student, teacher, prompt_length=8, max_new_tokens=4)
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(4)
     with pytest.raises(ValueError, match="one shape"):
         procedure(tokens, mask[:, :5])
     short = mask.clone()

@@ -8,9 +8,6 @@ import torch.nn.functional as F
 
 from reference_impls.applications.llm import GKD, GKDLoss
 from reference_impls.common.language_models import (
-    BOS,
-    PAD,
-    VOCAB_SIZE,
     fit_language_model,
     generate,
     load_docstrings,
@@ -18,14 +15,6 @@ from reference_impls.common.language_models import (
     teacher_lm,
     token_kl,
 )
-
-
-def _sequences(rows: int = 6, length: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(2, VOCAB_SIZE, (rows, length), generator=generator)
-    tokens[:, 0] = BOS
-    tokens[1, 20:] = PAD
-    return tokens, tokens != PAD
 
 
 class _Recording(torch.nn.Module):
@@ -40,33 +29,35 @@ class _Recording(torch.nn.Module):
         return self.inner(student, teacher, labels)
 
 
-def test_on_policy_batches_are_student_samples_with_the_prompt_masked():
+def test_on_policy_batches_are_student_samples_with_the_prompt_masked(character_batch):
     torch.manual_seed(0)
     recording = _Recording()
     procedure = GKD(student_lm(), teacher_lm(), recording, lmbda=1.0, prompt_length=8)
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(6)
     terms = procedure(tokens, mask)
     assert terms["on_policy"] == 1
     assert recording.labels.shape == (6, 8 + 32 - 1)  # prompt + max_new_tokens, shifted
     assert (recording.labels[:, :7] == -100).all() and (recording.labels[:, 7:] >= 2).all()
 
 
-def test_off_policy_batches_are_the_data_with_padding_and_prompt_masked():
+def test_off_policy_batches_are_the_data_with_padding_and_prompt_masked(character_batch):
     torch.manual_seed(0)
     recording = _Recording()
     procedure = GKD(student_lm(), teacher_lm(), recording, lmbda=0.0, prompt_length=8)
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(6)
     assert procedure(tokens, mask)["on_policy"] == 0
     expected = tokens[:, 1:].masked_fill(~mask[:, 1:], -100)
     expected[:, :7] = -100
     assert torch.equal(recording.labels, expected)
 
 
-def test_seq_kd_uses_the_teachers_samples_off_policy_and_lmbda_is_the_on_policy_rate():
+def test_seq_kd_uses_the_teachers_samples_off_policy_and_lmbda_is_the_on_policy_rate(
+    character_batch,
+):
     torch.manual_seed(0)
     recording = _Recording()
     procedure = GKD(student_lm(), teacher_lm(), recording, lmbda=0.0, prompt_length=8, seq_kd=True)
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(6)
     procedure(tokens, mask)
     assert recording.labels.shape == (6, 8 + 32 - 1)
     procedure = GKD(student_lm(), teacher_lm(), lmbda=0.3, prompt_length=8, max_new_tokens=2)
@@ -74,9 +65,9 @@ def test_seq_kd_uses_the_teachers_samples_off_policy_and_lmbda_is_the_on_policy_
     assert 0.2 < sum(on_policy) / 200 < 0.4
 
 
-def test_bad_batches_and_settings_are_clear_errors():
+def test_bad_batches_and_settings_are_clear_errors(character_batch):
     procedure = GKD(student_lm(), teacher_lm(), prompt_length=8)
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(6)
     with pytest.raises(ValueError, match="prompt_length"):
         procedure(tokens[:, :8], mask[:, :8])
     short = mask.clone()
@@ -120,10 +111,10 @@ def test_on_policy_training_moves_the_student_toward_the_teacher_on_its_own_samp
     assert kls[1.0] < 0.7 * kls[None], kls
 
 
-def test_gradients_do_not_flow_through_the_sampling():
+def test_gradients_do_not_flow_through_the_sampling(character_batch):
     torch.manual_seed(0)
     procedure = GKD(student_lm(), teacher_lm(), lmbda=1.0, prompt_length=8, max_new_tokens=4)
-    tokens, mask = _sequences()
+    tokens, mask = character_batch(6)
     loss = procedure(tokens, mask)["loss"]
     loss.backward()
     assert all(p.grad is None for p in procedure.teacher.parameters())
